@@ -1,0 +1,443 @@
+/* entry.c - rules for managed principal entries: what the KDC may see, what
+ * a write may store, and how temporary keys are added and removed. */
+#include "tkentry.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Prefix the context's message for code with the principal's name. */
+static krb5_error_code
+name_error(krb5_context ctx, krb5_error_code code, krb5_const_principal princ)
+{
+    char *name = NULL;
+
+    if (princ != NULL && krb5_unparse_name(ctx, princ, &name) == 0) {
+        krb5_prepend_error_message(ctx, code, "tempkey: %s", name);
+        krb5_free_unparsed_name(ctx, name);
+    }
+    return code;
+}
+
+krb5_error_code
+tk_entry_is_managed(krb5_context ctx, krb5_db_entry *entry, krb5_boolean *out)
+{
+    krb5_error_code ret;
+    char *value = NULL;
+
+    ret = krb5_dbe_get_string(ctx, entry, TK_ATTR_MANAGED, &value);
+    if (ret)
+        return ret;
+    *out = (value != NULL);
+    krb5_dbe_free_string(ctx, value);
+    return 0;
+}
+
+krb5_error_code
+tk_entry_get_meta(krb5_context ctx, krb5_db_entry *entry, tk_meta **meta_out)
+{
+    krb5_error_code ret;
+    krb5_tl_data tl;
+
+    *meta_out = NULL;
+    memset(&tl, 0, sizeof(tl));
+    tl.tl_data_type = TK_TL_META;
+    ret = krb5_dbe_lookup_tl_data(ctx, entry, &tl);
+    if (ret)
+        return ret;
+    if (tl.tl_data_contents == NULL)
+        return 0;
+    ret = tk_meta_decode(ctx, tl.tl_data_contents, tl.tl_data_length,
+                         meta_out);
+    return ret ? name_error(ctx, ret, entry->princ) : 0;
+}
+
+krb5_error_code
+tk_entry_set_meta(krb5_context ctx, krb5_db_entry *entry, const tk_meta *meta)
+{
+    krb5_error_code ret;
+    krb5_tl_data tl;
+    unsigned char *der = NULL;
+    size_t len;
+
+    ret = tk_meta_encode(ctx, meta, &der, &len);
+    if (ret)
+        return ret;
+    memset(&tl, 0, sizeof(tl));
+    tl.tl_data_type = TK_TL_META;
+    tl.tl_data_length = (krb5_ui_2)len;
+    tl.tl_data_contents = der;
+    ret = krb5_dbe_update_tl_data(ctx, entry, &tl);
+    free(der);
+    return ret;
+}
+
+/* Keep only the keys whose kvno has a record in meta that is live at now
+ * (any record if now is 0).  Return how many key versions were dropped. */
+static size_t
+keep_recorded_keys(krb5_context ctx, krb5_db_entry *entry,
+                   const tk_meta *meta, int64_t now)
+{
+    const tk_key_record *rec;
+    krb5_kvno last_dropped = 0;
+    size_t dropped = 0;
+    int i, out = 0;
+
+    for (i = 0; i < entry->n_key_data; i++) {
+        krb5_key_data *kd = &entry->key_data[i];
+
+        rec = tk_meta_find(meta, kd->key_data_kvno);
+        if (rec != NULL && (now == 0 || rec->expiry > now)) {
+            entry->key_data[out++] = *kd;
+            continue;
+        }
+        if (kd->key_data_kvno != last_dropped) {
+            dropped++;
+            last_dropped = kd->key_data_kvno;
+        }
+        krb5_dbe_free_key_data_contents(ctx, kd);
+    }
+    entry->n_key_data = (krb5_int16)out;
+    if (out == 0) {
+        free(entry->key_data);
+        entry->key_data = NULL;
+    }
+    return dropped;
+}
+
+/* The time the newest unusable key of meta stopped being usable at now. */
+static int64_t
+last_end(const tk_meta *meta, int64_t now)
+{
+    int64_t end = meta->last_expiry;
+    size_t i;
+
+    for (i = 0; i < meta->nkeys; i++) {
+        if (meta->keys[i].expiry <= now && meta->keys[i].expiry > end)
+            end = meta->keys[i].expiry;
+    }
+    return end;
+}
+
+krb5_error_code
+tk_entry_kdc_view(krb5_context ctx, krb5_db_entry *entry, int64_t now,
+                  krb5_boolean server_lookup)
+{
+    krb5_error_code ret;
+    tk_meta *meta = NULL, empty;
+    const tk_key_record *newest;
+    char when[TK_TIME_LEN];
+    int64_t end;
+
+    ret = tk_entry_get_meta(ctx, entry, &meta);
+    if (ret)
+        return ret;
+    memset(&empty, 0, sizeof(empty));
+    keep_recorded_keys(ctx, entry, meta != NULL ? meta : &empty, now);
+    if (!server_lookup)
+        goto cleanup;
+
+    if (entry->n_key_data == 0) {
+        ret = KRB5_KDB_NO_MATCHING_KEY;
+        end = (meta != NULL) ? last_end(meta, now) : 0;
+        if (end == 0) {
+            krb5_set_error_message(ctx, ret, "no live temporary key (it "
+                                   "has never had one)");
+        } else {
+            tk_format_time(end, when);
+            krb5_set_error_message(ctx, ret, "no live temporary key (the "
+                                   "last one, up to kvno %u, ended at %s)",
+                                   meta->highest_kvno, when);
+        }
+        name_error(ctx, ret, entry->princ);
+        goto cleanup;
+    }
+    /* Keys are sorted by descending kvno: the KDC encrypts in the first. */
+    newest = tk_meta_find(meta, entry->key_data[0].key_data_kvno);
+    entry->max_life = tk_cap_life(entry->max_life, newest->expiry, now);
+    if (entry->max_renewable_life != 0) {
+        entry->max_renewable_life = tk_cap_life(entry->max_renewable_life,
+                                                newest->expiry, now);
+    }
+    /* A postdated ticket could start after its key has expired. */
+    entry->attributes |= KRB5_KDB_DISALLOW_POSTDATED;
+
+cleanup:
+    tk_meta_free(meta);
+    return ret;
+}
+
+krb5_error_code
+tk_entry_check_put(krb5_context ctx, krb5_db_entry *entry)
+{
+    krb5_error_code ret;
+    krb5_boolean managed;
+    tk_meta *meta = NULL;
+    int i;
+
+    ret = tk_entry_is_managed(ctx, entry, &managed);
+    if (ret)
+        return ret;
+    ret = tk_entry_get_meta(ctx, entry, &meta);
+    if (ret)
+        return ret;
+    if (managed) {
+        for (i = 0; i < entry->n_key_data; i++) {
+            if (tk_meta_find(meta, entry->key_data[i].key_data_kvno) != NULL)
+                continue;
+            ret = EPERM;
+            krb5_set_error_message(ctx, ret, "is managed by tempkey: its "
+                                   "keys come from ktupdate, so it cannot "
+                                   "take a password or long-term key (key "
+                                   "version %u has no temporary-key record)",
+                                   entry->key_data[i].key_data_kvno);
+            break;
+        }
+    } else if (meta != NULL && meta->nkeys > 0) {
+        ret = EPERM;
+        krb5_set_error_message(ctx, ret, "still holds %zu temporary key "
+                               "version(s); revoke them (tempkey-admin "
+                               "revoke) before removing the '%s' attribute",
+                               meta->nkeys, TK_ATTR_MANAGED);
+    }
+    tk_meta_free(meta);
+    return ret ? name_error(ctx, ret, entry->princ) : 0;
+}
+
+/* Apply a change to the records and drop the keys left without one. */
+static krb5_error_code
+store_records(krb5_context ctx, krb5_db_entry *entry, tk_meta *meta)
+{
+    keep_recorded_keys(ctx, entry, meta, 0);
+    return tk_entry_set_meta(ctx, entry, meta);
+}
+
+krb5_error_code
+tk_entry_revoke(krb5_context ctx, krb5_db_entry *entry, krb5_kvno kvno,
+                int64_t now, size_t *removed_out)
+{
+    krb5_error_code ret;
+    tk_meta *meta = NULL;
+    size_t removed = 0;
+
+    *removed_out = 0;
+    ret = tk_entry_get_meta(ctx, entry, &meta);
+    if (ret)
+        return ret;
+    if (meta != NULL && kvno == 0) {
+        while (meta->nkeys > 0)
+            removed += tk_meta_remove(meta, meta->keys[0].kvno, now);
+    } else if (meta != NULL) {
+        removed = tk_meta_remove(meta, kvno, now);
+    }
+    if (kvno != 0 && removed == 0) {
+        ret = KRB5_KDB_NO_MATCHING_KEY;
+        krb5_set_error_message(ctx, ret, "has no temporary key with kvno %u",
+                               kvno);
+        name_error(ctx, ret, entry->princ);
+        goto cleanup;
+    }
+    if (meta != NULL)
+        ret = store_records(ctx, entry, meta);
+    if (ret == 0)
+        *removed_out = removed;
+
+cleanup:
+    tk_meta_free(meta);
+    return ret;
+}
+
+krb5_error_code
+tk_entry_purge(krb5_context ctx, krb5_db_entry *entry, int64_t now,
+               size_t *removed_out)
+{
+    krb5_error_code ret;
+    tk_meta *meta = NULL;
+    size_t removed;
+
+    *removed_out = 0;
+    ret = tk_entry_get_meta(ctx, entry, &meta);
+    if (ret || meta == NULL)
+        return ret;
+    removed = tk_meta_drop_expired(meta, now);
+    if (removed > 0)
+        ret = store_records(ctx, entry, meta);
+    if (ret == 0)
+        *removed_out = removed;
+    tk_meta_free(meta);
+    return ret;
+}
+
+krb5_error_code
+tk_entry_next_kvno(krb5_context ctx, krb5_db_entry *entry,
+                   krb5_kvno *kvno_out)
+{
+    krb5_error_code ret;
+    tk_meta *meta = NULL;
+    krb5_kvno top = 0;
+    int i;
+
+    ret = tk_entry_get_meta(ctx, entry, &meta);
+    if (ret)
+        return ret;
+    if (meta != NULL)
+        top = meta->highest_kvno;
+    for (i = 0; i < entry->n_key_data; i++) {
+        if (entry->key_data[i].key_data_kvno > top)
+            top = entry->key_data[i].key_data_kvno;
+    }
+    tk_meta_free(meta);
+    if (top >= TK_KVNO_MAX) {
+        krb5_set_error_message(ctx, KRB5_KDB_BAD_VERSION, "key version "
+                               "numbers are exhausted (%u)", top);
+        return name_error(ctx, KRB5_KDB_BAD_VERSION, entry->princ);
+    }
+    *kvno_out = top + 1;
+    return 0;
+}
+
+/* Find the realm's active master key for entry's realm. */
+static krb5_error_code
+active_mkey(krb5_context ctx, krb5_db_entry *entry, krb5_kvno *mkvno_out,
+            krb5_keyblock **mkey_out)
+{
+    krb5_error_code ret;
+    krb5_principal mprinc = NULL;
+    krb5_actkvno_node *act = NULL;
+    char *realm = NULL;
+
+    realm = strndup(entry->princ->realm.data, entry->princ->realm.length);
+    if (realm == NULL)
+        return ENOMEM;
+    ret = krb5_db_setup_mkey_name(ctx, NULL, realm, NULL, &mprinc);
+    if (ret)
+        goto cleanup;
+    ret = krb5_dbe_fetch_act_key_list(ctx, mprinc, &act);
+    if (ret)
+        goto cleanup;
+    ret = krb5_dbe_find_act_mkey(ctx, act, mkvno_out, mkey_out);
+
+cleanup:
+    if (ret)
+        krb5_prepend_error_message(ctx, ret, "cannot find the active master "
+                                   "key of realm %s", realm);
+    krb5_dbe_free_actkvno_list(ctx, act);
+    krb5_free_principal(ctx, mprinc);
+    free(realm);
+    return ret;
+}
+
+/* Re-encrypt the entry's keys under mkey if they use another master key. */
+static krb5_error_code
+reencrypt_keys(krb5_context ctx, krb5_db_entry *entry, krb5_kvno mkvno,
+               const krb5_keyblock *mkey)
+{
+    krb5_error_code ret = 0;
+    krb5_kvno cur;
+    krb5_keyblock kb;
+    krb5_keysalt salt;
+    krb5_key_data fresh;
+    int i;
+
+    if (entry->n_key_data == 0)
+        return 0;
+    ret = krb5_dbe_get_mkvno(ctx, entry, &cur);
+    if (ret || cur == mkvno)
+        return ret;
+    for (i = 0; i < entry->n_key_data; i++) {
+        krb5_key_data *kd = &entry->key_data[i];
+
+        memset(&kb, 0, sizeof(kb));
+        memset(&salt, 0, sizeof(salt));
+        memset(&fresh, 0, sizeof(fresh));
+        ret = krb5_dbe_decrypt_key_data(ctx, NULL, kd, &kb, &salt);
+        if (ret)
+            return ret;
+        ret = krb5_dbe_encrypt_key_data(ctx, mkey, &kb,
+                                        kd->key_data_ver > 1 ? &salt : NULL,
+                                        kd->key_data_kvno, &fresh);
+        krb5_free_keyblock_contents(ctx, &kb);
+        free(salt.data.data);
+        if (ret)
+            return ret;
+        krb5_dbe_free_key_data_contents(ctx, kd);
+        *kd = fresh;
+    }
+    return 0;
+}
+
+krb5_error_code
+tk_entry_add_keys(krb5_context ctx, krb5_db_entry *entry, krb5_kvno kvno,
+                  const krb5_keyblock *keys, size_t nkeys, int64_t expiry,
+                  const unsigned char *uploader)
+{
+    krb5_error_code ret;
+    tk_meta *meta = NULL;
+    tk_key_record rec;
+    krb5_keyblock *mkey;
+    krb5_kvno mkvno, next;
+    krb5_key_data *kd;
+    krb5_boolean managed;
+    size_t i;
+
+    ret = tk_entry_next_kvno(ctx, entry, &next);
+    if (ret)
+        return ret;
+    if (kvno < next) {
+        krb5_set_error_message(ctx, KRB5_KDB_BAD_VERSION, "key version %u "
+                               "is not above the stored ones (next is %u)",
+                               kvno, next);
+        return name_error(ctx, KRB5_KDB_BAD_VERSION, entry->princ);
+    }
+    ret = tk_entry_get_meta(ctx, entry, &meta);
+    if (ret)
+        return ret;
+    if (meta == NULL && (ret = tk_meta_new(&meta)) != 0)
+        return ret;
+    memset(&rec, 0, sizeof(rec));
+    rec.kvno = kvno;
+    rec.expiry = expiry;
+    if (uploader != NULL) {
+        rec.has_uploader = 1;
+        memcpy(rec.uploader, uploader, TK_UPLOADER_LEN);
+    }
+    ret = tk_meta_add(ctx, meta, &rec);
+    if (ret)
+        goto cleanup;
+
+    ret = active_mkey(ctx, entry, &mkvno, &mkey);
+    if (ret)
+        goto cleanup;
+    ret = reencrypt_keys(ctx, entry, mkvno, mkey);
+    if (ret)
+        goto cleanup;
+    kd = realloc(entry->key_data,
+                 (entry->n_key_data + nkeys) * sizeof(*kd));
+    if (kd == NULL) {
+        ret = ENOMEM;
+        goto cleanup;
+    }
+    entry->key_data = kd;
+    for (i = 0; i < nkeys; i++) {
+        kd = &entry->key_data[entry->n_key_data];
+        memset(kd, 0, sizeof(*kd));
+        ret = krb5_dbe_encrypt_key_data(ctx, mkey, &keys[i], NULL, kvno, kd);
+        if (ret)
+            goto cleanup;
+        entry->n_key_data++;
+    }
+    krb5_dbe_sort_key_data(entry->key_data, entry->n_key_data);
+    ret = krb5_dbe_update_mkvno(ctx, entry, mkvno);
+    if (ret)
+        goto cleanup;
+    ret = tk_entry_set_meta(ctx, entry, meta);
+    if (ret)
+        goto cleanup;
+    ret = tk_entry_is_managed(ctx, entry, &managed);
+    if (ret == 0 && !managed)
+        ret = krb5_dbe_set_string(ctx, entry, TK_ATTR_MANAGED, "1");
+
+cleanup:
+    tk_meta_free(meta);
+    return ret;
+}

@@ -1,0 +1,109 @@
+/* tempkey.h - shared metadata codec and utilities (OpenSSL and libkrb5 only). */
+#ifndef TEMPKEY_H
+#define TEMPKEY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <krb5.h>
+
+/* tl_data type holding a managed principal's metadata (DER, doc/protocol.md).
+ * Chosen far from MIT's own types (0x0001-0x0700, 0x7fff). */
+#define TK_TL_META 0x7e54
+/* String attribute marking a principal whose keys come from tempkey. */
+#define TK_ATTR_MANAGED "tempkey"
+/* Key versions are stored in 16 bits by every MIT backing module. */
+#define TK_KVNO_MAX 65535
+#define TK_UPLOADER_LEN 32
+#define TK_META_VERSION 1
+
+typedef struct tk_key_record {
+    krb5_kvno kvno;
+    int64_t expiry;             /* seconds since the epoch */
+    int has_uploader;           /* 0: set by an administrator */
+    unsigned char uploader[TK_UPLOADER_LEN]; /* SHA-256 of the uploader's
+                                              * certificate */
+} tk_key_record;
+
+typedef struct tk_meta {
+    krb5_kvno highest_kvno;     /* highest kvno ever stored; never decreases */
+    int64_t last_expiry;        /* when the newest removed key stopped being
+                                 * usable (expiry or revocation), or 0 */
+    size_t nkeys;
+    tk_key_record *keys;        /* ascending kvno, no duplicates */
+} tk_meta;
+
+/* Allocate an empty record set.  Free with tk_meta_free(). */
+krb5_error_code tk_meta_new(tk_meta **meta_out);
+void tk_meta_free(tk_meta *meta);
+
+/* Decode DER metadata; every malformation is an error naming what is wrong.
+ * The caller frees *meta_out with tk_meta_free(). */
+krb5_error_code tk_meta_decode(krb5_context ctx, const unsigned char *der,
+                               size_t len, tk_meta **meta_out);
+/* Encode to DER; the caller frees *der_out with free(). */
+krb5_error_code tk_meta_encode(krb5_context ctx, const tk_meta *meta,
+                               unsigned char **der_out, size_t *len_out);
+
+const tk_key_record *tk_meta_find(const tk_meta *meta, krb5_kvno kvno);
+/* Add a record; its kvno must be above every kvno ever stored. */
+krb5_error_code tk_meta_add(krb5_context ctx, tk_meta *meta,
+                            const tk_key_record *rec);
+/* Remove the record for kvno (if any), noting when it stopped being usable.
+ * Return 1 if a record was removed. */
+int tk_meta_remove(tk_meta *meta, krb5_kvno kvno, int64_t now);
+/* Remove every record whose key has expired at now; return how many. */
+size_t tk_meta_drop_expired(tk_meta *meta, int64_t now);
+/* The live record with the highest kvno, or NULL. */
+const tk_key_record *tk_meta_newest_live(const tk_meta *meta, int64_t now);
+/* The earliest expiry among the records, or 0 if there are none. */
+int64_t tk_meta_next_expiry(const tk_meta *meta);
+/* Cap a ticket lifetime (0 meaning unlimited) so that a ticket issued at now
+ * ends no later than expiry.  expiry must be after now. */
+krb5_deltat tk_cap_life(krb5_deltat life, int64_t expiry, int64_t now);
+
+/* Parse a positive duration ("1d", "90m", "3600", "01:00:00") for setting,
+ * with a message naming the setting on failure. */
+krb5_error_code tk_parse_duration(krb5_context ctx, const char *setting,
+                                  const char *text, krb5_deltat *out);
+/* Format a time as ISO 8601 UTC; buf must hold TK_TIME_LEN bytes. */
+#define TK_TIME_LEN 32
+void tk_format_time(int64_t t, char *buf);
+/* Lowercase hex of len bytes; out must hold 2 * len + 1 bytes. */
+void tk_hex(const unsigned char *in, size_t len, char *out);
+
+/* Decide whether an existing keytab entry survives a rewrite. */
+typedef krb5_boolean (*tk_keytab_keep_fn)(krb5_context ctx,
+                                          const krb5_keytab_entry *entry,
+                                          void *arg);
+/*
+ * Replace the FILE keytab at path atomically: entries that keep() accepts (all
+ * if keep is NULL) followed by add[0..nadd-1] go into a new file in the same
+ * directory, which is flushed to disk and renamed over path.  The new file
+ * keeps an existing file's owner and mode (0600 for a new one).  On failure
+ * path is unchanged.
+ */
+krb5_error_code tk_keytab_rewrite(krb5_context ctx, const char *path,
+                                  tk_keytab_keep_fn keep, void *keep_arg,
+                                  const krb5_keytab_entry *add, size_t nadd);
+
+/* Settings read from kdc.conf (doc/tempkey.5.pod). */
+typedef struct tk_config {
+    char *section;              /* our [dbmodules] section */
+    char *backing;              /* [dbmodules] section of the backing module */
+    krb5_deltat purge_interval; /* how often the KDC removes expired keys */
+    krb5_deltat max_life;       /* longest temporary key lifetime (realm) */
+} tk_config;
+
+#define TK_DEFAULT_PURGE_INTERVAL 60
+#define TK_DEFAULT_MAX_LIFE 86400
+
+/*
+ * Read and check the settings of realm.  section is the module's [dbmodules]
+ * section, or NULL to take the realm's database_module.  Every error names
+ * the setting at fault.  Free with tk_config_free().
+ */
+krb5_error_code tk_config_read(krb5_context ctx, const char *realm,
+                               const char *section, tk_config *cfg);
+void tk_config_free(tk_config *cfg);
+
+#endif /* TEMPKEY_H */

@@ -1,0 +1,83 @@
+/* tkentry.h - rules for managed principal entries (KDC-host side, libkdb5). */
+#ifndef TKENTRY_H
+#define TKENTRY_H
+
+#include <kdb.h>
+#include "tempkey.h"
+
+/* Set *out to whether entry carries the tempkey string attribute. */
+krb5_error_code tk_entry_is_managed(krb5_context ctx, krb5_db_entry *entry,
+                                    krb5_boolean *out);
+/* Decode the entry's metadata into *meta_out, or set it to NULL if the entry
+ * has none.  A corrupt record is an error whose message names the
+ * principal. */
+krb5_error_code tk_entry_get_meta(krb5_context ctx, krb5_db_entry *entry,
+                                  tk_meta **meta_out);
+/* Store meta in the entry's tl_data. */
+krb5_error_code tk_entry_set_meta(krb5_context ctx, krb5_db_entry *entry,
+                                  const tk_meta *meta);
+
+/*
+ * Rewrite a managed entry into what the KDC may use at now: only keys whose
+ * record is live remain.  For a server lookup the entry must keep at least
+ * one key; its ticket lifetimes are capped at the newest key's expiry and
+ * postdated tickets are refused.  Errors carry a message naming the
+ * principal and, where there is no live key, when the last one ended.
+ */
+krb5_error_code tk_entry_kdc_view(krb5_context ctx, krb5_db_entry *entry,
+                                  int64_t now, krb5_boolean server_lookup);
+
+/* Refuse an entry that no write may store: a managed principal holding a key
+ * without a temporary-key record (a long-term key), or an unmanaged one still
+ * holding temporary keys. */
+krb5_error_code tk_entry_check_put(krb5_context ctx, krb5_db_entry *entry);
+
+/* Remove the keys of kvno (all kvnos if kvno is 0) and their records;
+ * *removed_out counts the key versions removed. */
+krb5_error_code tk_entry_revoke(krb5_context ctx, krb5_db_entry *entry,
+                                krb5_kvno kvno, int64_t now,
+                                size_t *removed_out);
+/* Remove the keys and records that have expired at now. */
+krb5_error_code tk_entry_purge(krb5_context ctx, krb5_db_entry *entry,
+                               int64_t now, size_t *removed_out);
+
+/*
+ * Add keys[0..nkeys-1] at version kvno with the given expiry and uploader
+ * fingerprint (NULL for an administrator), encrypted under the realm's active
+ * master key, and mark the entry managed.  Existing keys are re-encrypted if
+ * the active master key has changed.  The context must have its master key
+ * list loaded.
+ */
+krb5_error_code tk_entry_add_keys(krb5_context ctx, krb5_db_entry *entry,
+                                  krb5_kvno kvno, const krb5_keyblock *keys,
+                                  size_t nkeys, int64_t expiry,
+                                  const unsigned char *uploader);
+
+/* The kvno the next key for entry must have. */
+krb5_error_code tk_entry_next_kvno(krb5_context ctx, krb5_db_entry *entry,
+                                   krb5_kvno *kvno_out);
+
+/* ---- Database writes (dbwrite.c): every one is a locked get-modify-put on a
+ * context opened through the tempkey module, so its checks always apply. */
+
+/* Change the entry; set *changed if it must be stored. */
+typedef krb5_error_code (*tk_update_fn)(krb5_context ctx,
+                                        krb5_db_entry *entry, void *arg,
+                                        krb5_boolean *changed);
+/* Lock the database exclusively, fetch princ, apply fn, store the entry if
+ * fn changed it, unlock. */
+krb5_error_code tk_db_update(krb5_context ctx, krb5_const_principal princ,
+                             tk_update_fn fn, void *arg);
+
+/* Told of each principal a purge touched: removed key versions or an error
+ * (whose message is on ctx). */
+typedef void (*tk_purge_report_fn)(krb5_context ctx,
+                                   krb5_const_principal princ,
+                                   size_t removed, krb5_error_code error,
+                                   void *arg);
+/* Remove every key that has expired at now from every managed principal.
+ * Principals with corrupt records are left alone (the KDC refuses them). */
+krb5_error_code tk_db_purge_expired(krb5_context ctx, int64_t now,
+                                    tk_purge_report_fn report, void *arg);
+
+#endif /* TKENTRY_H */

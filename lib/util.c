@@ -1,0 +1,47 @@
+/* util.c - durations, times and hex for messages and configuration. */
+#include "tempkey.h"
+
+#include <stdio.h>
+#include <time.h>
+
+krb5_error_code
+tk_parse_duration(krb5_context ctx, const char *setting, const char *text,
+                  krb5_deltat *out)
+{
+    krb5_deltat d;
+
+    if (text == NULL || krb5_string_to_deltat((char *)text, &d) != 0 ||
+        d <= 0) {
+        krb5_set_error_message(ctx, KRB5_CONFIG_BADFORMAT,
+                               "tempkey: %s: \"%s\" is not a positive "
+                               "duration (e.g. 1d, 8h, 90m, 3600)", setting,
+                               text != NULL ? text : "");
+        return KRB5_CONFIG_BADFORMAT;
+    }
+    *out = d;
+    return 0;
+}
+
+void
+tk_format_time(int64_t t, char *buf)
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+
+    if (gmtime_r(&tt, &tm) == NULL ||
+        strftime(buf, TK_TIME_LEN, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(buf, TK_TIME_LEN, "%lld", (long long)t);
+}
+
+void
+tk_hex(const unsigned char *in, size_t len, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 0xf];
+    }
+    out[2 * len] = '\0';
+}

@@ -1,0 +1,858 @@
+/* tempkey.c - the tempkey KDB module: an overlay on an ordinary MIT module. */
+/*
+ * Every operation is delegated to a backing module (db2, klmdb or kldap)
+ * opened on a second krb5 context, whose profile answers "[realms] REALM
+ * database_module" with our backing_module and passes every other query
+ * through.  The backing store holds everything, temporary keys included:
+ * they are ordinary key data encrypted under the master key, described by a
+ * TK_TL_META record (kvno, expiry, uploader) and marked by the "tempkey"
+ * string attribute, so dumps, loads and propagation carry them unchanged.
+ *
+ * Invariants:
+ * - Admin tools (kadmind, kdb5_util, kadmin.local, kpropd) see raw entries,
+ *   so a dump/load round trip is exact.
+ * - The KDC (KRB5_KDB_SRV_TYPE_KDC) sees a managed entry with only its live
+ *   keys; as a server its ticket lifetimes end at the newest key's expiry,
+ *   and with no live key the lookup fails and the KDC log says why.  Only
+ *   replicated data and the local clock decide, so every replica agrees.
+ * - Every write passes tk_entry_check_put(): no long-term key on a managed
+ *   principal, no temporary key left on an unmanaged one.
+ * - The backing module's AS audit (lockout, last success) writes back what it
+ *   is given, so it is given a freshly fetched raw entry, never a rewritten
+ *   one.
+ * - In the KDC a purge thread with its own contexts removes expired keys
+ *   from the database every purge_interval.
+ * - All state lives in the context: krb5kdc -w reopens the database in each
+ *   worker after fork.
+ */
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <com_err.h>
+#include <profile.h>
+
+#include "tkentry.h"
+
+typedef struct purger purger;
+
+typedef struct {
+    krb5_context inner;         /* context whose database is the backing */
+    tk_config cfg;
+    krb5_boolean kdc;           /* opened by krb5kdc: rewrite managed entries */
+    purger *purger;
+} tk_db;
+
+static krb5_error_code purger_start(krb5_context ctx, tk_db *db,
+                                    purger **out);
+static void purger_stop(purger *p);
+
+/* ---- The backing module's profile: ours, with database_module replaced. */
+
+typedef struct {
+    profile_t base;
+    char *section;
+    int refs;
+} overlay_profile;
+
+static void
+overlay_profile_unref(overlay_profile *op)
+{
+    if (op == NULL || __atomic_sub_fetch(&op->refs, 1, __ATOMIC_ACQ_REL) > 0)
+        return;
+    profile_release(op->base);
+    free(op->section);
+    free(op);
+}
+
+static long
+op_get_values(void *cbdata, const char *const *names, char ***ret_values)
+{
+    overlay_profile *op = cbdata;
+    char **values;
+
+    if (names[0] != NULL && names[1] != NULL && names[2] != NULL &&
+        names[3] == NULL && strcmp(names[0], "realms") == 0 &&
+        strcmp(names[2], "database_module") == 0) {
+        values = calloc(2, sizeof(*values));
+        if (values == NULL)
+            return ENOMEM;
+        values[0] = strdup(op->section);
+        if (values[0] == NULL) {
+            free(values);
+            return ENOMEM;
+        }
+        *ret_values = values;
+        return 0;
+    }
+    return profile_get_values(op->base, names, ret_values);
+}
+
+static void
+op_free_values(void *cbdata, char **values)
+{
+    profile_free_list(values);
+}
+
+static void
+op_cleanup(void *cbdata)
+{
+    overlay_profile_unref(cbdata);
+}
+
+/* Copies share the read-only data. */
+static long
+op_copy(void *cbdata, void **ret_cbdata)
+{
+    overlay_profile *op = cbdata;
+
+    __atomic_add_fetch(&op->refs, 1, __ATOMIC_ACQ_REL);
+    *ret_cbdata = op;
+    return 0;
+}
+
+static struct profile_vtable overlay_vtable = {
+    .minor_ver = 1,
+    .get_values = op_get_values,
+    .free_values = op_free_values,
+    .cleanup = op_cleanup,
+    .copy = op_copy,
+};
+
+/* Copy the inner context's message for code to the outer context. */
+static krb5_error_code
+relay(krb5_context outer, krb5_context inner, krb5_error_code code)
+{
+    const char *msg;
+
+    if (code == 0)
+        return 0;
+    msg = krb5_get_error_message(inner, code);
+    krb5_set_error_message(outer, code, "%s", msg);
+    krb5_free_error_message(inner, msg);
+    return code;
+}
+
+/* Make a context for realm whose database is the backing section. */
+static krb5_error_code
+make_inner(krb5_context ctx, const char *realm, const char *backing,
+           krb5_context *inner_out)
+{
+    krb5_error_code ret;
+    overlay_profile *op = NULL;
+    profile_t profile = NULL;
+    krb5_context inner = NULL;
+
+    *inner_out = NULL;
+    op = calloc(1, sizeof(*op));
+    if (op == NULL)
+        return ENOMEM;
+    op->refs = 1;
+    op->section = strdup(backing);
+    if (op->section == NULL) {
+        ret = ENOMEM;
+        goto cleanup;
+    }
+    ret = krb5_get_profile(ctx, &op->base);
+    if (ret)
+        goto cleanup;
+    ret = profile_init_vtable(&overlay_vtable, op, &profile);
+    if (ret)
+        goto cleanup;
+    op = NULL;                  /* owned by profile now */
+    ret = krb5_init_context_profile(profile, KRB5_INIT_CONTEXT_KDC, &inner);
+    if (ret)
+        goto cleanup;
+    ret = krb5_set_default_realm(inner, realm);
+    if (ret)
+        goto cleanup;
+    *inner_out = inner;
+    inner = NULL;
+
+cleanup:
+    krb5_free_context(inner);
+    profile_release(profile);
+    overlay_profile_unref(op);
+    return ret;
+}
+
+/* ---- Opening and closing. */
+
+static tk_db *
+get_db(krb5_context ctx)
+{
+    void *db = NULL;
+
+    if (krb5_db_get_context(ctx, &db) != 0)
+        return NULL;
+    return db;
+}
+
+static void
+free_db(tk_db *db)
+{
+    if (db == NULL)
+        return;
+    purger_stop(db->purger);
+    if (db->inner != NULL) {
+        (void)krb5_db_fini(db->inner);
+        krb5_free_context(db->inner);
+    }
+    tk_config_free(&db->cfg);
+    free(db);
+}
+
+static krb5_error_code
+tk_fini_module(krb5_context ctx)
+{
+    tk_db *db = get_db(ctx);
+
+    if (db != NULL) {
+        free_db(db);
+        krb5_db_set_context(ctx, NULL);
+    }
+    return 0;
+}
+
+/* Read the configuration, make the inner context and open (or create) the
+ * backing database. */
+static krb5_error_code
+open_db(krb5_context ctx, char *section, char **db_args, int mode,
+        krb5_boolean create)
+{
+    krb5_error_code ret;
+    tk_db *db = NULL;
+    char *realm = NULL;
+
+    tk_fini_module(ctx);        /* init_module may come on an open context */
+    ret = krb5_get_default_realm(ctx, &realm);
+    if (ret)
+        return ret;
+    db = calloc(1, sizeof(*db));
+    if (db == NULL) {
+        ret = ENOMEM;
+        goto cleanup;
+    }
+    db->kdc = !create && (mode & KRB5_KDB_SRV_TYPE_KDC) != 0;
+    ret = tk_config_read(ctx, realm, section, &db->cfg);
+    if (ret)
+        goto cleanup;
+    ret = make_inner(ctx, realm, db->cfg.backing, &db->inner);
+    if (ret)
+        goto cleanup;
+    if (create)
+        ret = krb5_db_create(db->inner, db_args);
+    else
+        ret = krb5_db_open(db->inner, db_args, mode);
+    if (ret) {
+        relay(ctx, db->inner, ret);
+        krb5_prepend_error_message(ctx, ret, "tempkey: backing module '%s'",
+                                   db->cfg.backing);
+        goto cleanup;
+    }
+    if (db->kdc && db->cfg.purge_interval > 0) {
+        ret = purger_start(ctx, db, &db->purger);
+        if (ret)
+            goto cleanup;
+    }
+    ret = krb5_db_set_context(ctx, db);
+    if (ret)
+        goto cleanup;
+    db = NULL;
+
+cleanup:
+    free_db(db);
+    krb5_free_default_realm(ctx, realm);
+    return ret;
+}
+
+static krb5_error_code
+tk_init_library(void)
+{
+    return 0;
+}
+
+static krb5_error_code
+tk_fini_library(void)
+{
+    return 0;
+}
+
+static krb5_error_code
+tk_init_module(krb5_context ctx, char *section, char **db_args, int mode)
+{
+    return open_db(ctx, section, db_args, mode, FALSE);
+}
+
+/* kdb5_util load creates a "temporary" side database and leaves it open for
+ * its puts until promote. */
+static krb5_error_code
+tk_create(krb5_context ctx, char *section, char **db_args)
+{
+    return open_db(ctx, section, db_args, KRB5_KDB_SRV_TYPE_OTHER, TRUE);
+}
+
+/* Called with the database open (kdb5_util destroy) or not. */
+static krb5_error_code
+tk_destroy(krb5_context ctx, char *section, char **db_args)
+{
+    krb5_error_code ret;
+    tk_db *db = get_db(ctx);
+    tk_config cfg;
+    krb5_context inner = NULL;
+    char *realm = NULL;
+
+    if (db != NULL)
+        return relay(ctx, db->inner, krb5_db_destroy(db->inner, db_args));
+    ret = krb5_get_default_realm(ctx, &realm);
+    if (ret)
+        return ret;
+    ret = tk_config_read(ctx, realm, section, &cfg);
+    if (ret)
+        goto cleanup;
+    ret = make_inner(ctx, realm, cfg.backing, &inner);
+    if (ret == 0)
+        ret = relay(ctx, inner, krb5_db_destroy(inner, db_args));
+    tk_config_free(&cfg);
+
+cleanup:
+    if (inner != NULL) {
+        (void)krb5_db_fini(inner);
+        krb5_free_context(inner);
+    }
+    krb5_free_default_realm(ctx, realm);
+    return ret;
+}
+
+static krb5_error_code
+tk_promote_db(krb5_context ctx, char *section, char **db_args)
+{
+    krb5_error_code ret;
+    tk_db *db = get_db(ctx);
+
+    if (db == NULL)
+        return KRB5_KDB_DBNOTINITED;
+    ret = relay(ctx, db->inner, krb5_db_promote(db->inner, db_args));
+    if (ret == 0)
+        tk_fini_module(ctx);    /* promote finalizes the database */
+    return ret;
+}
+
+/* ---- Delegation.  Each function fetches the state or fails cleanly. */
+
+#define GET_DB(ctx, db)                                 \
+    tk_db *db = get_db(ctx);                            \
+    if (db == NULL)                                     \
+        return KRB5_KDB_DBNOTINITED
+
+static krb5_error_code
+tk_lock(krb5_context ctx, int mode)
+{
+    GET_DB(ctx, db);
+    return relay(ctx, db->inner, krb5_db_lock(db->inner, mode));
+}
+
+static krb5_error_code
+tk_unlock(krb5_context ctx)
+{
+    GET_DB(ctx, db);
+    return relay(ctx, db->inner, krb5_db_unlock(db->inner));
+}
+
+/* Rewrite a managed entry for the KDC; log a refusal. */
+static krb5_error_code
+kdc_view(krb5_context ctx, krb5_db_entry *entry, unsigned int flags)
+{
+    krb5_error_code ret;
+    krb5_boolean managed;
+    const char *msg;
+
+    ret = tk_entry_is_managed(ctx, entry, &managed);
+    if (ret || !managed)
+        return ret;
+    ret = tk_entry_kdc_view(ctx, entry, time(NULL),
+                            (flags & KRB5_KDB_FLAG_CLIENT) == 0);
+    if (ret) {
+        msg = krb5_get_error_message(ctx, ret);
+        com_err("tempkey", 0, "%s; refusing it", msg);
+        krb5_free_error_message(ctx, msg);
+    }
+    return ret;
+}
+
+static krb5_error_code
+tk_get_principal(krb5_context ctx, krb5_const_principal search_for,
+                 unsigned int flags, krb5_db_entry **entry_out)
+{
+    krb5_error_code ret;
+    krb5_db_entry *entry = NULL;
+
+    GET_DB(ctx, db);
+    ret = krb5_db_get_principal(db->inner, search_for, flags, &entry);
+    if (ret)
+        return relay(ctx, db->inner, ret);
+    if (db->kdc) {
+        ret = kdc_view(ctx, entry, flags);
+        if (ret) {
+            krb5_db_free_principal(ctx, entry);
+            return ret;
+        }
+    }
+    *entry_out = entry;
+    return 0;
+}
+
+/* Hand db_args to the backing module the way libkdb5 passes them: as
+ * KRB5_TL_DB_ARGS tl_data, which it strips before storing. */
+static krb5_error_code
+attach_db_args(krb5_db_entry *entry, char **db_args)
+{
+    krb5_tl_data *tl;
+    size_t len;
+
+    for (; db_args != NULL && *db_args != NULL; db_args++) {
+        len = strlen(*db_args) + 1;
+        if (len > 65535)
+            return EINVAL;
+        tl = calloc(1, sizeof(*tl));
+        if (tl == NULL)
+            return ENOMEM;
+        tl->tl_data_contents = malloc(len);
+        if (tl->tl_data_contents == NULL) {
+            free(tl);
+            return ENOMEM;
+        }
+        memcpy(tl->tl_data_contents, *db_args, len);
+        tl->tl_data_type = KRB5_TL_DB_ARGS;
+        tl->tl_data_length = (krb5_ui_2)len;
+        tl->tl_data_next = entry->tl_data;
+        entry->tl_data = tl;
+        entry->n_tl_data++;
+    }
+    return 0;
+}
+
+static krb5_error_code
+tk_put_principal(krb5_context ctx, krb5_db_entry *entry, char **db_args)
+{
+    krb5_error_code ret;
+
+    GET_DB(ctx, db);
+    ret = tk_entry_check_put(ctx, entry);
+    if (ret)
+        return ret;
+    ret = attach_db_args(entry, db_args);
+    if (ret)
+        return ret;
+    return relay(ctx, db->inner, krb5_db_put_principal(db->inner, entry));
+}
+
+static krb5_error_code
+tk_delete_principal(krb5_context ctx, krb5_const_principal search_for)
+{
+    GET_DB(ctx, db);
+    return relay(ctx, db->inner,
+                 krb5_db_delete_principal(db->inner,
+                                          (krb5_principal)search_for));
+}
+
+static krb5_error_code
+tk_iterate(krb5_context ctx, char *match_entry,
+           int (*func)(krb5_pointer, krb5_db_entry *), krb5_pointer func_arg,
+           krb5_flags iterflags)
+{
+    GET_DB(ctx, db);
+    return relay(ctx, db->inner, krb5_db_iterate(db->inner, match_entry, func,
+                                                 func_arg, iterflags));
+}
+
+static krb5_error_code
+tk_create_policy(krb5_context ctx, osa_policy_ent_t policy)
+{
+    GET_DB(ctx, db);
+    return relay(ctx, db->inner, krb5_db_create_policy(db->inner, policy));
+}
+
+static krb5_error_code
+tk_get_policy(krb5_context ctx, char *name, osa_policy_ent_t *policy)
+{
+    GET_DB(ctx, db);
+    return relay(ctx, db->inner, krb5_db_get_policy(db->inner, name, policy));
+}
+
+static krb5_error_code
+tk_put_policy(krb5_context ctx, osa_policy_ent_t policy)
+{
+    GET_DB(ctx, db);
+    return relay(ctx, db->inner, krb5_db_put_policy(db->inner, policy));
+}
+
+static krb5_error_code
+tk_iter_policy(krb5_context ctx, char *match_entry,
+               osa_adb_iter_policy_func func, void *data)
+{
+    GET_DB(ctx, db);
+    return relay(ctx, db->inner,
+                 krb5_db_iter_policy(db->inner, match_entry, func, data));
+}
+
+static krb5_error_code
+tk_delete_policy(krb5_context ctx, char *policy)
+{
+    GET_DB(ctx, db);
+    return relay(ctx, db->inner, krb5_db_delete_policy(db->inner, policy));
+}
+
+static krb5_error_code
+tk_check_transited_realms(krb5_context ctx, const krb5_data *tr_contents,
+                          const krb5_data *client_realm,
+                          const krb5_data *server_realm)
+{
+    GET_DB(ctx, db);
+    return relay(ctx, db->inner,
+                 krb5_db_check_transited_realms(db->inner, tr_contents,
+                                                client_realm, server_realm));
+}
+
+static krb5_error_code
+tk_check_policy_as(krb5_context ctx, krb5_kdc_req *request,
+                   krb5_db_entry *client, krb5_db_entry *server,
+                   krb5_timestamp kdc_time, const char **status,
+                   krb5_pa_data ***e_data)
+{
+    GET_DB(ctx, db);
+    return relay(ctx, db->inner,
+                 krb5_db_check_policy_as(db->inner, request, client, server,
+                                         kdc_time, status, e_data));
+}
+
+static krb5_error_code
+tk_check_policy_tgs(krb5_context ctx, krb5_kdc_req *request,
+                    krb5_db_entry *server, krb5_ticket *ticket,
+                    const char **status, krb5_pa_data ***e_data)
+{
+    GET_DB(ctx, db);
+    return relay(ctx, db->inner,
+                 krb5_db_check_policy_tgs(db->inner, request, server, ticket,
+                                          status, e_data));
+}
+
+/* The backing module may write back the client entry (lockout, last
+ * success), so a rewritten managed entry is replaced by a fresh raw one. */
+static void
+tk_audit_as_req(krb5_context ctx, krb5_kdc_req *request,
+                const krb5_address *local_addr,
+                const krb5_address *remote_addr, krb5_db_entry *client,
+                krb5_db_entry *server, krb5_timestamp authtime,
+                krb5_error_code error_code)
+{
+    tk_db *db = get_db(ctx);
+    krb5_db_entry *fresh = NULL;
+    krb5_boolean managed = FALSE;
+
+    if (db == NULL)
+        return;
+    if (db->kdc && client != NULL &&
+        tk_entry_is_managed(ctx, client, &managed) == 0 && managed) {
+        if (krb5_db_get_principal(db->inner, client->princ, 0, &fresh) != 0)
+            return;
+        client = fresh;
+    }
+    krb5_db_audit_as_req(db->inner, request, local_addr, remote_addr, client,
+                         server, authtime, error_code);
+    krb5_db_free_principal(db->inner, fresh);
+}
+
+static void
+tk_refresh_config(krb5_context ctx)
+{
+    tk_db *db = get_db(ctx);
+
+    if (db != NULL)
+        krb5_db_refresh_config(db->inner);
+}
+
+static krb5_error_code
+tk_check_allowed_to_delegate(krb5_context ctx, krb5_const_principal client,
+                             const krb5_db_entry *server,
+                             krb5_const_principal proxy)
+{
+    GET_DB(ctx, db);
+    return relay(ctx, db->inner,
+                 krb5_db_check_allowed_to_delegate(db->inner, client, server,
+                                                   proxy));
+}
+
+/* The backing module frees its own e_data; hand it over in an empty entry. */
+static void
+tk_free_principal_e_data(krb5_context ctx, krb5_octet *e_data)
+{
+    tk_db *db = get_db(ctx);
+    krb5_db_entry *shell;
+
+    if (db == NULL || e_data == NULL)
+        return;
+    shell = calloc(1, sizeof(*shell));
+    if (shell == NULL)
+        return;
+    shell->e_data = e_data;
+    krb5_db_free_principal(db->inner, shell);
+}
+
+static krb5_error_code
+tk_get_s4u_x509_principal(krb5_context ctx, const krb5_data *client_cert,
+                          krb5_const_principal in_princ, unsigned int flags,
+                          krb5_db_entry **entry_out)
+{
+    krb5_error_code ret;
+    krb5_db_entry *entry = NULL;
+
+    GET_DB(ctx, db);
+    ret = krb5_db_get_s4u_x509_principal(db->inner, client_cert, in_princ,
+                                         flags, &entry);
+    if (ret)
+        return relay(ctx, db->inner, ret);
+    if (db->kdc) {
+        ret = kdc_view(ctx, entry, flags | KRB5_KDB_FLAG_CLIENT);
+        if (ret) {
+            krb5_db_free_principal(ctx, entry);
+            return ret;
+        }
+    }
+    *entry_out = entry;
+    return 0;
+}
+
+static krb5_error_code
+tk_allowed_to_delegate_from(krb5_context ctx, krb5_const_principal client,
+                            krb5_const_principal server, krb5_pac server_pac,
+                            const krb5_db_entry *proxy)
+{
+    GET_DB(ctx, db);
+    return relay(ctx, db->inner,
+                 krb5_db_allowed_to_delegate_from(db->inner, client, server,
+                                                  server_pac, proxy));
+}
+
+static krb5_error_code
+tk_issue_pac(krb5_context ctx, unsigned int flags, krb5_db_entry *client,
+             krb5_keyblock *replaced_reply_key, krb5_db_entry *server,
+             krb5_db_entry *signing_krbtgt, krb5_timestamp authtime,
+             krb5_pac old_pac, krb5_pac new_pac, krb5_data ***auth_indicators)
+{
+    GET_DB(ctx, db);
+    return relay(ctx, db->inner,
+                 krb5_db_issue_pac(db->inner, flags, client,
+                                   replaced_reply_key, server, signing_krbtgt,
+                                   authtime, old_pac, new_pac,
+                                   auth_indicators));
+}
+
+/* ---- The purge thread (KDC only). */
+/*
+ * It owns a context of its own opened in admin mode on the same realm, so its
+ * writes take the ordinary path: this module's put, the backing module's
+ * locks (tk_db_purge_expired).
+ * It logs with code 0 only: the KDC's com_err hook would otherwise read the
+ * main thread's context.
+ */
+
+struct purger {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    int stop;
+    profile_t profile;
+    char *realm;
+    krb5_deltat interval;
+};
+
+static void
+log_failure(krb5_context ctx, krb5_error_code code, const char *what)
+{
+    const char *msg = krb5_get_error_message(ctx, code);
+
+    com_err("tempkey", 0, "purge: %s: %s", what, msg);
+    krb5_free_error_message(ctx, msg);
+}
+
+static void
+report_purge(krb5_context ctx, krb5_const_principal princ, size_t removed,
+             krb5_error_code error, void *arg)
+{
+    char *name = NULL;
+
+    if (krb5_unparse_name(ctx, princ, &name) != 0)
+        return;
+    if (error)
+        log_failure(ctx, error, name);
+    else if (removed > 0)
+        com_err("tempkey", 0, "purged %zu expired key version(s) of %s",
+                removed, name);
+    krb5_free_unparsed_name(ctx, name);
+}
+
+static void
+purge_pass(krb5_context ctx)
+{
+    krb5_error_code ret;
+
+    ret = tk_db_purge_expired(ctx, time(NULL), report_purge, NULL);
+    if (ret)
+        log_failure(ctx, ret, "listing principals");
+}
+
+static krb5_error_code
+purger_open(purger *p, krb5_context *ctx_out)
+{
+    krb5_error_code ret;
+    krb5_context ctx = NULL;
+
+    ret = krb5_init_context_profile(p->profile, KRB5_INIT_CONTEXT_KDC, &ctx);
+    if (ret)
+        return ret;
+    ret = krb5_set_default_realm(ctx, p->realm);
+    if (ret == 0)
+        ret = krb5_db_open(ctx, NULL,
+                           KRB5_KDB_OPEN_RW | KRB5_KDB_SRV_TYPE_ADMIN);
+    if (ret) {
+        log_failure(ctx, ret, "opening the database");
+        krb5_free_context(ctx);
+        return ret;
+    }
+    *ctx_out = ctx;
+    return 0;
+}
+
+static void *
+purger_main(void *arg)
+{
+    purger *p = arg;
+    krb5_context ctx = NULL;
+    struct timespec until;
+
+    pthread_mutex_lock(&p->lock);
+    while (!p->stop) {
+        pthread_mutex_unlock(&p->lock);
+        if (ctx != NULL || purger_open(p, &ctx) == 0)
+            purge_pass(ctx);
+        pthread_mutex_lock(&p->lock);
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += p->interval;
+        while (!p->stop &&
+               pthread_cond_timedwait(&p->wake, &p->lock, &until) == 0)
+            ;
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (ctx != NULL) {
+        (void)krb5_db_fini(ctx);
+        krb5_free_context(ctx);
+    }
+    return NULL;
+}
+
+static void
+purger_free(purger *p)
+{
+    profile_release(p->profile);
+    free(p->realm);
+    pthread_cond_destroy(&p->wake);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
+
+static krb5_error_code
+purger_start(krb5_context ctx, tk_db *db, purger **out)
+{
+    krb5_error_code ret;
+    purger *p;
+    pthread_condattr_t attr;
+    sigset_t all, old;
+
+    p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return ENOMEM;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->wake, &attr);
+    pthread_condattr_destroy(&attr);
+    p->interval = db->cfg.purge_interval;
+    ret = krb5_get_default_realm(ctx, &p->realm);
+    if (ret == 0)
+        ret = krb5_get_profile(ctx, &p->profile);
+    if (ret) {
+        purger_free(p);
+        return ret;
+    }
+    /* Signals belong to the KDC's main loop. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    ret = pthread_create(&p->thread, NULL, purger_main, p);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (ret) {
+        krb5_set_error_message(ctx, ret, "tempkey: cannot start the purge "
+                               "thread: %s", strerror(ret));
+        purger_free(p);
+        return ret;
+    }
+    *out = p;
+    return 0;
+}
+
+static void
+purger_stop(purger *p)
+{
+    if (p == NULL)
+        return;
+    pthread_mutex_lock(&p->lock);
+    p->stop = 1;
+    pthread_cond_signal(&p->wake);
+    pthread_mutex_unlock(&p->lock);
+    pthread_join(p->thread, NULL);
+    purger_free(p);
+}
+
+/* ---- The entry point. */
+
+kdb_vftabl kdb_function_table = {
+    .maj_ver = KRB5_KDB_DAL_MAJOR_VERSION,
+    .min_ver = 0,
+    .init_library = tk_init_library,
+    .fini_library = tk_fini_library,
+    .init_module = tk_init_module,
+    .fini_module = tk_fini_module,
+    .create = tk_create,
+    .destroy = tk_destroy,
+    .lock = tk_lock,
+    .unlock = tk_unlock,
+    .get_principal = tk_get_principal,
+    .put_principal = tk_put_principal,
+    .delete_principal = tk_delete_principal,
+    /* rename_principal: libkdb5's default (get, put, delete) runs through
+     * the methods above and keeps the update log working. */
+    .iterate = tk_iterate,
+    .create_policy = tk_create_policy,
+    .get_policy = tk_get_policy,
+    .put_policy = tk_put_policy,
+    .iter_policy = tk_iter_policy,
+    .delete_policy = tk_delete_policy,
+    /* Master keys, key encryption and password changes: libkdb5's defaults
+     * on this context, which reach the backing store through the methods
+     * above. */
+    .promote_db = tk_promote_db,
+    .check_transited_realms = tk_check_transited_realms,
+    .check_policy_as = tk_check_policy_as,
+    .check_policy_tgs = tk_check_policy_tgs,
+    .audit_as_req = tk_audit_as_req,
+    .refresh_config = tk_refresh_config,
+    .check_allowed_to_delegate = tk_check_allowed_to_delegate,
+    .free_principal_e_data = tk_free_principal_e_data,
+    .get_s4u_x509_principal = tk_get_s4u_x509_principal,
+    .allowed_to_delegate_from = tk_allowed_to_delegate_from,
+    .issue_pac = tk_issue_pac,
+};

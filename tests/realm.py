@@ -1,0 +1,371 @@
+"""realm.py - a throwaway Kerberos realm on 127.0.0.1 for the tests.
+
+Shaped like MIT's k5test: every file (configuration, database, stash, logs,
+keytabs, credential and replay caches) lives in a fresh temporary directory,
+daemons from the system's packages run in the foreground on free loopback
+ports, and each is stopped by its PID when the test ends.
+"""
+
+import atexit
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+BUILDDIR = os.path.abspath(os.environ.get(
+    'TK_BUILDDIR', os.path.join(os.path.dirname(__file__), '..')))
+PLUGIN_DIR = os.path.join(BUILDDIR, 'plugin', '.libs')
+TEMPKEY_ADMIN = os.path.join(BUILDDIR, 'tools', 'tempkey-admin')
+SBIN = '/usr/sbin'
+KRB5KDC = os.path.join(SBIN, 'krb5kdc')
+KADMIND = os.path.join(SBIN, 'kadmind')
+KDB5_UTIL = os.path.join(SBIN, 'kdb5_util')
+KADMIN_LOCAL = os.path.join(SBIN, 'kadmin.local')
+KPROPD = os.path.join(SBIN, 'kpropd')
+KINIT, KVNO, KLIST, KDESTROY, KADMIN = (
+    '/usr/bin/kinit', '/usr/bin/kvno', '/usr/bin/klist', '/usr/bin/kdestroy',
+    '/usr/bin/kadmin')
+
+REALM = 'TEMPKEY.TEST'
+PASSWORD = 'master-pw'
+# How long a daemon may take to say it is ready.
+START_TIMEOUT = 30
+
+
+class Failure(Exception):
+    pass
+
+
+def fail(msg):
+    raise Failure(msg)
+
+
+def skip(msg):
+    """Exit as skipped (77) because a prerequisite is missing."""
+    print('SKIP: ' + msg)
+    sys.exit(77)
+
+
+def free_port():
+    """A port free on 127.0.0.1 for both TCP and UDP right now."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+            t.bind(('127.0.0.1', 0))
+            port = t.getsockname()[1]
+            try:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                    u.bind(('127.0.0.1', port))
+            except OSError:
+                continue
+            return port
+    fail('no free loopback port')
+
+
+_live_realms = []
+
+
+def _cleanup_all():
+    for r in list(_live_realms):
+        r.stop()
+
+
+atexit.register(_cleanup_all)
+
+
+class Realm:
+    """A realm in a temp dir.  tempkey=False gives the stock db2 realm."""
+
+    def __init__(self, realm=REALM, tempkey=True, create=True,
+                 start_kdc=True, kdc_args=(), start_kadmind=False,
+                 purge_interval='2s', kdc_extra='', dbmodules_extra='',
+                 tk_section=None, realm_extra=''):
+        self.realm = realm
+        self.tempkey = tempkey
+        self.dir = tempfile.mkdtemp(prefix='tk-realm-')
+        self.daemons = []
+        self.kdc_port = free_port()
+        self.kadmind_port = free_port()
+        self.kpasswd_port = free_port()
+        self.kdc_log = self.path('kdc.log')
+        self.kadmind_log = self.path('kadmind.log')
+        self.stash = self.path('stash')
+        self.keytab = self.path('keytab')
+        self.ccache = self.path('ccache')
+        if tk_section is None:
+            tk_section = ('tk = {\n    db_library = tempkey\n'
+                          '    backing_module = main\n'
+                          '    database_name = %s\n'
+                          '    purge_interval = %s\n  }\n' %
+                          (self.path('principal'), purge_interval))
+        self.tk_section = tk_section
+        self.kdc_extra = kdc_extra
+        self.dbmodules_extra = dbmodules_extra
+        self.realm_extra = realm_extra
+        self.write_config()
+        self.env = self._make_env()
+        _live_realms.append(self)
+        if create:
+            self.run([KDB5_UTIL, 'create', '-s', '-P', PASSWORD])
+            with open(self.path('kadm5.acl'), 'w') as f:
+                f.write('admin/admin@%s *\n' % realm)
+        if start_kdc:
+            self.start_kdc(*kdc_args)
+        if start_kadmind:
+            self.start_kadmind()
+
+    # ---- files and environment
+
+    def path(self, *names):
+        return os.path.join(self.dir, *names)
+
+    def write_config(self, database_module=None):
+        if database_module is None:
+            database_module = 'tk' if self.tempkey else 'main'
+        r = self.realm
+        with open(self.path('krb5.conf'), 'w') as f:
+            f.write(f'''[libdefaults]
+    default_realm = {r}
+    dns_lookup_kdc = false
+    dns_lookup_realm = false
+    dns_canonicalize_hostname = false
+    rdns = false
+    default_keytab_name = FILE:{self.keytab}
+    default_client_keytab_name = FILE:{self.path('client.keytab')}
+[realms]
+    {r} = {{
+        kdc = 127.0.0.1:{self.kdc_port}
+        admin_server = 127.0.0.1:{self.kadmind_port}
+        kpasswd_server = 127.0.0.1:{self.kpasswd_port}
+    }}
+[domain_realm]
+    localhost = {r}
+''')
+        with open(self.path('kdc.conf'), 'w') as f:
+            f.write(f'''[kdcdefaults]
+    kdc_listen = 127.0.0.1:{self.kdc_port}
+    kdc_tcp_listen = 127.0.0.1:{self.kdc_port}
+{self.kdc_extra}
+[realms]
+    {r} = {{
+        database_module = {database_module}
+        key_stash_file = {self.stash}
+        acl_file = {self.path('kadm5.acl')}
+        kadmind_listen = 127.0.0.1:{self.kadmind_port}
+        kpasswd_listen = 127.0.0.1:{self.kpasswd_port}
+        iprop_enable = false
+        master_key_type = aes256-cts-hmac-sha1-96
+        supported_enctypes = aes256-cts-hmac-sha1-96:normal aes128-cts-hmac-sha1-96:normal
+        max_life = 10h
+        max_renewable_life = 7d
+{self.realm_extra}
+    }}
+[dbmodules]
+    db_module_dir = {PLUGIN_DIR}
+    {self.tk_section}
+    main = {{
+        db_library = db2
+        database_name = {self.path('principal')}
+    }}
+{self.dbmodules_extra}
+[logging]
+    kdc = FILE:{self.kdc_log}
+    admin_server = FILE:{self.kadmind_log}
+''')
+
+    def _make_env(self):
+        env = dict(os.environ)
+        for k in list(env):
+            if k.startswith('KRB5'):
+                del env[k]
+        env.update({
+            'KRB5_CONFIG': self.path('krb5.conf'),
+            'KRB5_KDC_PROFILE': self.path('kdc.conf'),
+            'KRB5CCNAME': 'FILE:' + self.ccache,
+            'KRB5_KTNAME': 'FILE:' + self.keytab,
+            'KRB5_CLIENT_KTNAME': 'FILE:' + self.path('client.keytab'),
+            'KRB5RCACHEDIR': self.dir,
+            'KRB5RCACHENAME': 'FILE:' + self.path('rcache'),
+            'LC_ALL': 'C',
+        })
+        return env
+
+    # ---- running commands
+
+    def run(self, args, expected_code=0, input=None, expected_msg=None,
+            env=None, timeout=60):
+        """Run a command; check its exit status and, if given, that
+        expected_msg appears in its output.  Return the output."""
+        proc = subprocess.run(args, input=input, capture_output=True,
+                              text=True, env=env or self.env,
+                              timeout=timeout)
+        out = proc.stdout + proc.stderr
+        sys.stdout.write('+ %s -> %d\n%s' % (' '.join(args), proc.returncode,
+                                            _indent(out)))
+        if expected_code is not None and proc.returncode != expected_code:
+            fail('%s exited %d, expected %d:\n%s' % (
+                args[0], proc.returncode, expected_code, out))
+        if expected_msg is not None and expected_msg not in out:
+            fail('%s: expected %r in output:\n%s' % (args[0], expected_msg,
+                                                     out))
+        return out
+
+    def kadmin_local(self, query, **kw):
+        return self.run([KADMIN_LOCAL, '-q', query], **kw)
+
+    def addprinc(self, princ, password=None):
+        if password is None:
+            return self.kadmin_local('addprinc -randkey ' + princ)
+        return self.kadmin_local('addprinc -pw %s %s' % (password, princ))
+
+    def tempkey_admin(self, *args, **kw):
+        return self.run([TEMPKEY_ADMIN] + list(args), **kw)
+
+    def kinit(self, princ, password=None, flags=(), **kw):
+        return self.run([KINIT] + list(flags) + [princ],
+                        input=(password + '\n') if password else None, **kw)
+
+    def dump(self):
+        """The database as kdb5_util dump text."""
+        out = self.path('dump.tmp')
+        self.run([KDB5_UTIL, 'dump', out])
+        with open(out) as f:
+            text = f.read()
+        os.unlink(out)
+        return text
+
+    def dump_entry(self, princ):
+        """The dump line of one principal (raw, as stored)."""
+        for line in self.dump().splitlines():
+            fields = line.split('\t')
+            if fields[0] == 'princ' and princ in fields:
+                return line
+        return None
+
+    # ---- daemons
+
+    def _start(self, args, ready, log=None):
+        proc = subprocess.Popen(args, env=self.env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        self.daemons.append(proc)
+        deadline = time.monotonic() + START_TIMEOUT
+        seen = []
+        os.set_blocking(proc.stdout.fileno(), False)
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if line:
+                seen.append(line)
+                if ready in line:
+                    return proc
+                continue
+            if proc.poll() is not None:
+                rest = proc.stdout.read() or ''
+                fail('%s exited %d before it was ready:\n%s' % (
+                    args[0], proc.returncode, ''.join(seen) + rest))
+            time.sleep(0.05)
+        self.stop_daemon(proc)
+        fail('%s not ready after %ds:\n%s' % (args[0], START_TIMEOUT,
+                                               ''.join(seen)))
+
+    def start_kdc(self, *args):
+        self.kdc = self._start([KRB5KDC, '-n'] + list(args), 'starting...')
+        return self.kdc
+
+    def start_kadmind(self, *args):
+        self.kadmind = self._start([KADMIND, '-nofork', '-W'] + list(args),
+                                   'starting...')
+        return self.kadmind
+
+    def stop_daemon(self, proc):
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc in self.daemons:
+            self.daemons.remove(proc)
+
+    def stop_kdc(self):
+        self.stop_daemon(self.kdc)
+
+    def stop(self):
+        for proc in list(self.daemons):
+            self.stop_daemon(proc)
+        if self in _live_realms:
+            _live_realms.remove(self)
+        if os.environ.get('TK_KEEP_REALM'):
+            print('realm kept in ' + self.dir)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    # ---- logs
+
+    def kdc_log_text(self):
+        try:
+            with open(self.kdc_log) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ''
+
+    def wait_for(self, what, check, timeout=30, step=0.2):
+        """Poll check() until it is true, at most timeout seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check():
+                return
+            time.sleep(step)
+        fail('timed out after %ds waiting for %s' % (timeout, what))
+
+
+def _indent(text):
+    return ''.join('    ' + line + '\n' for line in text.splitlines())
+
+
+def klist_tickets(realm, ccache=None):
+    """[(start, end, principal, kvno)] for the ccache, from klist output."""
+    args = [KLIST, '-e']
+    if ccache:
+        args += ['-c', ccache]
+    out = realm.run(args)
+    tickets = []
+    for m in re.finditer(r'^(\S+ \S+)\s+(\S+ \S+)\s+(\S+)$', out, re.M):
+        tickets.append((m.group(1), m.group(2), m.group(3)))
+    return tickets
+
+
+class Tests:
+    """Run test functions in order, reporting each; exit non-zero on any
+    failure."""
+
+    def __init__(self):
+        self.results = []
+
+    def run(self, *funcs):
+        failed = 0
+        for fn in funcs:
+            name = fn.__name__
+            print('=== ' + name)
+            try:
+                fn()
+            except Failure as e:
+                failed += 1
+                print('FAIL: %s: %s' % (name, e))
+                continue
+            except Exception as e:  # a crash in the test is a failure too
+                import traceback
+                traceback.print_exc()
+                failed += 1
+                print('FAIL: %s: %r' % (name, e))
+                continue
+            finally:
+                _cleanup_all()
+            print('PASS: ' + name)
+        print('%d passed, %d failed' % (len(funcs) - failed, failed))
+        sys.exit(1 if failed else 0)

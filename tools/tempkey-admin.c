@@ -1,0 +1,623 @@
+/* tempkey-admin.c - list, show, set, revoke and purge temporary keys on the
+ * KDC host, through libkdb5 and the realm's tempkey module. */
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <profile.h>
+
+#include "tkentry.h"
+
+#define DEFAULT_ENCTYPES "aes256-cts-hmac-sha1-96,aes128-cts-hmac-sha1-96"
+#define MAX_ENCTYPES 8
+
+static const char *progname = "tempkey-admin";
+
+typedef struct {
+    krb5_context ctx;
+    char *realm;
+    tk_config cfg;
+    int json;
+    int problems;               /* entries that could not be read */
+} admin;
+
+static void
+usage(FILE *out)
+{
+    fprintf(out,
+            "usage: %s [-r REALM] [--json] COMMAND\n"
+            "  list                        managed principals and their keys\n"
+            "  show PRINCIPAL              one principal's keys\n"
+            "  set PRINCIPAL [--lifetime DURATION] [--keytab FILE]\n"
+            "      [--enctypes LIST]        store a new random temporary key\n"
+            "  revoke PRINCIPAL [--kvno N] remove keys now\n"
+            "  purge                       remove expired keys\n",
+            progname);
+}
+
+/* Print the context's message for code with what, and return 1. */
+static int
+fail(admin *a, krb5_error_code code, const char *what)
+{
+    const char *msg = krb5_get_error_message(a->ctx, code);
+
+    fprintf(stderr, "%s: %s: %s\n", progname, what, msg);
+    krb5_free_error_message(a->ctx, msg);
+    return 1;
+}
+
+/* ---- Output. */
+
+static void
+json_string(const char *s)
+{
+    putchar('"');
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c < 0x20)
+            printf("\\u%04x", c);
+        else
+            putchar(c);
+    }
+    putchar('"');
+}
+
+static void
+uploader_text(const tk_key_record *rec, char *buf)
+{
+    if (rec->has_uploader)
+        tk_hex(rec->uploader, TK_UPLOADER_LEN, buf);
+    else
+        strcpy(buf, "admin");
+}
+
+/* Print one managed entry, as a JSON object or as text lines. */
+static void
+print_entry(admin *a, const char *name, const tk_meta *meta, int first)
+{
+    char when[TK_TIME_LEN], up[TK_UPLOADER_LEN * 2 + 1];
+    int64_t now = time(NULL);
+    size_t i;
+
+    if (a->json) {
+        printf("%s{\"principal\": ", first ? "" : ",\n ");
+        json_string(name);
+        printf(", \"highest_kvno\": %u, \"keys\": [", meta->highest_kvno);
+        for (i = 0; i < meta->nkeys; i++) {
+            const tk_key_record *rec = &meta->keys[i];
+
+            tk_format_time(rec->expiry, when);
+            uploader_text(rec, up);
+            printf("%s{\"kvno\": %u, \"expires\": \"%s\", \"expired\": %s, "
+                   "\"uploader\": \"%s\"}", i ? ", " : "", rec->kvno, when,
+                   rec->expiry <= now ? "true" : "false", up);
+        }
+        printf("]}");
+        return;
+    }
+    if (meta->nkeys == 0) {
+        printf("%-40s %5s  %-20s  %s\n", name, "-", "no key", "-");
+        return;
+    }
+    for (i = 0; i < meta->nkeys; i++) {
+        const tk_key_record *rec = &meta->keys[i];
+
+        tk_format_time(rec->expiry, when);
+        uploader_text(rec, up);
+        printf("%-40s %5u  %-20s%s  %s\n", name, rec->kvno, when,
+               rec->expiry <= now ? " (expired)" : "", up);
+    }
+}
+
+typedef struct {
+    admin *a;
+    int count;
+} list_state;
+
+static int
+list_one(krb5_pointer arg, krb5_db_entry *entry)
+{
+    list_state *st = arg;
+    admin *a = st->a;
+    krb5_error_code ret;
+    krb5_boolean managed;
+    tk_meta *meta = NULL, empty;
+    char *name = NULL;
+
+    if (tk_entry_is_managed(a->ctx, entry, &managed) != 0 || !managed)
+        return 0;
+    if (krb5_unparse_name(a->ctx, entry->princ, &name) != 0)
+        return 0;
+    ret = tk_entry_get_meta(a->ctx, entry, &meta);
+    if (ret) {
+        fail(a, ret, "list");
+        a->problems++;
+    } else {
+        memset(&empty, 0, sizeof(empty));
+        print_entry(a, name, meta != NULL ? meta : &empty, st->count == 0);
+        st->count++;
+    }
+    tk_meta_free(meta);
+    krb5_free_unparsed_name(a->ctx, name);
+    return 0;
+}
+
+static int
+cmd_list(admin *a)
+{
+    krb5_error_code ret;
+    list_state st = { a, 0 };
+
+    if (a->json)
+        printf("[");
+    else
+        printf("%-40s %5s  %-20s  %s\n", "PRINCIPAL", "KVNO", "EXPIRES",
+               "UPLOADER");
+    ret = krb5_db_iterate(a->ctx, NULL, list_one, &st, 0);
+    if (a->json)
+        printf("]\n");
+    if (ret)
+        return fail(a, ret, "listing principals");
+    return a->problems ? 1 : 0;
+}
+
+static int
+cmd_show(admin *a, const char *name)
+{
+    krb5_error_code ret;
+    krb5_principal princ = NULL;
+    krb5_db_entry *entry = NULL;
+    krb5_boolean managed;
+    tk_meta *meta = NULL, empty;
+    char when[TK_TIME_LEN];
+    int status = 1;
+
+    ret = krb5_parse_name(a->ctx, name, &princ);
+    if (ret)
+        return fail(a, ret, name);
+    ret = krb5_db_get_principal(a->ctx, princ, 0, &entry);
+    if (ret) {
+        fail(a, ret, name);
+        goto cleanup;
+    }
+    ret = tk_entry_is_managed(a->ctx, entry, &managed);
+    if (ret == 0)
+        ret = tk_entry_get_meta(a->ctx, entry, &meta);
+    if (ret) {
+        fail(a, ret, name);
+        goto cleanup;
+    }
+    if (!managed) {
+        fprintf(stderr, "%s: %s is not managed by tempkey (no '%s' string "
+                "attribute)\n", progname, name, TK_ATTR_MANAGED);
+        goto cleanup;
+    }
+    memset(&empty, 0, sizeof(empty));
+    if (a->json) {
+        print_entry(a, name, meta != NULL ? meta : &empty, 1);
+        printf("\n");
+    } else {
+        printf("%-40s %5s  %-20s  %s\n", "PRINCIPAL", "KVNO", "EXPIRES",
+               "UPLOADER");
+        print_entry(a, name, meta != NULL ? meta : &empty, 1);
+        if (meta != NULL && meta->last_expiry != 0) {
+            tk_format_time(meta->last_expiry, when);
+            printf("highest kvno ever stored: %u; last key removed: %s\n",
+                   meta->highest_kvno, when);
+        }
+    }
+    status = 0;
+
+cleanup:
+    tk_meta_free(meta);
+    krb5_db_free_principal(a->ctx, entry);
+    krb5_free_principal(a->ctx, princ);
+    return status;
+}
+
+/* ---- set: new random keys, into the keytab first, then the database. */
+
+typedef struct {
+    krb5_kvno kvno;
+    int64_t expiry;
+    krb5_keyblock keys[MAX_ENCTYPES];
+    size_t nkeys;
+    const char *keytab;
+    krb5_principal princ;
+} set_state;
+
+static krb5_boolean
+keep_unless_pending(krb5_context ctx, const krb5_keytab_entry *entry,
+                    void *arg)
+{
+    const set_state *st = arg;
+
+    return !(entry->vno == st->kvno &&
+             krb5_principal_compare(ctx, entry->principal, st->princ));
+}
+
+static krb5_error_code
+write_pending_keys(krb5_context ctx, set_state *st)
+{
+    krb5_keytab_entry add[MAX_ENCTYPES];
+    size_t i;
+
+    memset(add, 0, sizeof(add));
+    for (i = 0; i < st->nkeys; i++) {
+        add[i].principal = st->princ;
+        add[i].timestamp = (krb5_timestamp)time(NULL);
+        add[i].vno = st->kvno;
+        add[i].key = st->keys[i];
+    }
+    return tk_keytab_rewrite(ctx, st->keytab, NULL, NULL, add, st->nkeys);
+}
+
+static krb5_error_code
+set_entry(krb5_context ctx, krb5_db_entry *entry, void *arg,
+          krb5_boolean *changed)
+{
+    set_state *st = arg;
+    krb5_error_code ret;
+
+    ret = tk_entry_next_kvno(ctx, entry, &st->kvno);
+    if (ret)
+        return ret;
+    if (st->keytab != NULL) {
+        ret = write_pending_keys(ctx, st);
+        if (ret)
+            return ret;
+    }
+    ret = tk_entry_add_keys(ctx, entry, st->kvno, st->keys, st->nkeys,
+                            st->expiry, NULL);
+    *changed = (ret == 0);
+    return ret;
+}
+
+static krb5_error_code
+parse_enctypes(admin *a, const char *list, set_state *st)
+{
+    krb5_error_code ret;
+    char *copy, *tok, *save = NULL;
+    krb5_enctype et;
+
+    copy = strdup(list);
+    if (copy == NULL)
+        return ENOMEM;
+    for (tok = strtok_r(copy, ", ", &save); tok != NULL;
+         tok = strtok_r(NULL, ", ", &save)) {
+        if (krb5_string_to_enctype(tok, &et) != 0 ||
+            !krb5_c_valid_enctype(et)) {
+            ret = KRB5_PROG_ETYPE_NOSUPP;
+            krb5_set_error_message(a->ctx, ret, "unknown or unsupported "
+                                   "enctype \"%s\"", tok);
+            goto cleanup;
+        }
+        if (st->nkeys == MAX_ENCTYPES) {
+            ret = EINVAL;
+            krb5_set_error_message(a->ctx, ret, "at most %d enctypes",
+                                   MAX_ENCTYPES);
+            goto cleanup;
+        }
+        ret = krb5_c_make_random_key(a->ctx, et, &st->keys[st->nkeys]);
+        if (ret)
+            goto cleanup;
+        st->nkeys++;
+    }
+    ret = 0;
+    if (st->nkeys == 0) {
+        ret = EINVAL;
+        krb5_set_error_message(a->ctx, ret, "no enctype given");
+    }
+
+cleanup:
+    free(copy);
+    return ret;
+}
+
+/* Load the master key list, needed to encrypt new keys. */
+static krb5_error_code
+load_master_key(admin *a)
+{
+    krb5_error_code ret;
+    krb5_principal mname = NULL;
+    krb5_keyblock mkey;
+    krb5_kvno mkvno = 0;
+    char *stash = NULL;
+    profile_t profile = NULL;
+
+    memset(&mkey, 0, sizeof(mkey));
+    ret = krb5_get_profile(a->ctx, &profile);
+    if (ret)
+        return ret;
+    ret = profile_get_string(profile, "realms", a->realm, "key_stash_file",
+                             NULL, &stash);
+    if (ret)
+        goto cleanup;
+    ret = krb5_db_setup_mkey_name(a->ctx, NULL, a->realm, NULL, &mname);
+    if (ret)
+        goto cleanup;
+    ret = krb5_db_fetch_mkey(a->ctx, mname, ENCTYPE_UNKNOWN, FALSE, FALSE,
+                             stash, &mkvno, NULL, &mkey);
+    if (ret) {
+        krb5_prepend_error_message(a->ctx, ret, "reading the master key "
+                                   "stash");
+        goto cleanup;
+    }
+    ret = krb5_db_fetch_mkey_list(a->ctx, mname, &mkey);
+
+cleanup:
+    krb5_free_keyblock_contents(a->ctx, &mkey);
+    krb5_free_principal(a->ctx, mname);
+    profile_release_string(stash);
+    profile_release(profile);
+    return ret;
+}
+
+static int
+cmd_set(admin *a, const char *name, const char *lifetime,
+        const char *keytab, const char *enctypes)
+{
+    krb5_error_code ret;
+    set_state st;
+    krb5_deltat life = a->cfg.max_life;
+    char when[TK_TIME_LEN], ename[64];
+    size_t i;
+    int status = 1;
+
+    memset(&st, 0, sizeof(st));
+    st.keytab = keytab;
+    if (lifetime != NULL) {
+        ret = tk_parse_duration(a->ctx, "--lifetime", lifetime, &life);
+        if (ret)
+            return fail(a, ret, name);
+        if (life > a->cfg.max_life) {
+            fprintf(stderr, "%s: %s: --lifetime %s is longer than "
+                    "tempkey_max_life (%ld seconds)\n", progname, name,
+                    lifetime, (long)a->cfg.max_life);
+            return 1;
+        }
+    }
+    ret = krb5_parse_name(a->ctx, name, &st.princ);
+    if (ret)
+        return fail(a, ret, name);
+    ret = parse_enctypes(a, enctypes != NULL ? enctypes : DEFAULT_ENCTYPES,
+                         &st);
+    if (ret) {
+        fail(a, ret, name);
+        goto cleanup;
+    }
+    ret = load_master_key(a);
+    if (ret) {
+        fail(a, ret, name);
+        goto cleanup;
+    }
+    st.expiry = (int64_t)time(NULL) + life;
+    ret = tk_db_update(a->ctx, st.princ, set_entry, &st);
+    if (ret == KRB5_KDB_NOENTRY)
+        krb5_set_error_message(a->ctx, ret, "no such principal; create it "
+                               "first with kadmin addprinc -nokey");
+    if (ret) {
+        /* The pending key must not outlive a refused store. */
+        if (keytab != NULL && st.kvno != 0)
+            (void)tk_keytab_rewrite(a->ctx, keytab, keep_unless_pending, &st,
+                                    NULL, 0);
+        fail(a, ret, name);
+        goto cleanup;
+    }
+    tk_format_time(st.expiry, when);
+    printf("%s kvno %u expires %s enctypes", name, st.kvno, when);
+    for (i = 0; i < st.nkeys; i++) {
+        if (krb5_enctype_to_name(st.keys[i].enctype, FALSE, ename,
+                                 sizeof(ename)) != 0)
+            snprintf(ename, sizeof(ename), "%d", st.keys[i].enctype);
+        printf("%s%s", i ? "," : " ", ename);
+    }
+    printf(" keytab %s\n", keytab != NULL ? keytab : "(none)");
+    status = 0;
+
+cleanup:
+    for (i = 0; i < st.nkeys; i++)
+        krb5_free_keyblock_contents(a->ctx, &st.keys[i]);
+    krb5_free_principal(a->ctx, st.princ);
+    return status;
+}
+
+/* ---- revoke and purge. */
+
+typedef struct {
+    krb5_kvno kvno;
+    size_t removed;
+} revoke_state;
+
+static krb5_error_code
+revoke_entry(krb5_context ctx, krb5_db_entry *entry, void *arg,
+             krb5_boolean *changed)
+{
+    revoke_state *st = arg;
+    krb5_error_code ret;
+    krb5_boolean managed;
+
+    ret = tk_entry_is_managed(ctx, entry, &managed);
+    if (ret == 0 && !managed) {
+        ret = EINVAL;
+        krb5_set_error_message(ctx, ret, "not managed by tempkey");
+    }
+    if (ret == 0)
+        ret = tk_entry_revoke(ctx, entry, st->kvno, time(NULL),
+                              &st->removed);
+    *changed = (ret == 0 && st->removed > 0);
+    return ret;
+}
+
+static int
+cmd_revoke(admin *a, const char *name, const char *kvno_text)
+{
+    krb5_error_code ret;
+    krb5_principal princ = NULL;
+    revoke_state st = { 0, 0 };
+    char *end;
+    unsigned long v;
+
+    if (kvno_text != NULL) {
+        errno = 0;
+        v = strtoul(kvno_text, &end, 10);
+        if (errno || *end != '\0' || v == 0 || v > TK_KVNO_MAX) {
+            fprintf(stderr, "%s: --kvno %s is not a key version (1-%d)\n",
+                    progname, kvno_text, TK_KVNO_MAX);
+            return 1;
+        }
+        st.kvno = (krb5_kvno)v;
+    }
+    ret = krb5_parse_name(a->ctx, name, &princ);
+    if (ret == 0)
+        ret = tk_db_update(a->ctx, princ, revoke_entry, &st);
+    krb5_free_principal(a->ctx, princ);
+    if (ret)
+        return fail(a, ret, name);
+    printf("%s: revoked %zu key version(s)\n", name, st.removed);
+    return 0;
+}
+
+static void
+report_purge(krb5_context ctx, krb5_const_principal princ, size_t removed,
+             krb5_error_code error, void *arg)
+{
+    admin *a = arg;
+    char *name = NULL;
+
+    if (krb5_unparse_name(ctx, princ, &name) != 0)
+        return;
+    if (error) {
+        fail(a, error, name);
+        a->problems++;
+    } else if (removed > 0) {
+        printf("%s: purged %zu expired key version(s)\n", name, removed);
+    }
+    krb5_free_unparsed_name(ctx, name);
+}
+
+static int
+cmd_purge(admin *a)
+{
+    krb5_error_code ret;
+
+    ret = tk_db_purge_expired(a->ctx, time(NULL), report_purge, a);
+    if (ret)
+        return fail(a, ret, "purge");
+    return a->problems ? 1 : 0;
+}
+
+/* ---- main. */
+
+static int
+open_realm(admin *a, const char *realm)
+{
+    krb5_error_code ret;
+
+    ret = krb5_init_context_profile(NULL, KRB5_INIT_CONTEXT_KDC, &a->ctx);
+    if (ret) {
+        fprintf(stderr, "%s: cannot initialize Kerberos: %s\n", progname,
+                error_message(ret));
+        return 1;
+    }
+    if (realm != NULL)
+        ret = krb5_set_default_realm(a->ctx, realm);
+    if (ret == 0)
+        ret = krb5_get_default_realm(a->ctx, &a->realm);
+    if (ret)
+        return fail(a, ret, "finding the realm");
+    ret = tk_config_read(a->ctx, a->realm, NULL, &a->cfg);
+    if (ret)
+        return fail(a, ret, "reading the configuration");
+    ret = krb5_db_open(a->ctx, NULL,
+                       KRB5_KDB_OPEN_RW | KRB5_KDB_SRV_TYPE_ADMIN);
+    if (ret)
+        return fail(a, ret, "opening the database");
+    return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "realm", required_argument, NULL, 'r' },
+        { "json", no_argument, NULL, 'j' },
+        { "lifetime", required_argument, NULL, 'l' },
+        { "keytab", required_argument, NULL, 'k' },
+        { "enctypes", required_argument, NULL, 'e' },
+        { "kvno", required_argument, NULL, 'n' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 }
+    };
+    admin a;
+    const char *realm = NULL, *lifetime = NULL, *keytab = NULL;
+    const char *enctypes = NULL, *kvno = NULL, *cmd, *princ = NULL;
+    int c, status, nargs;
+
+    memset(&a, 0, sizeof(a));
+    while ((c = getopt_long(argc, argv, "r:jh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'r': realm = optarg; break;
+        case 'j': a.json = 1; break;
+        case 'l': lifetime = optarg; break;
+        case 'k': keytab = optarg; break;
+        case 'e': enctypes = optarg; break;
+        case 'n': kvno = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind >= argc) {
+        usage(stderr);
+        return 2;
+    }
+    cmd = argv[optind];
+    nargs = argc - optind - 1;
+    if (nargs > 0)
+        princ = argv[optind + 1];
+    if ((strcmp(cmd, "list") == 0 || strcmp(cmd, "purge") == 0) ?
+        nargs != 0 :
+        (strcmp(cmd, "show") == 0 || strcmp(cmd, "set") == 0 ||
+         strcmp(cmd, "revoke") == 0) ? nargs != 1 : 1) {
+        usage(stderr);
+        return 2;
+    }
+    if ((lifetime != NULL || keytab != NULL || enctypes != NULL) &&
+        strcmp(cmd, "set") != 0) {
+        fprintf(stderr, "%s: --lifetime, --keytab and --enctypes go with "
+                "set\n", progname);
+        return 2;
+    }
+    if (kvno != NULL && strcmp(cmd, "revoke") != 0) {
+        fprintf(stderr, "%s: --kvno goes with revoke\n", progname);
+        return 2;
+    }
+
+    status = open_realm(&a, realm);
+    if (status == 0) {
+        if (strcmp(cmd, "list") == 0)
+            status = cmd_list(&a);
+        else if (strcmp(cmd, "show") == 0)
+            status = cmd_show(&a, princ);
+        else if (strcmp(cmd, "set") == 0)
+            status = cmd_set(&a, princ, lifetime, keytab, enctypes);
+        else if (strcmp(cmd, "revoke") == 0)
+            status = cmd_revoke(&a, princ, kvno);
+        else
+            status = cmd_purge(&a);
+    }
+    if (a.ctx != NULL) {
+        (void)krb5_db_fini(a.ctx);
+        tk_config_free(&a.cfg);
+        krb5_free_default_realm(a.ctx, a.realm);
+        krb5_free_context(a.ctx);
+    }
+    return status;
+}
