@@ -34,6 +34,16 @@ read_duration(krb5_context ctx, profile_t profile, const char *section,
     return ret;
 }
 
+static int
+has_name(char **names, const char *name)
+{
+    for (; names != NULL && *names != NULL; names++) {
+        if (strcmp(*names, name) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 void
 tk_config_free(tk_config *cfg)
 {
@@ -49,7 +59,7 @@ tk_config_read(krb5_context ctx, const char *realm, const char *section,
     krb5_error_code ret;
     profile_t profile = NULL;
     char *value = NULL, *library = NULL, **names = NULL;
-    const char *path[3];
+    const char *path[2];
 
     memset(cfg, 0, sizeof(*cfg));
     cfg->purge_interval = TK_DEFAULT_PURGE_INTERVAL;
@@ -82,9 +92,9 @@ tk_config_read(krb5_context ctx, const char *realm, const char *section,
         goto cleanup;
     }
     path[0] = "dbmodules";
-    path[1] = cfg->backing;
-    path[2] = NULL;
-    if (profile_get_relation_names(profile, path, &names) != 0) {
+    path[1] = NULL;
+    if (profile_get_subsection_names(profile, path, &names) != 0 ||
+        !has_name(names, cfg->backing)) {
         ret = config_error(ctx, "tempkey: backing_module = %s: there is no "
                            "[dbmodules] %s section", cfg->backing,
                            cfg->backing);

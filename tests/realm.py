@@ -7,6 +7,7 @@ ports, and each is stopped by its PID when the test ends.
 """
 
 import atexit
+import calendar
 import os
 import re
 import shutil
@@ -153,6 +154,7 @@ class Realm:
 [realms]
     {r} = {{
         database_module = {database_module}
+        database_name = {self.path('principal')}
         key_stash_file = {self.stash}
         acl_file = {self.path('kadm5.acl')}
         kadmind_listen = 127.0.0.1:{self.kadmind_port}
@@ -182,15 +184,16 @@ class Realm:
         for k in list(env):
             if k.startswith('KRB5'):
                 del env[k]
+        # No KRB5_KTNAME: kadmind would take it for its own keytab instead of
+        # the database's; clients get default_keytab_name from krb5.conf.
         env.update({
             'KRB5_CONFIG': self.path('krb5.conf'),
             'KRB5_KDC_PROFILE': self.path('kdc.conf'),
             'KRB5CCNAME': 'FILE:' + self.ccache,
-            'KRB5_KTNAME': 'FILE:' + self.keytab,
             'KRB5_CLIENT_KTNAME': 'FILE:' + self.path('client.keytab'),
-            'KRB5RCACHEDIR': self.dir,
-            'KRB5RCACHENAME': 'FILE:' + self.path('rcache'),
+            'KRB5RCACHEDIR': self.dir,   # the default replay cache lives here
             'LC_ALL': 'C',
+            'TZ': 'UTC',
         })
         return env
 
@@ -224,6 +227,18 @@ class Realm:
 
     def tempkey_admin(self, *args, **kw):
         return self.run([TEMPKEY_ADMIN] + list(args), **kw)
+
+    def set_key(self, princ, lifetime='1h', keytab=None, *extra):
+        """Give princ an admin-made temporary key with tempkey-admin set;
+        return (kvno, expiry as seconds since the epoch)."""
+        args = ['set', princ, '--lifetime', lifetime]
+        if keytab:
+            args += ['--keytab', keytab]
+        out = self.tempkey_admin(*(args + list(extra)))
+        m = re.search(r' kvno (\d+) expires (\S+) ', out)
+        if not m:
+            fail('unexpected tempkey-admin set output: ' + out)
+        return int(m.group(1)), parse_iso(m.group(2))
 
     def kinit(self, princ, password=None, flags=(), **kw):
         return self.run([KINIT] + list(flags) + [princ],
@@ -328,16 +343,65 @@ def _indent(text):
     return ''.join('    ' + line + '\n' for line in text.splitlines())
 
 
-def klist_tickets(realm, ccache=None):
-    """[(start, end, principal, kvno)] for the ccache, from klist output."""
-    args = [KLIST, '-e']
+def parse_iso(text):
+    """Seconds since the epoch of an ISO 8601 UTC time (2026-01-02T03:04:05Z)."""
+    return calendar.timegm(time.strptime(text, '%Y-%m-%dT%H:%M:%SZ'))
+
+
+def klist_times(realm, ccache=None):
+    """{service: (start, end, renew_till or None)} from klist, in seconds
+    since the epoch (the realm's environment sets TZ=UTC)."""
+    args = [KLIST]
     if ccache:
         args += ['-c', ccache]
     out = realm.run(args)
-    tickets = []
-    for m in re.finditer(r'^(\S+ \S+)\s+(\S+ \S+)\s+(\S+)$', out, re.M):
-        tickets.append((m.group(1), m.group(2), m.group(3)))
-    return tickets
+    tickets = {}
+    last = None
+    fmt = '%m/%d/%y %H:%M:%S'
+    for line in out.splitlines():
+        m = re.match(r'^(\S+ \S+)\s+(\S+ \S+)\s+(\S+)$', line)
+        if m:
+            last = m.group(3)
+            tickets[last] = [calendar.timegm(time.strptime(m.group(1), fmt)),
+                             calendar.timegm(time.strptime(m.group(2), fmt)),
+                             None]
+            continue
+        m = re.match(r'^\s+renew until (\S+ \S+)$', line)
+        if m and last:
+            tickets[last][2] = calendar.timegm(time.strptime(m.group(1), fmt))
+    return {k: tuple(v) for k, v in tickets.items()}
+
+
+def dump_fields(line):
+    """The fields of a kdb5_util dump princ line, split on tabs."""
+    return line.rstrip(';').split('\t')
+
+
+def entry_tl_data(line):
+    """{tl type: hex contents} of a dump princ line (dump format r1.11)."""
+    f = dump_fields(line)
+    n_tl = int(f[3])
+    pos = 15
+    tl = {}
+    for _ in range(n_tl):
+        tl[int(f[pos])] = f[pos + 2]
+        pos += 3
+    return tl
+
+
+def entry_keys(line):
+    """[(kvno, enctype, hex)] of a dump princ line."""
+    f = dump_fields(line)
+    n_tl, n_keys = int(f[3]), int(f[4])
+    pos = 15 + 3 * n_tl
+    keys = []
+    for _ in range(n_keys):
+        ver, kvno = int(f[pos]), int(f[pos + 1])
+        pos += 2
+        enctype, _, contents = int(f[pos]), f[pos + 1], f[pos + 2]
+        pos += 3 * ver
+        keys.append((kvno, enctype, contents))
+    return keys
 
 
 class Tests:

@@ -1,0 +1,448 @@
+/* check_rules.c - unit tests of the expiry, capping and write rules. */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <check.h>
+
+#include "tkentry.h"
+
+#define NOW 1800000000LL
+
+static krb5_context ctx;
+
+static void
+setup(void)
+{
+    ck_assert_int_eq(krb5_init_context(&ctx), 0);
+}
+
+static void
+teardown(void)
+{
+    krb5_free_context(ctx);
+}
+
+static tk_meta *
+meta_with(const krb5_kvno *kvnos, const int64_t *expiries, size_t n)
+{
+    tk_meta *m = NULL;
+    tk_key_record rec;
+    size_t i;
+
+    ck_assert_int_eq(tk_meta_new(&m), 0);
+    for (i = 0; i < n; i++) {
+        memset(&rec, 0, sizeof(rec));
+        rec.kvno = kvnos[i];
+        rec.expiry = expiries[i];
+        ck_assert_int_eq(tk_meta_add(ctx, m, &rec), 0);
+    }
+    return m;
+}
+
+/* An entry for princ with two dummy keys per kvno (sorted descending, as
+ * libkdb5 returns them), managed if asked, with meta if given. */
+static krb5_db_entry *
+make_entry(const char *princ, const krb5_kvno *kvnos, size_t n,
+           int managed, const tk_meta *meta)
+{
+    krb5_db_entry *e = calloc(1, sizeof(*e));
+    size_t i, k = 0;
+
+    ck_assert_ptr_nonnull(e);
+    ck_assert_int_eq(krb5_parse_name(ctx, princ, &e->princ), 0);
+    e->max_life = 36000;
+    e->max_renewable_life = 604800;
+    e->key_data = calloc(2 * n + 1, sizeof(*e->key_data));
+    for (i = n; i > 0; i--) {
+        int j;
+
+        for (j = 0; j < 2; j++) {
+            krb5_key_data *kd = &e->key_data[k++];
+
+            kd->key_data_ver = 1;
+            kd->key_data_kvno = kvnos[i - 1];
+            kd->key_data_type[0] = j ? 17 : 18;
+            kd->key_data_length[0] = 4;
+            kd->key_data_contents[0] = malloc(4);
+            memset(kd->key_data_contents[0], 0x5a, 4);
+        }
+    }
+    e->n_key_data = (krb5_int16)k;
+    if (managed)
+        ck_assert_int_eq(krb5_dbe_set_string(ctx, e, TK_ATTR_MANAGED, "1"),
+                         0);
+    if (meta != NULL)
+        ck_assert_int_eq(tk_entry_set_meta(ctx, e, meta), 0);
+    return e;
+}
+
+static void
+assert_message(krb5_error_code code, const char *what)
+{
+    const char *msg = krb5_get_error_message(ctx, code);
+
+    ck_assert_msg(strstr(msg, what) != NULL, "message \"%s\" lacks \"%s\"",
+                  msg, what);
+    krb5_free_error_message(ctx, msg);
+}
+
+/* ---- Record rules. */
+
+START_TEST(cap_life)
+{
+    ck_assert_int_eq(tk_cap_life(0, NOW + 100, NOW), 100);
+    ck_assert_int_eq(tk_cap_life(50, NOW + 100, NOW), 50);
+    ck_assert_int_eq(tk_cap_life(3600, NOW + 100, NOW), 100);
+    ck_assert_int_eq(tk_cap_life(0, NOW + 10LL * INT32_MAX, NOW), INT32_MAX);
+}
+END_TEST
+
+START_TEST(add_refuses_rollback)
+{
+    const krb5_kvno kv[] = { 3 };
+    const int64_t ex[] = { NOW + 10 };
+    tk_meta *m = meta_with(kv, ex, 1);
+    tk_key_record rec;
+
+    memset(&rec, 0, sizeof(rec));
+    rec.kvno = 3;
+    rec.expiry = NOW + 20;
+    ck_assert_int_eq(tk_meta_add(ctx, m, &rec), KRB5_KDB_BAD_VERSION);
+    assert_message(KRB5_KDB_BAD_VERSION, "not above");
+    rec.kvno = 2;
+    ck_assert_int_eq(tk_meta_add(ctx, m, &rec), KRB5_KDB_BAD_VERSION);
+    rec.kvno = TK_KVNO_MAX + 1;
+    ck_assert_int_eq(tk_meta_add(ctx, m, &rec), KRB5_KDB_BAD_VERSION);
+    ck_assert_uint_eq(m->nkeys, 1);
+    tk_meta_free(m);
+}
+END_TEST
+
+START_TEST(remove_keeps_highest_and_notes_end)
+{
+    const krb5_kvno kv[] = { 1, 2 };
+    const int64_t ex[] = { NOW - 50, NOW + 100 };
+    tk_meta *m = meta_with(kv, ex, 2);
+
+    ck_assert_int_eq(tk_meta_remove(m, 2, NOW), 1);
+    ck_assert_int_eq(m->last_expiry, NOW);      /* revoked before expiry */
+    ck_assert_int_eq(tk_meta_remove(m, 2, NOW), 0);
+    ck_assert_int_eq(tk_meta_remove(m, 1, NOW), 1);
+    ck_assert_int_eq(m->last_expiry, NOW);      /* never goes back */
+    ck_assert_uint_eq(m->highest_kvno, 2);
+    ck_assert_uint_eq(m->nkeys, 0);
+    tk_meta_free(m);
+}
+END_TEST
+
+START_TEST(drop_expired)
+{
+    const krb5_kvno kv[] = { 1, 2, 3, 4 };
+    const int64_t ex[] = { NOW - 10, NOW, NOW + 1, NOW - 5 };
+    tk_meta *m = meta_with(kv, ex, 4);
+
+    /* A key expiring exactly now is expired. */
+    ck_assert_uint_eq(tk_meta_drop_expired(m, NOW), 3);
+    ck_assert_uint_eq(m->nkeys, 1);
+    ck_assert_uint_eq(m->keys[0].kvno, 3);
+    ck_assert_int_eq(m->last_expiry, NOW);
+    ck_assert_uint_eq(tk_meta_drop_expired(m, NOW), 0);
+    tk_meta_free(m);
+}
+END_TEST
+
+START_TEST(newest_live_and_next_expiry)
+{
+    const krb5_kvno kv[] = { 1, 2, 3 };
+    const int64_t ex[] = { NOW + 500, NOW + 300, NOW - 1 };
+    tk_meta *m = meta_with(kv, ex, 3);
+
+    ck_assert_uint_eq(tk_meta_newest_live(m, NOW)->kvno, 2);
+    ck_assert_ptr_null(tk_meta_newest_live(m, NOW + 500));
+    ck_assert_int_eq(tk_meta_next_expiry(m), NOW - 1);
+    tk_meta_free(m);
+}
+END_TEST
+
+START_TEST(parse_duration)
+{
+    krb5_deltat d = 0;
+
+    ck_assert_int_eq(tk_parse_duration(ctx, "x", "1d", &d), 0);
+    ck_assert_int_eq(d, 86400);
+    ck_assert_int_eq(tk_parse_duration(ctx, "x", "90m", &d), 0);
+    ck_assert_int_eq(d, 5400);
+    ck_assert_int_eq(tk_parse_duration(ctx, "x", "3600", &d), 0);
+    ck_assert_int_eq(d, 3600);
+    ck_assert_int_eq(tk_parse_duration(ctx, "purge_interval", "soon", &d),
+                     KRB5_CONFIG_BADFORMAT);
+    assert_message(KRB5_CONFIG_BADFORMAT, "purge_interval: \"soon\"");
+    ck_assert_int_eq(tk_parse_duration(ctx, "x", "0", &d),
+                     KRB5_CONFIG_BADFORMAT);
+    ck_assert_int_eq(tk_parse_duration(ctx, "x", "-5", &d),
+                     KRB5_CONFIG_BADFORMAT);
+    ck_assert_int_eq(tk_parse_duration(ctx, "x", "", &d),
+                     KRB5_CONFIG_BADFORMAT);
+}
+END_TEST
+
+START_TEST(format_time)
+{
+    char buf[TK_TIME_LEN];
+
+    tk_format_time(0, buf);
+    ck_assert_str_eq(buf, "1970-01-01T00:00:00Z");
+    tk_format_time(4102444800LL, buf);
+    ck_assert_str_eq(buf, "2100-01-01T00:00:00Z");
+}
+END_TEST
+
+/* ---- Entry rules. */
+
+START_TEST(kdc_view_keeps_live_keys_and_caps)
+{
+    const krb5_kvno kv[] = { 1, 2, 3 };
+    const int64_t ex[] = { NOW + 7200, NOW - 1, NOW + 600 };
+    tk_meta *m = meta_with(kv, ex, 3);
+    krb5_db_entry *e = make_entry("HTTP/a@R", kv, 3, 1, m);
+
+    ck_assert_int_eq(tk_entry_kdc_view(ctx, e, NOW, TRUE), 0);
+    ck_assert_int_eq(e->n_key_data, 4);
+    ck_assert_uint_eq(e->key_data[0].key_data_kvno, 3);
+    ck_assert_uint_eq(e->key_data[3].key_data_kvno, 1);
+    /* Capped at the key the KDC will use (kvno 3), not the longest. */
+    ck_assert_int_eq(e->max_life, 600);
+    ck_assert_int_eq(e->max_renewable_life, 600);
+    ck_assert(e->attributes & KRB5_KDB_DISALLOW_POSTDATED);
+    krb5_db_free_principal(ctx, e);
+    tk_meta_free(m);
+}
+END_TEST
+
+START_TEST(kdc_view_client_lookup_not_capped)
+{
+    const krb5_kvno kv[] = { 1 };
+    const int64_t ex[] = { NOW - 1 };
+    tk_meta *m = meta_with(kv, ex, 1);
+    krb5_db_entry *e = make_entry("HTTP/a@R", kv, 1, 1, m);
+
+    ck_assert_int_eq(tk_entry_kdc_view(ctx, e, NOW, FALSE), 0);
+    ck_assert_int_eq(e->n_key_data, 0);
+    ck_assert_int_eq(e->max_life, 36000);
+    krb5_db_free_principal(ctx, e);
+    tk_meta_free(m);
+}
+END_TEST
+
+START_TEST(kdc_view_refuses_without_live_key)
+{
+    const krb5_kvno kv[] = { 4, 5 };
+    const int64_t ex[] = { NOW - 100, NOW - 30 };
+    tk_meta *m = meta_with(kv, ex, 2);
+    krb5_db_entry *e = make_entry("HTTP/a@R", kv, 2, 1, m);
+    krb5_error_code ret;
+
+    ret = tk_entry_kdc_view(ctx, e, NOW, TRUE);
+    ck_assert_int_eq(ret, KRB5_KDB_NO_MATCHING_KEY);
+    assert_message(ret, "HTTP/a@R");
+    assert_message(ret, "no live temporary key");
+    assert_message(ret, "kvno 5, ended at 2027-01-15T07:59:30Z");
+    krb5_db_free_principal(ctx, e);
+    tk_meta_free(m);
+}
+END_TEST
+
+START_TEST(kdc_view_refuses_never_keyed)
+{
+    krb5_db_entry *e = make_entry("HTTP/b@R", NULL, 0, 1, NULL);
+    krb5_error_code ret;
+
+    ret = tk_entry_kdc_view(ctx, e, NOW, TRUE);
+    ck_assert_int_eq(ret, KRB5_KDB_NO_MATCHING_KEY);
+    assert_message(ret, "never had one");
+    krb5_db_free_principal(ctx, e);
+}
+END_TEST
+
+START_TEST(kdc_view_hides_unrecorded_keys)
+{
+    const krb5_kvno kv[] = { 1, 2 };
+    const int64_t ex[] = { NOW + 100 };
+    tk_meta *m = meta_with(kv, ex, 1);
+    krb5_db_entry *e = make_entry("HTTP/a@R", kv, 2, 1, m);
+
+    ck_assert_int_eq(tk_entry_kdc_view(ctx, e, NOW, TRUE), 0);
+    ck_assert_int_eq(e->n_key_data, 2);
+    ck_assert_uint_eq(e->key_data[0].key_data_kvno, 1);
+    krb5_db_free_principal(ctx, e);
+    tk_meta_free(m);
+}
+END_TEST
+
+START_TEST(kdc_view_refuses_corrupt_record)
+{
+    const krb5_kvno kv[] = { 1 };
+    krb5_db_entry *e = make_entry("HTTP/a@R", kv, 1, 1, NULL);
+    krb5_tl_data tl;
+    krb5_error_code ret;
+
+    memset(&tl, 0, sizeof(tl));
+    tl.tl_data_type = TK_TL_META;
+    tl.tl_data_length = 3;
+    tl.tl_data_contents = (krb5_octet *)"\x30\x01\x00";
+    ck_assert_int_eq(krb5_dbe_update_tl_data(ctx, e, &tl), 0);
+    ret = tk_entry_kdc_view(ctx, e, NOW, TRUE);
+    ck_assert_int_ne(ret, 0);
+    assert_message(ret, "HTTP/a@R");
+    assert_message(ret, "corrupt");
+    krb5_db_free_principal(ctx, e);
+}
+END_TEST
+
+START_TEST(check_put_refuses_long_term_key)
+{
+    const krb5_kvno kv[] = { 1, 2 };
+    const int64_t ex[] = { NOW + 100 };
+    tk_meta *m = meta_with(kv, ex, 1);
+    krb5_db_entry *e = make_entry("HTTP/a@R", kv, 2, 1, m);
+    krb5_error_code ret;
+
+    ret = tk_entry_check_put(ctx, e);
+    ck_assert_int_eq(ret, EPERM);
+    assert_message(ret, "keys come from ktupdate");
+    assert_message(ret, "key version 2");
+    krb5_db_free_principal(ctx, e);
+    tk_meta_free(m);
+}
+END_TEST
+
+START_TEST(check_put_refuses_unmanaged_with_temp_keys)
+{
+    const krb5_kvno kv[] = { 1 };
+    const int64_t ex[] = { NOW + 100 };
+    tk_meta *m = meta_with(kv, ex, 1);
+    krb5_db_entry *e = make_entry("HTTP/a@R", kv, 1, 0, m);
+    krb5_error_code ret;
+
+    ret = tk_entry_check_put(ctx, e);
+    ck_assert_int_eq(ret, EPERM);
+    assert_message(ret, "tempkey-admin revoke");
+    krb5_db_free_principal(ctx, e);
+    tk_meta_free(m);
+}
+END_TEST
+
+START_TEST(check_put_accepts)
+{
+    const krb5_kvno kv[] = { 1, 2 };
+    const int64_t ex[] = { NOW + 100, NOW - 5 };
+    tk_meta *m = meta_with(kv, ex, 2);
+    krb5_db_entry *managed = make_entry("HTTP/a@R", kv, 2, 1, m);
+    krb5_db_entry *plain = make_entry("user@R", kv, 2, 0, NULL);
+    krb5_db_entry *fresh = make_entry("HTTP/c@R", NULL, 0, 1, NULL);
+
+    ck_assert_int_eq(tk_entry_check_put(ctx, managed), 0);
+    ck_assert_int_eq(tk_entry_check_put(ctx, plain), 0);
+    ck_assert_int_eq(tk_entry_check_put(ctx, fresh), 0);
+    krb5_db_free_principal(ctx, managed);
+    krb5_db_free_principal(ctx, plain);
+    krb5_db_free_principal(ctx, fresh);
+    tk_meta_free(m);
+}
+END_TEST
+
+START_TEST(purge_and_revoke_entry)
+{
+    const krb5_kvno kv[] = { 1, 2, 3 };
+    const int64_t ex[] = { NOW - 10, NOW + 100, NOW + 200 };
+    tk_meta *m = meta_with(kv, ex, 3), *after = NULL;
+    krb5_db_entry *e = make_entry("HTTP/a@R", kv, 3, 1, m);
+    krb5_kvno next = 0;
+    size_t removed = 0;
+
+    ck_assert_int_eq(tk_entry_purge(ctx, e, NOW, &removed), 0);
+    ck_assert_uint_eq(removed, 1);
+    ck_assert_int_eq(e->n_key_data, 4);
+    ck_assert_int_eq(tk_entry_revoke(ctx, e, 3, NOW, &removed), 0);
+    ck_assert_uint_eq(removed, 1);
+    ck_assert_int_eq(e->n_key_data, 2);
+    ck_assert_uint_eq(e->key_data[0].key_data_kvno, 2);
+    ck_assert_int_eq(tk_entry_revoke(ctx, e, 3, NOW, &removed),
+                     KRB5_KDB_NO_MATCHING_KEY);
+    ck_assert_int_eq(tk_entry_revoke(ctx, e, 0, NOW, &removed), 0);
+    ck_assert_uint_eq(removed, 1);
+    ck_assert_int_eq(e->n_key_data, 0);
+    /* The next key must still be above everything ever stored. */
+    ck_assert_int_eq(tk_entry_next_kvno(ctx, e, &next), 0);
+    ck_assert_uint_eq(next, 4);
+    ck_assert_int_eq(tk_entry_get_meta(ctx, e, &after), 0);
+    ck_assert_uint_eq(after->nkeys, 0);
+    ck_assert_int_eq(tk_entry_check_put(ctx, e), 0);
+    tk_meta_free(after);
+    krb5_db_free_principal(ctx, e);
+    tk_meta_free(m);
+}
+END_TEST
+
+START_TEST(next_kvno_exhausted)
+{
+    const krb5_kvno kv[] = { TK_KVNO_MAX };
+    const int64_t ex[] = { NOW + 100 };
+    tk_meta *m = meta_with(kv, ex, 1);
+    krb5_db_entry *e = make_entry("HTTP/a@R", kv, 1, 1, m);
+    krb5_kvno next;
+    krb5_error_code ret;
+
+    ret = tk_entry_next_kvno(ctx, e, &next);
+    ck_assert_int_eq(ret, KRB5_KDB_BAD_VERSION);
+    assert_message(ret, "exhausted");
+    krb5_db_free_principal(ctx, e);
+    tk_meta_free(m);
+}
+END_TEST
+
+static Suite *
+rules_suite(void)
+{
+    Suite *s = suite_create("rules");
+    TCase *rec = tcase_create("records"), *ent = tcase_create("entries");
+
+    tcase_add_checked_fixture(rec, setup, teardown);
+    tcase_add_test(rec, cap_life);
+    tcase_add_test(rec, add_refuses_rollback);
+    tcase_add_test(rec, remove_keeps_highest_and_notes_end);
+    tcase_add_test(rec, drop_expired);
+    tcase_add_test(rec, newest_live_and_next_expiry);
+    tcase_add_test(rec, parse_duration);
+    tcase_add_test(rec, format_time);
+    suite_add_tcase(s, rec);
+
+    tcase_add_checked_fixture(ent, setup, teardown);
+    tcase_add_test(ent, kdc_view_keeps_live_keys_and_caps);
+    tcase_add_test(ent, kdc_view_client_lookup_not_capped);
+    tcase_add_test(ent, kdc_view_refuses_without_live_key);
+    tcase_add_test(ent, kdc_view_refuses_never_keyed);
+    tcase_add_test(ent, kdc_view_hides_unrecorded_keys);
+    tcase_add_test(ent, kdc_view_refuses_corrupt_record);
+    tcase_add_test(ent, check_put_refuses_long_term_key);
+    tcase_add_test(ent, check_put_refuses_unmanaged_with_temp_keys);
+    tcase_add_test(ent, check_put_accepts);
+    tcase_add_test(ent, purge_and_revoke_entry);
+    tcase_add_test(ent, next_kvno_exhausted);
+    suite_add_tcase(s, ent);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(rules_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
