@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <kadm5/kadm_err.h>
+
 /* Prefix the context's message for code with the principal's name. */
 static krb5_error_code
 name_error(krb5_context ctx, krb5_error_code code, krb5_const_principal princ)
@@ -185,7 +187,7 @@ tk_entry_check_put(krb5_context ctx, krb5_db_entry *entry)
         for (i = 0; i < entry->n_key_data; i++) {
             if (tk_meta_find(meta, entry->key_data[i].key_data_kvno) != NULL)
                 continue;
-            ret = EPERM;
+            ret = KADM5_PROTECT_PRINCIPAL;
             krb5_set_error_message(ctx, ret, "is managed by tempkey: its "
                                    "keys come from ktupdate, so it cannot "
                                    "take a password or long-term key (key "
@@ -194,7 +196,7 @@ tk_entry_check_put(krb5_context ctx, krb5_db_entry *entry)
             break;
         }
     } else if (meta != NULL && meta->nkeys > 0) {
-        ret = EPERM;
+        ret = KADM5_PROTECT_PRINCIPAL;
         krb5_set_error_message(ctx, ret, "still holds %zu temporary key "
                                "version(s); revoke them (tempkey-admin "
                                "revoke) before removing the '%s' attribute",
@@ -212,6 +214,38 @@ store_records(krb5_context ctx, krb5_db_entry *entry, tk_meta *meta)
     return tk_entry_set_meta(ctx, entry, meta);
 }
 
+/* Replace an unreadable record: drop every key and start a record above
+ * every kvno the entry holds. */
+static krb5_error_code
+reset_records(krb5_context ctx, krb5_db_entry *entry, int64_t now,
+              size_t *removed_out)
+{
+    krb5_error_code ret;
+    tk_meta *meta = NULL;
+    krb5_kvno last = 0;
+    size_t versions = 0;
+    int i;
+
+    ret = tk_meta_new(&meta);
+    if (ret)
+        return ret;
+    for (i = 0; i < entry->n_key_data; i++) {
+        krb5_kvno kv = entry->key_data[i].key_data_kvno;
+
+        if (kv != last)
+            versions++;
+        last = kv;
+        if (kv > meta->highest_kvno)
+            meta->highest_kvno = kv;
+    }
+    meta->last_expiry = now;
+    ret = store_records(ctx, entry, meta);
+    if (ret == 0)
+        *removed_out = versions;
+    tk_meta_free(meta);
+    return ret;
+}
+
 krb5_error_code
 tk_entry_revoke(krb5_context ctx, krb5_db_entry *entry, krb5_kvno kvno,
                 int64_t now, size_t *removed_out)
@@ -222,6 +256,8 @@ tk_entry_revoke(krb5_context ctx, krb5_db_entry *entry, krb5_kvno kvno,
 
     *removed_out = 0;
     ret = tk_entry_get_meta(ctx, entry, &meta);
+    if (ret && kvno == 0)
+        return reset_records(ctx, entry, now, removed_out);
     if (ret)
         return ret;
     if (meta != NULL && kvno == 0) {

@@ -33,7 +33,8 @@ krb5_error_code tk_entry_kdc_view(krb5_context ctx, krb5_db_entry *entry,
 krb5_error_code tk_entry_check_put(krb5_context ctx, krb5_db_entry *entry);
 
 /* Remove the keys of kvno (all kvnos if kvno is 0) and their records;
- * *removed_out counts the key versions removed. */
+ * *removed_out counts the key versions removed.  Revoking all keys also
+ * repairs an unreadable record. */
 krb5_error_code tk_entry_revoke(krb5_context ctx, krb5_db_entry *entry,
                                 krb5_kvno kvno, int64_t now,
                                 size_t *removed_out);

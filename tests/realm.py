@@ -98,11 +98,12 @@ class Realm:
         self.keytab = self.path('keytab')
         self.ccache = self.path('ccache')
         if tk_section is None:
-            tk_section = ('tk = {\n    db_library = tempkey\n'
-                          '    backing_module = main\n'
-                          '    database_name = %s\n'
-                          '    purge_interval = %s\n  }\n' %
-                          (self.path('principal'), purge_interval))
+            tk_section = ('    tk = {\n'
+                          '        db_library = tempkey\n'
+                          '        backing_module = main\n'
+                          '        database_name = %s\n'
+                          '        purge_interval = %s\n'
+                          '    }' % (self.path('principal'), purge_interval))
         self.tk_section = tk_section
         self.kdc_extra = kdc_extra
         self.dbmodules_extra = dbmodules_extra
@@ -168,7 +169,7 @@ class Realm:
     }}
 [dbmodules]
     db_module_dir = {PLUGIN_DIR}
-    {self.tk_section}
+{self.tk_section}
     main = {{
         db_library = db2
         database_name = {self.path('principal')}

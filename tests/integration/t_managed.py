@@ -2,10 +2,11 @@
 removal from the database, and the tempkey-admin commands."""
 
 import json
+import os
 import time
 
 from realm import (Realm, Tests, fail, entry_keys, entry_tl_data,
-                   klist_times, KVNO, KDESTROY, REALM)
+                   klist_times, KLIST, KVNO, KDESTROY, REALM)
 
 SVC = 'HTTP/www.test'
 SVC_FULL = SVC + '@' + REALM
@@ -205,9 +206,27 @@ def test_admin_set_errors():
     r.tempkey_admin('frobnicate', expected_code=2, expected_msg='usage:')
     r.tempkey_admin('list', '--kvno', '3', expected_code=2,
                     expected_msg='--kvno goes with revoke')
-    import os
     if os.path.exists(kt):
         fail('a refused set left a keytab behind')
+    r.tempkey_admin('set', SVC, '--keytab', r.path('no', 'such', 'kt'),
+                    expected_code=1, expected_msg='No such file or directory')
+    if entry_keys(r.dump_entry(SVC_FULL)):
+        fail('a key was stored although its keytab could not be written')
+
+    # A store refused after the keytab was written (a principal with a
+    # long-term key cannot become managed) takes the pending key back out,
+    # leaving the other entries of the keytab as they were.
+    r.addprinc('host/plain.test')
+    r.addprinc('host/other.test')
+    r.kadmin_local('ktadd -norandkey -k %s host/other.test' % kt)
+    listing = r.run([KLIST, '-k', '-K', kt])
+    r.tempkey_admin('set', 'host/plain.test', '--keytab', kt,
+                    expected_code=1, expected_msg='key version 1 has no '
+                    'temporary-key record')
+    if r.run([KLIST, '-k', '-K', kt]) != listing:
+        fail('the refused key was left in the keytab')
+    r.kadmin_local('getstrs host/plain.test',
+                   expected_msg='(No string attributes.)')
     # The default lifetime is tempkey_max_life.
     _, expiry = r.set_key(SVC, '2h', kt)
     if not 7190 < expiry - time.time() <= 7200:

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include <check.h>
+#include <kadm5/kadm_err.h>
 
 #include "tkentry.h"
 
@@ -310,7 +311,7 @@ START_TEST(check_put_refuses_long_term_key)
     krb5_error_code ret;
 
     ret = tk_entry_check_put(ctx, e);
-    ck_assert_int_eq(ret, EPERM);
+    ck_assert_int_eq(ret, KADM5_PROTECT_PRINCIPAL);
     assert_message(ret, "keys come from ktupdate");
     assert_message(ret, "key version 2");
     krb5_db_free_principal(ctx, e);
@@ -327,7 +328,7 @@ START_TEST(check_put_refuses_unmanaged_with_temp_keys)
     krb5_error_code ret;
 
     ret = tk_entry_check_put(ctx, e);
-    ck_assert_int_eq(ret, EPERM);
+    ck_assert_int_eq(ret, KADM5_PROTECT_PRINCIPAL);
     assert_message(ret, "tempkey-admin revoke");
     krb5_db_free_principal(ctx, e);
     tk_meta_free(m);
@@ -386,6 +387,32 @@ START_TEST(purge_and_revoke_entry)
 }
 END_TEST
 
+START_TEST(revoke_all_repairs_corrupt_record)
+{
+    const krb5_kvno kv[] = { 3, 5 };
+    krb5_db_entry *e = make_entry("HTTP/a@R", kv, 2, 1, NULL);
+    krb5_tl_data tl;
+    krb5_kvno next = 0;
+    size_t removed = 0;
+
+    memset(&tl, 0, sizeof(tl));
+    tl.tl_data_type = TK_TL_META;
+    tl.tl_data_length = 2;
+    tl.tl_data_contents = (krb5_octet *)"\x30\x00";
+    ck_assert_int_eq(krb5_dbe_update_tl_data(ctx, e, &tl), 0);
+    /* One kvno cannot be revoked from an unreadable record... */
+    ck_assert_int_ne(tk_entry_revoke(ctx, e, 3, NOW, &removed), 0);
+    /* ...but revoking all drops every key and starts a fresh record. */
+    ck_assert_int_eq(tk_entry_revoke(ctx, e, 0, NOW, &removed), 0);
+    ck_assert_uint_eq(removed, 2);
+    ck_assert_int_eq(e->n_key_data, 0);
+    ck_assert_int_eq(tk_entry_next_kvno(ctx, e, &next), 0);
+    ck_assert_uint_eq(next, 6);
+    ck_assert_int_eq(tk_entry_check_put(ctx, e), 0);
+    krb5_db_free_principal(ctx, e);
+}
+END_TEST
+
 START_TEST(next_kvno_exhausted)
 {
     const krb5_kvno kv[] = { TK_KVNO_MAX };
@@ -430,6 +457,7 @@ rules_suite(void)
     tcase_add_test(ent, check_put_refuses_unmanaged_with_temp_keys);
     tcase_add_test(ent, check_put_accepts);
     tcase_add_test(ent, purge_and_revoke_entry);
+    tcase_add_test(ent, revoke_all_repairs_corrupt_record);
     tcase_add_test(ent, next_kvno_exhausted);
     suite_add_tcase(s, ent);
     return s;
