@@ -27,7 +27,7 @@ def test_long_term_keys_refused():
         fail('ktadd wrote a keytab for a refused key')
     # Through kadmind the refusal reaches the remote administrator too.
     r.run([KADMIN, '-p', 'admin/admin', '-w', 'admin-pw', '-q',
-           'cpw -randkey ' + SVC], expected_msg='Operation not allowed on protected principal')
+           'cpw -randkey ' + SVC], expected_msg='Cannot change protected principal')
     if r.dump_entry(SVC_FULL) != before:
         fail('a refused key change altered the entry')
     # Reading the temporary keys out is still possible locally.
