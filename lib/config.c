@@ -81,6 +81,21 @@ tk_config_read(krb5_context ctx, const char *realm, const char *section,
         goto cleanup;
     }
 
+    if (value != NULL) {
+        /* Asked for the realm's module: it must be this one. */
+        ret = profile_get_string(profile, "dbmodules", section, "db_library",
+                                 "", &library);
+        if (ret)
+            goto cleanup;
+        if (strcmp(library, "tempkey") != 0) {
+            ret = config_error(ctx, "tempkey: the database of this realm "
+                               "([dbmodules] %s, db_library = %s) is not "
+                               "tempkey", section, library);
+            goto cleanup;
+        }
+        profile_release_string(library);
+        library = NULL;
+    }
     ret = profile_get_string(profile, "dbmodules", section, "backing_module",
                              NULL, &cfg->backing);
     if (ret)

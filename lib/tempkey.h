@@ -99,8 +99,9 @@ typedef struct tk_config {
 
 /*
  * Read and check the settings of realm.  section is the module's [dbmodules]
- * section, or NULL to take the realm's database_module.  Every error names
- * the setting at fault.  Free with tk_config_free().
+ * section, or NULL to take the realm's database_module, which must then use
+ * db_library = tempkey.  Every error names the setting at fault.  Free with
+ * tk_config_free().
  */
 krb5_error_code tk_config_read(krb5_context ctx, const char *realm,
                                const char *section, tk_config *cfg);

@@ -168,6 +168,15 @@ START_TEST(bad_max_life)
 }
 END_TEST
 
+START_TEST(realm_module_not_tempkey)
+{
+    expect_error("[realms]\n R = {\n database_module = main\n }\n"
+                 "[dbmodules]\n main = {\n db_library = db2\n }\n",
+                 "the database of this realm ([dbmodules] main, db_library "
+                 "= db2) is not tempkey");
+}
+END_TEST
+
 static Suite *
 config_suite(void)
 {
@@ -184,6 +193,7 @@ config_suite(void)
     tcase_add_test(tc, backing_is_tempkey);
     tcase_add_test(tc, bad_purge_interval);
     tcase_add_test(tc, bad_max_life);
+    tcase_add_test(tc, realm_module_not_tempkey);
     suite_add_tcase(s, tc);
     return s;
 }
