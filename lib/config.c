@@ -2,6 +2,7 @@
 #include "tempkey.h"
 
 #include <errno.h>
+#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,7 +50,168 @@ tk_config_free(tk_config *cfg)
 {
     free(cfg->section);
     free(cfg->backing);
+    tk_policy_free(&cfg->policy);
     memset(cfg, 0, sizeof(*cfg));
+}
+
+void
+tk_policy_free(tk_policy *pol)
+{
+    char **p;
+
+    for (p = pol->enroll; p != NULL && *p != NULL; p++)
+        free(*p);
+    free(pol->enroll);
+    free(pol->eku);
+    free(pol->enctypes);
+    memset(pol, 0, sizeof(*pol));
+}
+
+/* Split every value of [realms] realm setting on white space and commas into
+ * a NULL-terminated list (empty if unset). */
+static krb5_error_code
+read_words(profile_t profile, const char *realm, const char *setting,
+           const char *def, char ***words_out)
+{
+    const char *path[4] = { "realms", realm, setting, NULL };
+    char **values = NULL, **words = NULL, **grown, *copy, *tok, *save;
+    const char *one[2] = { def, NULL };
+    const char *const *v;
+    size_t n = 0;
+    krb5_error_code ret;
+
+    *words_out = NULL;
+    ret = profile_get_values(profile, path, &values);
+    if (ret && ret != PROF_NO_RELATION && ret != PROF_NO_SECTION)
+        return ret;
+    v = (values != NULL) ? (const char *const *)values : one;
+    words = calloc(1, sizeof(*words));
+    if (words == NULL) {
+        ret = ENOMEM;
+        goto cleanup;
+    }
+    for (ret = 0; *v != NULL; v++) {
+        copy = strdup(*v);
+        if (copy == NULL) {
+            ret = ENOMEM;
+            goto cleanup;
+        }
+        for (tok = strtok_r(copy, " \t,", &save); tok != NULL;
+             tok = strtok_r(NULL, " \t,", &save)) {
+            grown = realloc(words, (n + 2) * sizeof(*words));
+            if (grown == NULL || (grown[n] = strdup(tok)) == NULL) {
+                words = (grown != NULL) ? grown : words;
+                words[n] = NULL;
+                free(copy);
+                ret = ENOMEM;
+                goto cleanup;
+            }
+            words = grown;
+            words[++n] = NULL;
+        }
+        free(copy);
+    }
+    *words_out = words;
+    words = NULL;
+
+cleanup:
+    for (n = 0; words != NULL && words[n] != NULL; n++)
+        free(words[n]);
+    free(words);
+    profile_free_list(values);
+    return ret;
+}
+
+krb5_error_code
+tk_policy_read(krb5_context ctx, const char *realm, tk_policy *pol)
+{
+    krb5_error_code ret;
+    profile_t profile = NULL;
+    char **names = NULL, *eku = NULL;
+    krb5_enctype et;
+    size_t i, n;
+
+    memset(pol, 0, sizeof(*pol));
+    pol->max_life = TK_DEFAULT_MAX_LIFE;
+    ret = krb5_get_profile(ctx, &profile);
+    if (ret)
+        return ret;
+    ret = read_duration(ctx, profile, "realms", realm, "tempkey_max_life",
+                        &pol->max_life);
+    if (ret)
+        goto cleanup;
+    /* Enrolled principals get the realm's ticket lifetimes, as kadmin's new
+     * principals do. */
+    pol->entry_max_life = 86400;
+    ret = read_duration(ctx, profile, "realms", realm, "max_life",
+                        &pol->entry_max_life);
+    if (ret == 0)
+        ret = read_duration(ctx, profile, "realms", realm,
+                            "max_renewable_life", &pol->entry_max_renewable);
+    if (ret)
+        goto cleanup;
+    ret = read_words(profile, realm, "tempkey_enroll", NULL, &pol->enroll);
+    if (ret)
+        goto cleanup;
+    ret = profile_get_string(profile, "realms", realm, "tempkey_eku",
+                             TK_DEFAULT_EKU, &eku);
+    if (ret)
+        goto cleanup;
+    pol->eku = strdup(eku);
+    if (pol->eku == NULL) {
+        ret = ENOMEM;
+        goto cleanup;
+    }
+    ret = read_words(profile, realm, "tempkey_enctypes", TK_DEFAULT_ENCTYPES,
+                     &names);
+    if (ret)
+        goto cleanup;
+    for (n = 0; names[n] != NULL; n++)
+        ;
+    pol->enctypes = calloc(n + 1, sizeof(*pol->enctypes));
+    if (pol->enctypes == NULL) {
+        ret = ENOMEM;
+        goto cleanup;
+    }
+    for (i = 0; i < n; i++) {
+        if (krb5_string_to_enctype(names[i], &et) != 0 ||
+            !krb5_c_valid_enctype(et)) {
+            ret = config_error(ctx, "tempkey: [realms] %s tempkey_enctypes: "
+                               "\"%s\" is not a supported enctype", realm,
+                               names[i]);
+            goto cleanup;
+        }
+        pol->enctypes[pol->nenctypes++] = et;
+    }
+    if (pol->nenctypes == 0)
+        ret = config_error(ctx, "tempkey: [realms] %s tempkey_enctypes: no "
+                           "enctype%s", realm, "");
+
+cleanup:
+    if (ret)
+        tk_policy_free(pol);
+    for (n = 0; names != NULL && names[n] != NULL; n++)
+        free(names[n]);
+    free(names);
+    profile_release_string(eku);
+    profile_release(profile);
+    return ret;
+}
+
+krb5_boolean
+tk_policy_may_enroll(krb5_context ctx, const tk_policy *pol,
+                     krb5_const_principal princ)
+{
+    char *name = NULL, **p;
+    krb5_boolean ok = FALSE;
+
+    if (krb5_unparse_name_flags(ctx, princ, KRB5_PRINCIPAL_UNPARSE_NO_REALM,
+                                &name) != 0)
+        return FALSE;
+    for (p = pol->enroll; !ok && p != NULL && *p != NULL; p++)
+        ok = (fnmatch(*p, name, FNM_PATHNAME) == 0);
+    krb5_free_unparsed_name(ctx, name);
+    return ok;
 }
 
 krb5_error_code
@@ -63,7 +225,6 @@ tk_config_read(krb5_context ctx, const char *realm, const char *section,
 
     memset(cfg, 0, sizeof(*cfg));
     cfg->purge_interval = TK_DEFAULT_PURGE_INTERVAL;
-    cfg->max_life = TK_DEFAULT_MAX_LIFE;
     ret = krb5_get_profile(ctx, &profile);
     if (ret)
         return ret;
@@ -132,8 +293,7 @@ tk_config_read(krb5_context ctx, const char *realm, const char *section,
                         &cfg->purge_interval);
     if (ret)
         goto cleanup;
-    ret = read_duration(ctx, profile, "realms", realm, "tempkey_max_life",
-                        &cfg->max_life);
+    ret = tk_policy_read(ctx, realm, &cfg->policy);
 
 cleanup:
     if (ret) {

@@ -136,8 +136,12 @@ tk_entry_kdc_view(krb5_context ctx, krb5_db_entry *entry, int64_t now,
         return ret;
     memset(&empty, 0, sizeof(empty));
     keep_recorded_keys(ctx, entry, meta != NULL ? meta : &empty, now);
-    if (!server_lookup)
+    if (!server_lookup) {
+        /* As a client only an upload or a temporary key may prove it.  (On
+         * a server the flag would refuse users' unpreauthenticated TGTs.) */
+        entry->attributes |= KRB5_KDB_REQUIRES_PRE_AUTH;
         goto cleanup;
+    }
 
     if (entry->n_key_data == 0) {
         ret = KRB5_KDB_NO_MATCHING_KEY;
@@ -332,17 +336,16 @@ tk_entry_next_kvno(krb5_context ctx, krb5_db_entry *entry,
     return 0;
 }
 
-/* Find the realm's active master key for entry's realm. */
-static krb5_error_code
-active_mkey(krb5_context ctx, krb5_db_entry *entry, krb5_kvno *mkvno_out,
-            krb5_keyblock **mkey_out)
+krb5_error_code
+tk_active_mkey(krb5_context ctx, krb5_const_principal princ,
+               krb5_kvno *mkvno_out, krb5_keyblock **mkey_out)
 {
     krb5_error_code ret;
     krb5_principal mprinc = NULL;
     krb5_actkvno_node *act = NULL;
     char *realm = NULL;
 
-    realm = strndup(entry->princ->realm.data, entry->princ->realm.length);
+    realm = strndup(princ->realm.data, princ->realm.length);
     if (realm == NULL)
         return ENOMEM;
     ret = krb5_db_setup_mkey_name(ctx, NULL, realm, NULL, &mprinc);
@@ -405,13 +408,13 @@ reencrypt_keys(krb5_context ctx, krb5_db_entry *entry, krb5_kvno mkvno,
 krb5_error_code
 tk_entry_add_keys(krb5_context ctx, krb5_db_entry *entry, krb5_kvno kvno,
                   const krb5_keyblock *keys, size_t nkeys, int64_t expiry,
-                  const unsigned char *uploader)
+                  const unsigned char *uploader, krb5_kvno mkvno,
+                  const krb5_keyblock *mkey)
 {
     krb5_error_code ret;
     tk_meta *meta = NULL;
     tk_key_record rec;
-    krb5_keyblock *mkey;
-    krb5_kvno mkvno, next;
+    krb5_kvno next;
     krb5_key_data *kd;
     krb5_boolean managed;
     size_t i;
@@ -441,9 +444,6 @@ tk_entry_add_keys(krb5_context ctx, krb5_db_entry *entry, krb5_kvno kvno,
     if (ret)
         goto cleanup;
 
-    ret = active_mkey(ctx, entry, &mkvno, &mkey);
-    if (ret)
-        goto cleanup;
     ret = reencrypt_keys(ctx, entry, mkvno, mkey);
     if (ret)
         goto cleanup;

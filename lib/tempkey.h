@@ -9,8 +9,19 @@
 /* tl_data type holding a managed principal's metadata (DER, doc/protocol.md).
  * Chosen far from MIT's own types (0x0001-0x0700, 0x7fff). */
 #define TK_TL_META 0x7e54
-/* String attribute marking a principal whose keys come from tempkey. */
+/* String attribute marking a principal whose keys come from tempkey.  The
+ * KDC's in-memory entry for a name that may enroll carries the value below. */
 #define TK_ATTR_MANAGED "tempkey"
+#define TK_ATTR_ENROLLING "enroll"
+/* String attribute pinning the SHA-256 of the uploader's public key. */
+#define TK_ATTR_SPKI "tempkey_spki"
+/* tl_data type of an upload handed from the preauth module to this module's
+ * put_principal inside krb5kdc; never stored. */
+#define TK_TL_UPLOAD 0x7e55
+/* tl_data the module adds to that entry to report the outcome: a 4-byte
+ * big-endian tk_reason (0: stored) and the 8-byte stored expiry. */
+#define TK_TL_UPLOAD_RESULT 0x7e56
+#define TK_UPLOAD_RESULT_LEN 12
 /* Key versions are stored in 16 bits by every MIT backing module. */
 #define TK_KVNO_MAX 65535
 #define TK_UPLOADER_LEN 32
@@ -86,16 +97,40 @@ krb5_error_code tk_keytab_rewrite(krb5_context ctx, const char *path,
                                   tk_keytab_keep_fn keep, void *keep_arg,
                                   const krb5_keytab_entry *add, size_t nadd);
 
+/* A realm's policy for temporary keys ([realms] settings, tempkey(5)). */
+typedef struct tk_policy {
+    krb5_deltat max_life;       /* tempkey_max_life: longest key lifetime */
+    char **enroll;              /* tempkey_enroll: name patterns, NULL-ended */
+    char *eku;                  /* tempkey_eku: required key purpose */
+    krb5_enctype *enctypes;     /* tempkey_enctypes: accepted in uploads */
+    size_t nenctypes;
+    krb5_deltat entry_max_life;         /* max_life for enrolled entries */
+    krb5_deltat entry_max_renewable;    /* max_renewable_life, likewise */
+} tk_policy;
+
 /* Settings read from kdc.conf (doc/tempkey.5.pod). */
 typedef struct tk_config {
     char *section;              /* our [dbmodules] section */
     char *backing;              /* [dbmodules] section of the backing module */
     krb5_deltat purge_interval; /* how often the KDC removes expired keys */
-    krb5_deltat max_life;       /* longest temporary key lifetime (realm) */
+    tk_policy policy;
 } tk_config;
 
 #define TK_DEFAULT_PURGE_INTERVAL 60
 #define TK_DEFAULT_MAX_LIFE 86400
+#define TK_DEFAULT_EKU "pkinit"
+#define TK_DEFAULT_ENCTYPES \
+    "aes256-cts-hmac-sha1-96 aes128-cts-hmac-sha1-96 " \
+    "aes256-cts-hmac-sha384-192 aes128-cts-hmac-sha256-128"
+
+/* Read and check the realm's policy; errors name the setting. */
+krb5_error_code tk_policy_read(krb5_context ctx, const char *realm,
+                               tk_policy *pol);
+void tk_policy_free(tk_policy *pol);
+/* Whether princ (a name in realm) matches a tempkey_enroll pattern; '*' does
+ * not cross a '/'. */
+krb5_boolean tk_policy_may_enroll(krb5_context ctx, const tk_policy *pol,
+                                  krb5_const_principal princ);
 
 /*
  * Read and check the settings of realm.  section is the module's [dbmodules]

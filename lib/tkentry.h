@@ -43,16 +43,27 @@ krb5_error_code tk_entry_purge(krb5_context ctx, krb5_db_entry *entry,
                                int64_t now, size_t *removed_out);
 
 /*
+ * The active master key of princ's realm (an alias into ctx's master key
+ * list, which must be loaded).  It reads the database: call it before taking
+ * a write lock on another handle of the same database.
+ */
+krb5_error_code tk_active_mkey(krb5_context ctx, krb5_const_principal princ,
+                               krb5_kvno *mkvno_out,
+                               krb5_keyblock **mkey_out);
+
+/*
  * Add keys[0..nkeys-1] at version kvno with the given expiry and uploader
- * fingerprint (NULL for an administrator), encrypted under the realm's active
- * master key, and mark the entry managed.  Existing keys are re-encrypted if
- * the active master key has changed.  The context must have its master key
- * list loaded.
+ * fingerprint (NULL for an administrator), encrypted under the master key
+ * mkey (version mkvno), and mark the entry managed.  Existing keys are
+ * re-encrypted if they use another master key.  Reads no database.  On
+ * failure the entry must be discarded.
  */
 krb5_error_code tk_entry_add_keys(krb5_context ctx, krb5_db_entry *entry,
                                   krb5_kvno kvno, const krb5_keyblock *keys,
                                   size_t nkeys, int64_t expiry,
-                                  const unsigned char *uploader);
+                                  const unsigned char *uploader,
+                                  krb5_kvno mkvno,
+                                  const krb5_keyblock *mkey);
 
 /* The kvno the next key for entry must have. */
 krb5_error_code tk_entry_next_kvno(krb5_context ctx, krb5_db_entry *entry,
@@ -80,5 +91,21 @@ typedef void (*tk_purge_report_fn)(krb5_context ctx,
  * Principals with corrupt records are left alone (the KDC refuses them). */
 krb5_error_code tk_db_purge_expired(krb5_context ctx, int64_t now,
                                     tk_purge_report_fn report, void *arg);
+
+/*
+ * Store a verified upload for princ, under writer's exclusive lock, with keys
+ * encrypted under keyctx's active master key: the keys go in at up->kvno
+ * with expiry up->expiry, creating the principal if pol lets it enroll.  An
+ * identical upload at the newest stored kvno succeeds again without a write
+ * (a retransmission).  *expiry_out is the stored expiry.  On refusal
+ * *reason_out is a tk_reason and the message says why.
+ */
+struct tk_upload;
+krb5_error_code tk_db_store_upload(krb5_context writer, krb5_context keyctx,
+                                   const tk_policy *pol,
+                                   krb5_const_principal princ,
+                                   const struct tk_upload *up,
+                                   const unsigned char *uploader,
+                                   int64_t *expiry_out, int *reason_out);
 
 #endif /* TKENTRY_H */

@@ -48,6 +48,12 @@ AC_DEFUN([TK_KDB_PLUGINDIR], [
         [kdbplugindir=$withval],
         [kdbplugindir="$tk_krb5_libdir/krb5/plugins/kdb"])
     AC_SUBST([kdbplugindir])
+    AC_ARG_WITH([preauth-plugindir],
+        [AS_HELP_STRING([--with-preauth-plugindir=DIR],
+            [install the tempkey preauth module in DIR @<:@LIBDIR-of-krb5/krb5/plugins/preauth@:>@])],
+        [preauthplugindir=$withval],
+        [preauthplugindir="$tk_krb5_libdir/krb5/plugins/preauth"])
+    AC_SUBST([preauthplugindir])
 ])
 
 dnl AX_PTHREAD_LITE: the KDB module runs a purge thread.

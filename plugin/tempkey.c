@@ -20,23 +20,29 @@
  * - The backing module's AS audit (lockout, last success) writes back what it
  *   is given, so it is given a freshly fetched raw entry, never a rewritten
  *   one.
- * - In the KDC a purge thread with its own contexts removes expired keys
- *   from the database every purge_interval.
+ * - In the KDC expired keys are removed from the database every
+ *   purge_interval, on the main thread (see "Removing expired keys").
+ * - Uploads from the preauth module arrive as put_principal of an entry
+ *   carrying TK_TL_UPLOAD and are stored through an admin context under the
+ *   database lock, on a freshly fetched entry.
  * - All state lives in the context: krb5kdc -w reopens the database in each
  *   worker after fork.
  */
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <com_err.h>
 #include <profile.h>
 
 #include "tkentry.h"
+#include "tkproto.h"
 
 typedef struct purger purger;
 
@@ -45,11 +51,16 @@ typedef struct {
     tk_config cfg;
     krb5_boolean kdc;           /* opened by krb5kdc: rewrite managed entries */
     purger *purger;
+    krb5_context writer;        /* KDC only: admin context for uploads,
+                                 * opened on the first one (after fork) */
 } tk_db;
 
 static krb5_error_code purger_start(krb5_context ctx, tk_db *db,
                                     purger **out);
 static void purger_stop(purger *p);
+static void purge_expired(krb5_context ctx, tk_db *db);
+static krb5_error_code get_writer(krb5_context ctx, tk_db *db,
+                                  krb5_context *writer_out);
 
 /* ---- The backing module's profile: ours, with database_module replaced. */
 
@@ -198,6 +209,10 @@ free_db(tk_db *db)
     if (db == NULL)
         return;
     purger_stop(db->purger);
+    if (db->writer != NULL) {
+        (void)krb5_db_fini(db->writer);
+        krb5_free_context(db->writer);
+    }
     if (db->inner != NULL) {
         (void)krb5_db_fini(db->inner);
         krb5_free_context(db->inner);
@@ -384,6 +399,34 @@ kdc_view(krb5_context ctx, krb5_db_entry *entry, unsigned int flags)
     return ret;
 }
 
+/* The KDC's view of a name that may enroll but has no entry yet: keyless,
+ * preauthentication required, marked as enrolling.  It exists only in
+ * memory until an upload stores it. */
+static krb5_error_code
+enrolling_entry(krb5_context ctx, krb5_const_principal princ,
+                krb5_db_entry **entry_out)
+{
+    krb5_error_code ret;
+    krb5_db_entry *e;
+
+    e = calloc(1, sizeof(*e));
+    if (e == NULL)
+        return ENOMEM;
+    e->magic = KRB5_KDB_MAGIC_NUMBER;
+    e->len = KRB5_KDB_V1_BASE_LENGTH;
+    e->attributes = KRB5_KDB_REQUIRES_PRE_AUTH | KRB5_KDB_DISALLOW_SVR;
+    ret = krb5_copy_principal(ctx, princ, &e->princ);
+    if (ret == 0)
+        ret = krb5_dbe_set_string(ctx, e, TK_ATTR_MANAGED,
+                                  TK_ATTR_ENROLLING);
+    if (ret) {
+        krb5_db_free_principal(ctx, e);
+        return ret;
+    }
+    *entry_out = e;
+    return 0;
+}
+
 static krb5_error_code
 tk_get_principal(krb5_context ctx, krb5_const_principal search_for,
                  unsigned int flags, krb5_db_entry **entry_out)
@@ -393,6 +436,9 @@ tk_get_principal(krb5_context ctx, krb5_const_principal search_for,
 
     GET_DB(ctx, db);
     ret = krb5_db_get_principal(db->inner, search_for, flags, &entry);
+    if (ret == KRB5_KDB_NOENTRY && db->kdc && (flags & KRB5_KDB_FLAG_CLIENT) &&
+        tk_policy_may_enroll(ctx, &db->cfg.policy, search_for))
+        return enrolling_entry(ctx, search_for, entry_out);
     if (ret)
         return relay(ctx, db->inner, ret);
     if (db->kdc) {
@@ -436,12 +482,128 @@ attach_db_args(krb5_db_entry *entry, char **db_args)
     return 0;
 }
 
+static krb5_tl_data *
+find_tl(krb5_db_entry *entry, krb5_int16 type)
+{
+    krb5_tl_data *tl;
+
+    for (tl = entry->tl_data; tl != NULL; tl = tl->tl_data_next) {
+        if (tl->tl_data_type == type)
+            return tl;
+    }
+    return NULL;
+}
+
+/* The admin context that uploads are written through: opened read-write on
+ * the first upload in this process (after krb5kdc forks its workers). */
+static krb5_error_code
+get_writer(krb5_context ctx, tk_db *db, krb5_context *writer_out)
+{
+    krb5_error_code ret;
+    krb5_context writer = NULL;
+    profile_t profile = NULL;
+    char *realm = NULL;
+
+    if (db->writer == NULL) {
+        ret = krb5_get_profile(ctx, &profile);
+        if (ret == 0)
+            ret = krb5_init_context_profile(profile, KRB5_INIT_CONTEXT_KDC,
+                                            &writer);
+        if (ret == 0)
+            ret = krb5_get_default_realm(ctx, &realm);
+        if (ret == 0)
+            ret = krb5_set_default_realm(writer, realm);
+        if (ret == 0)
+            ret = krb5_db_open(writer, NULL,
+                               KRB5_KDB_OPEN_RW | KRB5_KDB_SRV_TYPE_ADMIN);
+        if (ret && writer != NULL)
+            relay(ctx, writer, ret);
+        krb5_free_default_realm(ctx, realm);
+        profile_release(profile);
+        if (ret) {
+            krb5_free_context(writer);
+            krb5_prepend_error_message(ctx, ret, "tempkey: cannot open the "
+                                       "database for writing");
+            return ret;
+        }
+        db->writer = writer;
+    }
+    *writer_out = db->writer;
+    return 0;
+}
+
+/* Report an upload's outcome in the caller's entry (TK_TL_UPLOAD_RESULT). */
+static krb5_error_code
+set_result(krb5_db_entry *entry, int reason, int64_t expiry)
+{
+    krb5_tl_data *tl;
+    unsigned char *p;
+    int i;
+
+    tl = calloc(1, sizeof(*tl));
+    p = malloc(TK_UPLOAD_RESULT_LEN);
+    if (tl == NULL || p == NULL) {
+        free(tl);
+        free(p);
+        return ENOMEM;
+    }
+    for (i = 0; i < 4; i++)
+        p[i] = (unsigned char)((uint32_t)reason >> (24 - 8 * i));
+    for (i = 0; i < 8; i++)
+        p[4 + i] = (unsigned char)((uint64_t)expiry >> (56 - 8 * i));
+    tl->tl_data_type = TK_TL_UPLOAD_RESULT;
+    tl->tl_data_length = TK_UPLOAD_RESULT_LEN;
+    tl->tl_data_contents = p;
+    tl->tl_data_next = entry->tl_data;
+    entry->tl_data = tl;
+    entry->n_tl_data++;
+    return 0;
+}
+
+/*
+ * Store an upload the preauth module has verified.  Its tl_data holds the
+ * uploader's certificate hash followed by the Upload DER; the write goes
+ * through the admin context under the database lock, on a freshly fetched
+ * entry, with keys encrypted under this context's master key.
+ */
+static krb5_error_code
+store_upload(krb5_context ctx, tk_db *db, krb5_db_entry *entry)
+{
+    krb5_error_code ret;
+    krb5_tl_data *tl = find_tl(entry, TK_TL_UPLOAD);
+    krb5_context writer;
+    tk_upload *up = NULL;
+    krb5_data der;
+    int64_t expiry = 0;
+    int reason = 0;
+
+    if (tl->tl_data_length <= TK_UPLOADER_LEN)
+        return EINVAL;
+    der.data = (char *)tl->tl_data_contents + TK_UPLOADER_LEN;
+    der.length = tl->tl_data_length - TK_UPLOADER_LEN;
+    ret = tk_decode_upload(ctx, &der, &up);
+    if (ret)
+        return ret;
+    ret = get_writer(ctx, db, &writer);
+    if (ret == 0) {
+        ret = tk_db_store_upload(writer, ctx, &db->cfg.policy, entry->princ,
+                                 up, tl->tl_data_contents, &expiry, &reason);
+        relay(ctx, writer, ret);
+    }
+    tk_upload_free(up);
+    if (ret && reason == 0)
+        return ret;
+    return set_result(entry, reason, expiry) ? ENOMEM : ret;
+}
+
 static krb5_error_code
 tk_put_principal(krb5_context ctx, krb5_db_entry *entry, char **db_args)
 {
     krb5_error_code ret;
 
     GET_DB(ctx, db);
+    if (db->kdc && find_tl(entry, TK_TL_UPLOAD) != NULL)
+        return store_upload(ctx, db, entry);
     ret = tk_entry_check_put(ctx, entry);
     if (ret)
         return ret;
@@ -567,13 +729,17 @@ tk_audit_as_req(krb5_context ctx, krb5_kdc_req *request,
     krb5_db_free_principal(db->inner, fresh);
 }
 
+/* krb5kdc calls this on SIGHUP, which the purge timer sends. */
 static void
 tk_refresh_config(krb5_context ctx)
 {
     tk_db *db = get_db(ctx);
 
-    if (db != NULL)
-        krb5_db_refresh_config(db->inner);
+    if (db == NULL)
+        return;
+    krb5_db_refresh_config(db->inner);
+    if (db->kdc)
+        purge_expired(ctx, db);
 }
 
 static krb5_error_code
@@ -652,13 +818,17 @@ tk_issue_pac(krb5_context ctx, unsigned int flags, krb5_db_entry *client,
                                    auth_indicators));
 }
 
-/* ---- The purge thread (KDC only). */
+/* ---- Removing expired keys (KDC only). */
 /*
- * It owns a context of its own opened in admin mode on the same realm, so its
- * writes take the ordinary path: this module's put, the backing module's
- * locks (tk_db_purge_expired).
- * It logs with code 0 only: the KDC's com_err hook would otherwise read the
- * main thread's context.
+ * db2 serializes its calls with a process-wide mutex and waits for file
+ * locks while holding it, so a second thread using the database would
+ * deadlock against an upload, which holds the database lock across calls.
+ * All database work therefore stays on krb5kdc's main thread: a small
+ * thread only keeps time, and every purge_interval sends SIGHUP to its own
+ * process, which krb5kdc's main loop turns into refresh_config on each
+ * realm (it also reopens its log files).  refresh_config does the purge
+ * through the admin context (tk_db_purge_expired).  The thread signals only
+ * once krb5kdc has its SIGHUP handler installed.
  */
 
 struct purger {
@@ -666,8 +836,6 @@ struct purger {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     int stop;
-    profile_t profile;
-    char *realm;
     krb5_deltat interval;
 };
 
@@ -697,69 +865,49 @@ report_purge(krb5_context ctx, krb5_const_principal princ, size_t removed,
 }
 
 static void
-purge_pass(krb5_context ctx)
+purge_expired(krb5_context ctx, tk_db *db)
 {
     krb5_error_code ret;
+    krb5_context writer;
 
-    ret = tk_db_purge_expired(ctx, time(NULL), report_purge, NULL);
-    if (ret)
-        log_failure(ctx, ret, "listing principals");
-}
-
-static krb5_error_code
-purger_open(purger *p, krb5_context *ctx_out)
-{
-    krb5_error_code ret;
-    krb5_context ctx = NULL;
-
-    ret = krb5_init_context_profile(p->profile, KRB5_INIT_CONTEXT_KDC, &ctx);
-    if (ret)
-        return ret;
-    ret = krb5_set_default_realm(ctx, p->realm);
-    if (ret == 0)
-        ret = krb5_db_open(ctx, NULL,
-                           KRB5_KDB_OPEN_RW | KRB5_KDB_SRV_TYPE_ADMIN);
+    ret = get_writer(ctx, db, &writer);
     if (ret) {
         log_failure(ctx, ret, "opening the database");
-        krb5_free_context(ctx);
-        return ret;
+        return;
     }
-    *ctx_out = ctx;
-    return 0;
+    ret = tk_db_purge_expired(writer, time(NULL), report_purge, NULL);
+    if (ret)
+        log_failure(writer, ret, "listing principals");
 }
 
 static void *
 purger_main(void *arg)
 {
     purger *p = arg;
-    krb5_context ctx = NULL;
     struct timespec until;
+    struct sigaction sa;
 
     pthread_mutex_lock(&p->lock);
-    while (!p->stop) {
-        pthread_mutex_unlock(&p->lock);
-        if (ctx != NULL || purger_open(p, &ctx) == 0)
-            purge_pass(ctx);
-        pthread_mutex_lock(&p->lock);
+    for (;;) {
         clock_gettime(CLOCK_MONOTONIC, &until);
         until.tv_sec += p->interval;
         while (!p->stop &&
                pthread_cond_timedwait(&p->wake, &p->lock, &until) == 0)
             ;
+        if (p->stop)
+            break;
+        /* Without krb5kdc's handler, SIGHUP would end the process. */
+        if (sigaction(SIGHUP, NULL, &sa) == 0 &&
+            sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN)
+            kill(getpid(), SIGHUP);
     }
     pthread_mutex_unlock(&p->lock);
-    if (ctx != NULL) {
-        (void)krb5_db_fini(ctx);
-        krb5_free_context(ctx);
-    }
     return NULL;
 }
 
 static void
 purger_free(purger *p)
 {
-    profile_release(p->profile);
-    free(p->realm);
     pthread_cond_destroy(&p->wake);
     pthread_mutex_destroy(&p->lock);
     free(p);
@@ -782,13 +930,6 @@ purger_start(krb5_context ctx, tk_db *db, purger **out)
     pthread_cond_init(&p->wake, &attr);
     pthread_condattr_destroy(&attr);
     p->interval = db->cfg.purge_interval;
-    ret = krb5_get_default_realm(ctx, &p->realm);
-    if (ret == 0)
-        ret = krb5_get_profile(ctx, &p->profile);
-    if (ret) {
-        purger_free(p);
-        return ret;
-    }
     /* Signals belong to the KDC's main loop. */
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -796,7 +937,7 @@ purger_start(krb5_context ctx, tk_db *db, purger **out)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (ret) {
         krb5_set_error_message(ctx, ret, "tempkey: cannot start the purge "
-                               "thread: %s", strerror(ret));
+                               "timer: %s", strerror(ret));
         purger_free(p);
         return ret;
     }

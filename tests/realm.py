@@ -21,7 +21,9 @@ import time
 BUILDDIR = os.path.abspath(os.environ.get(
     'TK_BUILDDIR', os.path.join(os.path.dirname(__file__), '..')))
 PLUGIN_DIR = os.path.join(BUILDDIR, 'plugin', '.libs')
+PREAUTH_MODULE = os.path.join(BUILDDIR, 'preauth', '.libs', 'tempkey.so')
 TEMPKEY_ADMIN = os.path.join(BUILDDIR, 'tools', 'tempkey-admin')
+KTUPDATE = os.path.join(BUILDDIR, 'tools', 'ktupdate')
 SBIN = '/usr/sbin'
 KRB5KDC = os.path.join(SBIN, 'krb5kdc')
 KADMIND = os.path.join(SBIN, 'kadmind')
@@ -84,7 +86,8 @@ class Realm:
     def __init__(self, realm=REALM, tempkey=True, create=True,
                  start_kdc=True, kdc_args=(), start_kadmind=False,
                  purge_interval='2s', kdc_extra='', dbmodules_extra='',
-                 tk_section=None, realm_extra=''):
+                 tk_section=None, realm_extra='', pki=False,
+                 enroll='HTTP/*.test host/*.test', pki_keytype='ec'):
         self.realm = realm
         self.tempkey = tempkey
         self.dir = tempfile.mkdtemp(prefix='tk-realm-')
@@ -108,6 +111,9 @@ class Realm:
         self.kdc_extra = kdc_extra
         self.dbmodules_extra = dbmodules_extra
         self.realm_extra = realm_extra
+        self.plugins = ''
+        if pki:
+            self._make_pki(enroll, pki_keytype)
         self.write_config()
         self.env = self._make_env()
         _live_realms.append(self)
@@ -121,6 +127,41 @@ class Realm:
             self.start_kadmind()
 
     # ---- files and environment
+
+    def _make_pki(self, enroll, keytype):
+        """A CA, the KDC's certificate, and the realm configured for
+        uploads: pkinit_identity/anchors and the tempkey preauth module."""
+        import pki
+        self.ca = pki.CA(self.path('pki'), 'Realm CA', keytype=keytype)
+        self.kdc_cert = self.ca.issue(
+            'kdc', principal='krbtgt/%s@%s' % (self.realm, self.realm),
+            kdc=True, keytype=keytype)
+        self.realm_extra += f'''
+        pkinit_identity = FILE:{self.kdc_cert.cert_pem},{self.kdc_cert.key_pem}
+        pkinit_anchors = FILE:{self.ca.cert_pem}
+        tempkey_enroll = {enroll}
+'''
+        self.plugins = f'''[plugins]
+    kdcpreauth = {{
+        module = tempkey:{PREAUTH_MODULE}
+    }}
+'''
+
+    def server_cert(self, name, principal=None, **kw):
+        """A certificate from the realm's CA naming principal (default:
+        name@REALM)."""
+        if principal is None:
+            principal = '%s@%s' % (name, self.realm)
+        return self.ca.issue(name.replace('/', '_'), principal=principal,
+                             **kw)
+
+    def ktupdate(self, cert, *args, keytab=None, **kw):
+        """Run ktupdate with cert's key and chain and the realm's CA as the
+        KDC's anchor."""
+        argv = [KTUPDATE, '--cert', cert.chain_pem, '--key', cert.key_pem,
+                '--anchors', self.ca.cert_pem,
+                '--keytab', keytab or self.keytab] + list(args)
+        return self.run(argv, **kw)
 
     def path(self, *names):
         return os.path.join(self.dir, *names)
@@ -178,7 +219,7 @@ class Realm:
 [logging]
     kdc = FILE:{self.kdc_log}
     admin_server = FILE:{self.kadmind_log}
-''')
+{self.plugins}''')
 
     def _make_env(self):
         env = dict(os.environ)

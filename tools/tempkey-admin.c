@@ -366,7 +366,7 @@ cmd_set(admin *a, const char *name, const char *lifetime,
 {
     krb5_error_code ret;
     set_state st;
-    krb5_deltat life = a->cfg.max_life;
+    krb5_deltat life = a->cfg.policy.max_life;
     char when[TK_TIME_LEN], ename[64];
     size_t i;
     int status = 1;
@@ -377,10 +377,10 @@ cmd_set(admin *a, const char *name, const char *lifetime,
         ret = tk_parse_duration(a->ctx, "--lifetime", lifetime, &life);
         if (ret)
             return fail(a, ret, name);
-        if (life > a->cfg.max_life) {
+        if (life > a->cfg.policy.max_life) {
             fprintf(stderr, "%s: %s: --lifetime %s is longer than "
                     "tempkey_max_life (%ld seconds)\n", progname, name,
-                    lifetime, (long)a->cfg.max_life);
+                    lifetime, (long)a->cfg.policy.max_life);
             return 1;
         }
     }

@@ -1,0 +1,723 @@
+/* pki.c - certificates, trust and CMS for the upload protocol (OpenSSL). */
+#include "tkproto.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/asn1t.h>
+#include <openssl/cms.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+#include <openssl/x509v3.h>
+
+/* KRB5PrincipalName (RFC 4556 section 3.2.2), the value of id-pkinit-san. */
+typedef struct {
+    ASN1_INTEGER *name_type;
+    STACK_OF(ASN1_GENERALSTRING) *name_string;
+} TK_PRINCIPAL_NAME;
+
+typedef struct {
+    ASN1_GENERALSTRING *realm;
+    TK_PRINCIPAL_NAME *principal_name;
+} TK_KRB5_PRINCIPAL_NAME;
+
+DECLARE_ASN1_FUNCTIONS(TK_PRINCIPAL_NAME)
+DECLARE_ASN1_FUNCTIONS(TK_KRB5_PRINCIPAL_NAME)
+
+ASN1_SEQUENCE(TK_PRINCIPAL_NAME) = {
+    ASN1_EXP(TK_PRINCIPAL_NAME, name_type, ASN1_INTEGER, 0),
+    ASN1_EXP_SEQUENCE_OF(TK_PRINCIPAL_NAME, name_string, ASN1_GENERALSTRING,
+                         1),
+} ASN1_SEQUENCE_END(TK_PRINCIPAL_NAME)
+
+ASN1_SEQUENCE(TK_KRB5_PRINCIPAL_NAME) = {
+    ASN1_EXP(TK_KRB5_PRINCIPAL_NAME, realm, ASN1_GENERALSTRING, 0),
+    ASN1_EXP(TK_KRB5_PRINCIPAL_NAME, principal_name, TK_PRINCIPAL_NAME, 1),
+} ASN1_SEQUENCE_END(TK_KRB5_PRINCIPAL_NAME)
+
+IMPLEMENT_ASN1_FUNCTIONS(TK_PRINCIPAL_NAME)
+IMPLEMENT_ASN1_FUNCTIONS(TK_KRB5_PRINCIPAL_NAME)
+
+#define OID_PKINIT_SAN "1.3.6.1.5.2.2"
+#define OID_PKINIT_CLIENT "1.3.6.1.5.2.3.4"
+#define OID_PKINIT_KDC "1.3.6.1.5.2.3.5"
+#define OID_CLIENT_AUTH "1.3.6.1.5.5.7.3.2"
+
+krb5_error_code
+tk_openssl_error(krb5_context ctx, krb5_error_code code, const char *what)
+{
+    unsigned long e = ERR_peek_last_error();
+    char buf[256];
+
+    if (e != 0) {
+        ERR_error_string_n(e, buf, sizeof(buf));
+        krb5_set_error_message(ctx, code, "%s: %s", what, buf);
+    } else {
+        krb5_set_error_message(ctx, code, "%s", what);
+    }
+    ERR_clear_error();
+    return code;
+}
+
+void
+tk_sha256(const void *data, size_t len, unsigned char hash[TK_HASH_LEN])
+{
+    unsigned int n = TK_HASH_LEN;
+
+    EVP_Digest(data, len, hash, &n, EVP_sha256(), NULL);
+}
+
+krb5_error_code
+tk_cert_hash(krb5_context ctx, X509 *cert, unsigned char hash[TK_HASH_LEN])
+{
+    unsigned int n = TK_HASH_LEN;
+
+    if (!X509_digest(cert, EVP_sha256(), hash, &n))
+        return tk_openssl_error(ctx, ENOMEM, "hashing a certificate");
+    return 0;
+}
+
+krb5_error_code
+tk_spki_hash(krb5_context ctx, X509 *cert, unsigned char hash[TK_HASH_LEN])
+{
+    unsigned char *der = NULL;
+    int len;
+
+    len = i2d_PUBKEY(X509_get0_pubkey(cert), &der);
+    if (len <= 0)
+        return tk_openssl_error(ctx, ENOMEM, "encoding a public key");
+    tk_sha256(der, len, hash);
+    OPENSSL_free(der);
+    return 0;
+}
+
+/* ---- Identities and trust. */
+
+void
+tk_identity_free(tk_identity *id)
+{
+    if (id == NULL)
+        return;
+    X509_free(id->cert);
+    EVP_PKEY_free(id->key);
+    sk_X509_pop_free(id->chain, X509_free);
+    free(id);
+}
+
+/* Read every certificate of a PEM file into *certs_out (the first one first).
+ */
+static krb5_error_code
+read_certs(krb5_context ctx, const char *file, STACK_OF(X509) **certs_out)
+{
+    STACK_OF(X509) *certs;
+    X509 *x;
+    FILE *f;
+
+    *certs_out = NULL;
+    f = fopen(file, "r");
+    if (f == NULL) {
+        krb5_set_error_message(ctx, errno, "cannot read %s: %s", file,
+                               strerror(errno));
+        return errno;
+    }
+    certs = sk_X509_new_null();
+    while (certs != NULL && (x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
+        if (!sk_X509_push(certs, x)) {
+            X509_free(x);
+            break;
+        }
+    }
+    fclose(f);
+    ERR_clear_error();          /* the end of the file */
+    if (certs == NULL || sk_X509_num(certs) == 0) {
+        sk_X509_pop_free(certs, X509_free);
+        krb5_set_error_message(ctx, KRB5_CONFIG_BADFORMAT, "%s holds no PEM "
+                               "certificate", file);
+        return KRB5_CONFIG_BADFORMAT;
+    }
+    *certs_out = certs;
+    return 0;
+}
+
+krb5_error_code
+tk_identity_load(krb5_context ctx, const char *cert_file,
+                 const char *key_file, tk_identity **id_out)
+{
+    krb5_error_code ret;
+    tk_identity *id;
+    FILE *f;
+
+    *id_out = NULL;
+    id = calloc(1, sizeof(*id));
+    if (id == NULL)
+        return ENOMEM;
+    ret = read_certs(ctx, cert_file, &id->chain);
+    if (ret)
+        goto cleanup;
+    id->cert = sk_X509_shift(id->chain);
+    f = fopen(key_file, "r");
+    if (f == NULL) {
+        ret = errno;
+        krb5_set_error_message(ctx, ret, "cannot read %s: %s", key_file,
+                               strerror(ret));
+        goto cleanup;
+    }
+    id->key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    fclose(f);
+    if (id->key == NULL) {
+        ret = tk_openssl_error(ctx, KRB5_CONFIG_BADFORMAT, key_file);
+        goto cleanup;
+    }
+    if (X509_check_private_key(id->cert, id->key) != 1) {
+        ret = KRB5_CONFIG_BADFORMAT;
+        ERR_clear_error();
+        krb5_set_error_message(ctx, ret, "the key in %s does not belong to "
+                               "the certificate in %s", key_file, cert_file);
+        goto cleanup;
+    }
+    *id_out = id;
+    id = NULL;
+
+cleanup:
+    tk_identity_free(id);
+    return ret;
+}
+
+krb5_error_code
+tk_identity_load_pkinit(krb5_context ctx, const char *spec,
+                        tk_identity **id_out)
+{
+    krb5_error_code ret;
+    char *copy, *comma;
+
+    *id_out = NULL;
+    if (strncmp(spec, "FILE:", 5) != 0 || strchr(spec, ',') == NULL) {
+        krb5_set_error_message(ctx, KRB5_CONFIG_BADFORMAT, "pkinit_identity "
+                               "\"%s\": tempkey needs FILE:cert.pem,key.pem",
+                               spec);
+        return KRB5_CONFIG_BADFORMAT;
+    }
+    copy = strdup(spec + 5);
+    if (copy == NULL)
+        return ENOMEM;
+    comma = strchr(copy, ',');
+    *comma = '\0';
+    ret = tk_identity_load(ctx, copy, comma + 1, id_out);
+    free(copy);
+    return ret;
+}
+
+void
+tk_trust_free(tk_trust *trust)
+{
+    if (trust == NULL)
+        return;
+    X509_STORE_free(trust->store);
+    sk_X509_pop_free(trust->pool, X509_free);
+    free(trust);
+}
+
+static const char *
+strip_prefix(const char *spec, const char *prefix)
+{
+    size_t n = strlen(prefix);
+
+    return (strncmp(spec, prefix, n) == 0) ? spec + n : NULL;
+}
+
+krb5_error_code
+tk_trust_load(krb5_context ctx, char **anchors, char **pool, char **crls,
+              tk_trust **trust_out)
+{
+    krb5_error_code ret = 0;
+    tk_trust *trust;
+    STACK_OF(X509) *certs = NULL;
+    const char *path;
+    X509_CRL *crl;
+    FILE *f;
+    int i;
+
+    *trust_out = NULL;
+    trust = calloc(1, sizeof(*trust));
+    if (trust == NULL)
+        return ENOMEM;
+    trust->store = X509_STORE_new();
+    trust->pool = sk_X509_new_null();
+    if (trust->store == NULL || trust->pool == NULL) {
+        ret = ENOMEM;
+        goto cleanup;
+    }
+    for (; anchors != NULL && *anchors != NULL; anchors++) {
+        if ((path = strip_prefix(*anchors, "FILE:")) != NULL) {
+            ret = read_certs(ctx, path, &certs);
+            for (i = 0; ret == 0 && i < sk_X509_num(certs); i++)
+                X509_STORE_add_cert(trust->store, sk_X509_value(certs, i));
+            sk_X509_pop_free(certs, X509_free);
+            certs = NULL;
+        } else if ((path = strip_prefix(*anchors, "DIR:")) != NULL) {
+            if (!X509_STORE_load_path(trust->store, path))
+                ret = tk_openssl_error(ctx, KRB5_CONFIG_BADFORMAT, path);
+        } else {
+            ret = KRB5_CONFIG_BADFORMAT;
+            krb5_set_error_message(ctx, ret, "pkinit_anchors \"%s\": tempkey "
+                                   "reads FILE: and DIR: anchors", *anchors);
+        }
+        if (ret)
+            goto cleanup;
+    }
+    for (; pool != NULL && *pool != NULL; pool++) {
+        path = strip_prefix(*pool, "FILE:");
+        ret = read_certs(ctx, path != NULL ? path : *pool, &certs);
+        if (ret)
+            goto cleanup;
+        while (sk_X509_num(certs) > 0)
+            sk_X509_push(trust->pool, sk_X509_shift(certs));
+        sk_X509_free(certs);
+        certs = NULL;
+    }
+    for (; crls != NULL && *crls != NULL; crls++) {
+        path = strip_prefix(*crls, "FILE:");
+        f = fopen(path != NULL ? path : *crls, "r");
+        if (f == NULL) {
+            ret = errno;
+            krb5_set_error_message(ctx, ret, "cannot read CRL %s: %s", *crls,
+                                   strerror(ret));
+            goto cleanup;
+        }
+        while ((crl = PEM_read_X509_CRL(f, NULL, NULL, NULL)) != NULL) {
+            X509_STORE_add_crl(trust->store, crl);
+            X509_CRL_free(crl);
+            trust->crl_check = 1;
+        }
+        fclose(f);
+        ERR_clear_error();
+    }
+    *trust_out = trust;
+    trust = NULL;
+
+cleanup:
+    tk_trust_free(trust);
+    return ret;
+}
+
+/* ---- CMS. */
+
+/* Copy a memory BIO's contents into out. */
+static krb5_error_code
+bio_to_data(BIO *bio, krb5_data *out)
+{
+    char *p;
+    long len = BIO_get_mem_data(bio, &p);
+
+    out->data = malloc(len > 0 ? len : 1);
+    if (out->data == NULL)
+        return ENOMEM;
+    memcpy(out->data, p, len);
+    out->length = len;
+    return 0;
+}
+
+static krb5_error_code
+cms_to_der(krb5_context ctx, CMS_ContentInfo *cms, krb5_data *der_out)
+{
+    unsigned char *der = NULL;
+    int len;
+
+    len = i2d_CMS_ContentInfo(cms, &der);
+    if (len <= 0)
+        return tk_openssl_error(ctx, ENOMEM, "encoding CMS");
+    der_out->data = malloc(len);
+    if (der_out->data == NULL) {
+        OPENSSL_free(der);
+        return ENOMEM;
+    }
+    memcpy(der_out->data, der, len);
+    der_out->length = len;
+    OPENSSL_free(der);
+    return 0;
+}
+
+static CMS_ContentInfo *
+der_to_cms(const krb5_data *der)
+{
+    const unsigned char *p = (const unsigned char *)der->data;
+    CMS_ContentInfo *cms;
+
+    if (der->length == 0 || der->length > TK_MAX_MESSAGE)
+        return NULL;
+    cms = d2i_CMS_ContentInfo(NULL, &p, der->length);
+    if (cms != NULL && p != (const unsigned char *)der->data + der->length) {
+        CMS_ContentInfo_free(cms);
+        return NULL;
+    }
+    return cms;
+}
+
+krb5_error_code
+tk_cms_sign(krb5_context ctx, const tk_identity *id, const krb5_data *content,
+            krb5_data *der_out)
+{
+    krb5_error_code ret;
+    CMS_ContentInfo *cms;
+    BIO *in;
+
+    in = BIO_new_mem_buf(content->data, content->length);
+    if (in == NULL)
+        return ENOMEM;
+    cms = CMS_sign(id->cert, id->key, id->chain, in,
+                   CMS_BINARY | CMS_NOSMIMECAP);
+    BIO_free(in);
+    if (cms == NULL)
+        return tk_openssl_error(ctx, KRB5_CRYPTO_INTERNAL, "CMS signing");
+    ret = cms_to_der(ctx, cms, der_out);
+    CMS_ContentInfo_free(cms);
+    return ret;
+}
+
+krb5_error_code
+tk_cms_open_signed(krb5_context ctx, const krb5_data *der,
+                   krb5_data *content_out, X509 **signer_out,
+                   STACK_OF(X509) **certs_out)
+{
+    krb5_error_code ret;
+    CMS_ContentInfo *cms;
+    STACK_OF(X509) *signers = NULL;
+    BIO *out = NULL;
+
+    *signer_out = NULL;
+    *certs_out = NULL;
+    content_out->data = NULL;
+    content_out->length = 0;
+    cms = der_to_cms(der);
+    if (cms == NULL)
+        return tk_openssl_error(ctx, ASN1_PARSE_ERROR, "not a CMS message");
+    if (OBJ_obj2nid(CMS_get0_type(cms)) != NID_pkcs7_signed) {
+        ret = ASN1_BAD_FORMAT;
+        krb5_set_error_message(ctx, ret, "not a CMS SignedData");
+        goto cleanup;
+    }
+    out = BIO_new(BIO_s_mem());
+    if (out == NULL) {
+        ret = ENOMEM;
+        goto cleanup;
+    }
+    /* The chain is checked by the caller, against its own anchors. */
+    if (CMS_verify(cms, NULL, NULL, NULL, out,
+                   CMS_BINARY | CMS_NO_SIGNER_CERT_VERIFY) != 1) {
+        ret = tk_openssl_error(ctx, KRB5KDC_ERR_INVALID_SIG,
+                               "CMS signature does not verify");
+        goto cleanup;
+    }
+    signers = CMS_get0_signers(cms);
+    if (signers == NULL || sk_X509_num(signers) != 1) {
+        ret = KRB5KDC_ERR_INVALID_SIG;
+        krb5_set_error_message(ctx, ret, "CMS message must have one signer");
+        goto cleanup;
+    }
+    ret = bio_to_data(out, content_out);
+    if (ret)
+        goto cleanup;
+    *signer_out = sk_X509_value(signers, 0);
+    X509_up_ref(*signer_out);
+    *certs_out = CMS_get1_certs(cms);
+
+cleanup:
+    sk_X509_free(signers);
+    BIO_free(out);
+    CMS_ContentInfo_free(cms);
+    return ret;
+}
+
+int
+tk_verify_chain(krb5_context ctx, const tk_trust *trust, X509 *cert,
+                STACK_OF(X509) *extra)
+{
+    X509_STORE_CTX *sctx = NULL;
+    STACK_OF(X509) *untrusted = NULL;
+    int reason = TK_REASON_UNTRUSTED_CERTIFICATE, err, i;
+
+    sctx = X509_STORE_CTX_new();
+    untrusted = sk_X509_dup(trust->pool);
+    if (sctx == NULL || untrusted == NULL)
+        goto cleanup;
+    for (i = 0; extra != NULL && i < sk_X509_num(extra); i++)
+        sk_X509_push(untrusted, sk_X509_value(extra, i));
+    if (!X509_STORE_CTX_init(sctx, trust->store, cert, untrusted))
+        goto cleanup;
+    if (trust->crl_check)
+        X509_STORE_CTX_set_flags(sctx, X509_V_FLAG_CRL_CHECK);
+    if (X509_verify_cert(sctx) == 1) {
+        reason = 0;
+        goto cleanup;
+    }
+    err = X509_STORE_CTX_get_error(sctx);
+    if (err == X509_V_ERR_CERT_HAS_EXPIRED ||
+        err == X509_V_ERR_CERT_NOT_YET_VALID)
+        reason = TK_REASON_CERTIFICATE_EXPIRED;
+    else if (err == X509_V_ERR_CERT_REVOKED)
+        reason = TK_REASON_CERTIFICATE_REVOKED;
+    krb5_set_error_message(ctx, tk_reason_code(reason), "certificate not "
+                           "trusted: %s", X509_verify_cert_error_string(err));
+
+cleanup:
+    if (reason && sctx == NULL)
+        krb5_set_error_message(ctx, ENOMEM, "out of memory");
+    sk_X509_free(untrusted);
+    X509_STORE_CTX_free(sctx);
+    ERR_clear_error();
+    return reason;
+}
+
+krb5_error_code
+tk_cms_encrypt(krb5_context ctx, X509 *recipient, const krb5_data *content,
+               krb5_data *der_out)
+{
+    krb5_error_code ret = KRB5_CRYPTO_INTERNAL;
+    CMS_ContentInfo *cms = NULL;
+    CMS_RecipientInfo *ri;
+    EVP_PKEY_CTX *pctx;
+    BIO *in;
+
+    in = BIO_new_mem_buf(content->data, content->length);
+    if (in == NULL)
+        return ENOMEM;
+    cms = CMS_encrypt(NULL, in, EVP_aes_256_cbc(), CMS_BINARY | CMS_PARTIAL);
+    if (cms == NULL)
+        goto fail;
+    ri = CMS_add1_recipient_cert(cms, recipient, CMS_KEY_PARAM);
+    if (ri == NULL)
+        goto fail;
+    /* RSA recipients get OAEP rather than PKCS #1 v1.5. */
+    if (CMS_RecipientInfo_type(ri) == CMS_RECIPINFO_TRANS) {
+        pctx = CMS_RecipientInfo_get0_pkey_ctx(ri);
+        if (pctx == NULL ||
+            EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_OAEP_PADDING) <= 0)
+            goto fail;
+    }
+    if (CMS_final(cms, in, NULL, CMS_BINARY) != 1)
+        goto fail;
+    ret = cms_to_der(ctx, cms, der_out);
+    goto cleanup;
+
+fail:
+    ret = tk_openssl_error(ctx, ret, "CMS encryption");
+cleanup:
+    BIO_free(in);
+    CMS_ContentInfo_free(cms);
+    return ret;
+}
+
+krb5_error_code
+tk_cms_decrypt(krb5_context ctx, const tk_identity *id, const krb5_data *der,
+               krb5_data *content_out)
+{
+    krb5_error_code ret;
+    CMS_ContentInfo *cms;
+    BIO *out = NULL;
+    char *p;
+    long len;
+
+    content_out->data = NULL;
+    content_out->length = 0;
+    cms = der_to_cms(der);
+    if (cms == NULL)
+        return tk_openssl_error(ctx, ASN1_PARSE_ERROR, "not a CMS message");
+    if (OBJ_obj2nid(CMS_get0_type(cms)) != NID_pkcs7_enveloped) {
+        ret = ASN1_BAD_FORMAT;
+        krb5_set_error_message(ctx, ret, "not a CMS EnvelopedData");
+        goto cleanup;
+    }
+    out = BIO_new(BIO_s_mem());
+    if (out == NULL) {
+        ret = ENOMEM;
+        goto cleanup;
+    }
+    if (CMS_decrypt(cms, id->key, id->cert, NULL, out, CMS_BINARY) != 1) {
+        ret = tk_openssl_error(ctx, KRB5KDC_ERR_CERTIFICATE_MISMATCH,
+                               "cannot decrypt: not encrypted to this KDC's "
+                               "key");
+        goto cleanup;
+    }
+    ret = bio_to_data(out, content_out);
+    len = BIO_get_mem_data(out, &p);
+    OPENSSL_cleanse(p, len);
+
+cleanup:
+    BIO_free(out);
+    CMS_ContentInfo_free(cms);
+    return ret;
+}
+
+/* ---- Certificate contents. */
+
+krb5_error_code
+tk_cert_has_eku(krb5_context ctx, X509 *cert, const char *eku,
+                krb5_boolean *out)
+{
+    EXTENDED_KEY_USAGE *ekus;
+    ASN1_OBJECT *want;
+    const char *oid = eku;
+    int i;
+
+    *out = FALSE;
+    if (strcmp(eku, "none") == 0) {
+        *out = TRUE;
+        return 0;
+    }
+    if (strcmp(eku, "pkinit") == 0)
+        oid = OID_PKINIT_CLIENT;
+    else if (strcmp(eku, "pkinit-kdc") == 0)
+        oid = OID_PKINIT_KDC;
+    else if (strcmp(eku, "client") == 0)
+        oid = OID_CLIENT_AUTH;
+    want = OBJ_txt2obj(oid, 1);
+    if (want == NULL) {
+        ERR_clear_error();
+        krb5_set_error_message(ctx, KRB5_CONFIG_BADFORMAT, "tempkey_eku \"%s\""
+                               " is not pkinit, client, none or an OID", eku);
+        return KRB5_CONFIG_BADFORMAT;
+    }
+    ekus = X509_get_ext_d2i(cert, NID_ext_key_usage, NULL, NULL);
+    for (i = 0; ekus != NULL && i < sk_ASN1_OBJECT_num(ekus); i++) {
+        if (OBJ_cmp(sk_ASN1_OBJECT_value(ekus, i), want) == 0)
+            *out = TRUE;
+    }
+    sk_ASN1_OBJECT_pop_free(ekus, ASN1_OBJECT_free);
+    ASN1_OBJECT_free(want);
+    ERR_clear_error();
+    return 0;
+}
+
+void
+tk_free_principals(krb5_context ctx, krb5_principal *princs)
+{
+    krb5_principal *p;
+
+    for (p = princs; p != NULL && *p != NULL; p++)
+        krb5_free_principal(ctx, *p);
+    free(princs);
+}
+
+/* Build a principal from a decoded KRB5PrincipalName. */
+static krb5_error_code
+make_principal(krb5_context ctx, const TK_KRB5_PRINCIPAL_NAME *kn,
+               krb5_principal *out)
+{
+    krb5_error_code ret;
+    krb5_principal p = NULL;
+    krb5_data *comps = NULL;
+    int i, n = sk_ASN1_GENERALSTRING_num(kn->principal_name->name_string);
+    int64_t type;
+
+    if (n < 1 || n > 16 ||
+        ASN1_INTEGER_get_int64(&type, kn->principal_name->name_type) != 1)
+        return ASN1_BAD_FORMAT;
+    comps = calloc(n, sizeof(*comps));
+    p = calloc(1, sizeof(*p));
+    if (comps == NULL || p == NULL) {
+        ret = ENOMEM;
+        goto cleanup;
+    }
+    for (i = 0; i < n; i++) {
+        ASN1_GENERALSTRING *s =
+            sk_ASN1_GENERALSTRING_value(kn->principal_name->name_string, i);
+
+        comps[i].magic = KV5M_DATA;
+        comps[i].length = ASN1_STRING_length(s);
+        comps[i].data = malloc(comps[i].length + 1);
+        if (comps[i].data == NULL) {
+            ret = ENOMEM;
+            goto cleanup;
+        }
+        memcpy(comps[i].data, ASN1_STRING_get0_data(s), comps[i].length);
+    }
+    p->magic = KV5M_PRINCIPAL;
+    p->type = (krb5_int32)type;
+    p->data = comps;
+    p->length = n;
+    comps = NULL;
+    p->realm.magic = KV5M_DATA;
+    p->realm.length = ASN1_STRING_length(kn->realm);
+    p->realm.data = malloc(p->realm.length + 1);
+    if (p->realm.data == NULL) {
+        ret = ENOMEM;
+        goto cleanup;
+    }
+    memcpy(p->realm.data, ASN1_STRING_get0_data(kn->realm), p->realm.length);
+    *out = p;
+    p = NULL;
+    ret = 0;
+
+cleanup:
+    if (comps != NULL) {
+        for (i = 0; i < n; i++)
+            free(comps[i].data);
+        free(comps);
+    }
+    krb5_free_principal(ctx, p);
+    return ret;
+}
+
+krb5_error_code
+tk_cert_principals(krb5_context ctx, X509 *cert, krb5_principal **princs_out)
+{
+    krb5_error_code ret = 0;
+    GENERAL_NAMES *names;
+    ASN1_OBJECT *san_oid;
+    krb5_principal *princs = NULL;
+    size_t count = 0;
+    int i;
+
+    *princs_out = NULL;
+    princs = calloc(1, sizeof(*princs));
+    san_oid = OBJ_txt2obj(OID_PKINIT_SAN, 1);
+    if (princs == NULL || san_oid == NULL) {
+        ret = ENOMEM;
+        goto cleanup;
+    }
+    names = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+    for (i = 0; names != NULL && i < sk_GENERAL_NAME_num(names); i++) {
+        GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, i);
+        TK_KRB5_PRINCIPAL_NAME *kn;
+        const unsigned char *p;
+        ASN1_TYPE *v;
+        krb5_principal *grown;
+
+        if (gn->type != GEN_OTHERNAME ||
+            OBJ_cmp(gn->d.otherName->type_id, san_oid) != 0)
+            continue;
+        v = gn->d.otherName->value;
+        if (v->type != V_ASN1_SEQUENCE)
+            continue;
+        p = v->value.sequence->data;
+        kn = d2i_TK_KRB5_PRINCIPAL_NAME(NULL, &p, v->value.sequence->length);
+        if (kn == NULL)
+            continue;           /* an unreadable SAN names nobody */
+        grown = realloc(princs, (count + 2) * sizeof(*princs));
+        if (grown == NULL) {
+            TK_KRB5_PRINCIPAL_NAME_free(kn);
+            ret = ENOMEM;
+            break;
+        }
+        princs = grown;
+        princs[count] = princs[count + 1] = NULL;
+        if (make_principal(ctx, kn, &princs[count]) == 0)
+            count++;
+        TK_KRB5_PRINCIPAL_NAME_free(kn);
+    }
+    GENERAL_NAMES_free(names);
+    if (ret == 0) {
+        *princs_out = princs;
+        princs = NULL;
+    }
+
+cleanup:
+    ERR_clear_error();
+    ASN1_OBJECT_free(san_oid);
+    tk_free_principals(ctx, princs);
+    return ret;
+}

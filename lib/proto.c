@@ -1,0 +1,716 @@
+/* proto.c - DER codec of the upload protocol's messages (OpenSSL ASN.1
+ * templates; the ASN.1 module is in doc/protocol.md). */
+#include "tkproto.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/asn1t.h>
+#include <openssl/crypto.h>
+
+typedef struct {
+    ASN1_INTEGER *version;
+    ASN1_UTF8STRING *realm;
+    ASN1_UTF8STRING *principal;
+    STACK_OF(ASN1_INTEGER) *enctypes;
+    ASN1_INTEGER *max_lifetime;
+    ASN1_INTEGER *current_kvno;
+    ASN1_INTEGER *kdc_time;
+} TK_KEYREQ;
+
+typedef struct {
+    ASN1_INTEGER *enctype;
+    ASN1_OCTET_STRING *key;
+} TK_UPKEY;
+
+DEFINE_STACK_OF(TK_UPKEY)
+
+typedef struct {
+    ASN1_INTEGER *version;
+    ASN1_UTF8STRING *realm;
+    ASN1_UTF8STRING *principal;
+    ASN1_OCTET_STRING *kdc_cert_hash;
+    ASN1_OCTET_STRING *freshness_token;
+    ASN1_OCTET_STRING *body_checksum;
+    ASN1_INTEGER *kvno;
+    STACK_OF(TK_UPKEY) *keys;
+    ASN1_INTEGER *expiry;
+} TK_UPLOAD;
+
+typedef struct {
+    ASN1_INTEGER *version;
+    ASN1_UTF8STRING *principal;
+    ASN1_INTEGER *kvno;
+    ASN1_INTEGER *expiry;
+    ASN1_INTEGER *refresh_by;
+} TK_ACK;
+
+typedef struct {
+    int type;
+    union {
+        TK_KEYREQ *key_request;
+        TK_UPLOAD *upload;
+        TK_ACK *ack;
+    } value;
+} TK_MSG;
+
+typedef struct {
+    ASN1_INTEGER *reason;
+    ASN1_UTF8STRING *text;
+} TK_ERR;
+
+#define MSG_KEY_REQUEST 0
+#define MSG_UPLOAD 1
+#define MSG_ACK 2
+
+DECLARE_ASN1_FUNCTIONS(TK_KEYREQ)
+DECLARE_ASN1_FUNCTIONS(TK_UPKEY)
+DECLARE_ASN1_FUNCTIONS(TK_UPLOAD)
+DECLARE_ASN1_FUNCTIONS(TK_ACK)
+DECLARE_ASN1_FUNCTIONS(TK_MSG)
+DECLARE_ASN1_FUNCTIONS(TK_ERR)
+
+ASN1_SEQUENCE(TK_KEYREQ) = {
+    ASN1_EXP(TK_KEYREQ, version, ASN1_INTEGER, 0),
+    ASN1_EXP(TK_KEYREQ, realm, ASN1_UTF8STRING, 1),
+    ASN1_EXP(TK_KEYREQ, principal, ASN1_UTF8STRING, 2),
+    ASN1_EXP_SEQUENCE_OF(TK_KEYREQ, enctypes, ASN1_INTEGER, 3),
+    ASN1_EXP(TK_KEYREQ, max_lifetime, ASN1_INTEGER, 4),
+    ASN1_EXP(TK_KEYREQ, current_kvno, ASN1_INTEGER, 5),
+    ASN1_EXP(TK_KEYREQ, kdc_time, ASN1_INTEGER, 6),
+} ASN1_SEQUENCE_END(TK_KEYREQ)
+
+ASN1_SEQUENCE(TK_UPKEY) = {
+    ASN1_EXP(TK_UPKEY, enctype, ASN1_INTEGER, 0),
+    ASN1_EXP(TK_UPKEY, key, ASN1_OCTET_STRING, 1),
+} ASN1_SEQUENCE_END(TK_UPKEY)
+
+ASN1_SEQUENCE(TK_UPLOAD) = {
+    ASN1_EXP(TK_UPLOAD, version, ASN1_INTEGER, 0),
+    ASN1_EXP(TK_UPLOAD, realm, ASN1_UTF8STRING, 1),
+    ASN1_EXP(TK_UPLOAD, principal, ASN1_UTF8STRING, 2),
+    ASN1_EXP(TK_UPLOAD, kdc_cert_hash, ASN1_OCTET_STRING, 3),
+    ASN1_EXP(TK_UPLOAD, freshness_token, ASN1_OCTET_STRING, 4),
+    ASN1_EXP(TK_UPLOAD, body_checksum, ASN1_OCTET_STRING, 5),
+    ASN1_EXP(TK_UPLOAD, kvno, ASN1_INTEGER, 6),
+    ASN1_EXP_SEQUENCE_OF(TK_UPLOAD, keys, TK_UPKEY, 7),
+    ASN1_EXP(TK_UPLOAD, expiry, ASN1_INTEGER, 8),
+} ASN1_SEQUENCE_END(TK_UPLOAD)
+
+ASN1_SEQUENCE(TK_ACK) = {
+    ASN1_EXP(TK_ACK, version, ASN1_INTEGER, 0),
+    ASN1_EXP(TK_ACK, principal, ASN1_UTF8STRING, 1),
+    ASN1_EXP(TK_ACK, kvno, ASN1_INTEGER, 2),
+    ASN1_EXP(TK_ACK, expiry, ASN1_INTEGER, 3),
+    ASN1_EXP(TK_ACK, refresh_by, ASN1_INTEGER, 4),
+} ASN1_SEQUENCE_END(TK_ACK)
+
+ASN1_CHOICE(TK_MSG) = {
+    ASN1_EXP(TK_MSG, value.key_request, TK_KEYREQ, MSG_KEY_REQUEST),
+    ASN1_EXP(TK_MSG, value.upload, TK_UPLOAD, MSG_UPLOAD),
+    ASN1_EXP(TK_MSG, value.ack, TK_ACK, MSG_ACK),
+} ASN1_CHOICE_END(TK_MSG)
+
+ASN1_SEQUENCE(TK_ERR) = {
+    ASN1_EXP(TK_ERR, reason, ASN1_INTEGER, 0),
+    ASN1_EXP(TK_ERR, text, ASN1_UTF8STRING, 1),
+} ASN1_SEQUENCE_END(TK_ERR)
+
+IMPLEMENT_ASN1_FUNCTIONS(TK_KEYREQ)
+IMPLEMENT_ASN1_FUNCTIONS(TK_UPKEY)
+IMPLEMENT_ASN1_FUNCTIONS(TK_UPLOAD)
+IMPLEMENT_ASN1_FUNCTIONS(TK_ACK)
+IMPLEMENT_ASN1_FUNCTIONS(TK_MSG)
+IMPLEMENT_ASN1_FUNCTIONS(TK_ERR)
+
+/* ---- Reasons. */
+
+static const struct {
+    int reason;
+    const char *name;
+    krb5_error_code code;
+} reasons[] = {
+    { TK_REASON_MALFORMED, "malformed", KRB5KRB_AP_ERR_BAD_INTEGRITY },
+    { TK_REASON_NOT_FOR_THIS_KDC, "not-for-this-kdc",
+      KRB5KDC_ERR_CERTIFICATE_MISMATCH },
+    { TK_REASON_BAD_SIGNATURE, "bad-signature", KRB5KDC_ERR_INVALID_SIG },
+    { TK_REASON_UNTRUSTED_CERTIFICATE, "untrusted-certificate",
+      KRB5KDC_ERR_CANT_VERIFY_CERTIFICATE },
+    { TK_REASON_CERTIFICATE_EXPIRED, "certificate-expired",
+      KRB5KDC_ERR_INVALID_CERTIFICATE },
+    { TK_REASON_CERTIFICATE_REVOKED, "certificate-revoked",
+      KRB5KDC_ERR_REVOKED_CERTIFICATE },
+    { TK_REASON_WRONG_KEY_PURPOSE, "wrong-key-purpose",
+      KRB5KDC_ERR_INCONSISTENT_KEY_PURPOSE },
+    { TK_REASON_NAME_MISMATCH, "name-mismatch",
+      KRB5KDC_ERR_CLIENT_NAME_MISMATCH },
+    { TK_REASON_PINNED_KEY_MISMATCH, "pinned-key-mismatch",
+      KRB5KDC_ERR_CERTIFICATE_MISMATCH },
+    { TK_REASON_KDC_CERTIFICATE_MISMATCH, "kdc-certificate-mismatch",
+      KRB5KDC_ERR_CERTIFICATE_MISMATCH },
+    { TK_REASON_STALE_FRESHNESS_TOKEN, "stale-freshness-token",
+      KRB5KDC_ERR_PA_CHECKSUM_MUST_BE_INCLUDED },
+    { TK_REASON_REQUEST_CHECKSUM_MISMATCH, "request-checksum-mismatch",
+      KRB5KDC_ERR_PA_CHECKSUM_MUST_BE_INCLUDED },
+    { TK_REASON_KVNO_NOT_ABOVE_STORED, "kvno-not-above-stored",
+      KRB5KDC_ERR_CLIENT_NOT_TRUSTED },
+    { TK_REASON_EXPIRY_NOT_ALLOWED, "expiry-not-allowed",
+      KRB5KDC_ERR_CLIENT_NOT_TRUSTED },
+    { TK_REASON_ENCTYPE_NOT_ALLOWED, "enctype-not-allowed",
+      KRB5KDC_ERR_ETYPE_NOSUPP },
+    { TK_REASON_BAD_KEY_LENGTH, "bad-key-length", KRB5KDC_ERR_ETYPE_NOSUPP },
+    { TK_REASON_NOT_ENROLLABLE, "not-enrollable",
+      KRB5KDC_ERR_CLIENT_NOT_TRUSTED },
+    { TK_REASON_REPLICA, "replica-refuses-uploads",
+      KRB5KDC_ERR_CLIENT_NOT_TRUSTED },
+    { TK_REASON_STORE_FAILED, "store-failed",
+      KRB5KDC_ERR_REVOCATION_STATUS_UNAVAILABLE },
+};
+
+const char *
+tk_reason_name(int reason)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(reasons) / sizeof(*reasons); i++) {
+        if (reasons[i].reason == reason)
+            return reasons[i].name;
+    }
+    return "unknown-reason";
+}
+
+krb5_error_code
+tk_reason_code(int reason)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(reasons) / sizeof(*reasons); i++) {
+        if (reasons[i].reason == reason)
+            return reasons[i].code;
+    }
+    return KRB5KDC_ERR_CLIENT_NOT_TRUSTED;
+}
+
+/* ---- Helpers. */
+
+static krb5_error_code
+bad(krb5_context ctx, krb5_error_code code, const char *what)
+{
+    krb5_set_error_message(ctx, code, "malformed tempkey message: %s", what);
+    return code;
+}
+
+static int
+set_int(ASN1_INTEGER **ai, int64_t v)
+{
+    if (*ai == NULL && (*ai = ASN1_INTEGER_new()) == NULL)
+        return 0;
+    return ASN1_INTEGER_set_int64(*ai, v);
+}
+
+static int
+set_str(ASN1_UTF8STRING **s, const char *text)
+{
+    if (*s == NULL && (*s = ASN1_UTF8STRING_new()) == NULL)
+        return 0;
+    return ASN1_STRING_set(*s, text, -1);
+}
+
+static int
+set_oct(ASN1_OCTET_STRING **s, const void *p, size_t len)
+{
+    if (*s == NULL && (*s = ASN1_OCTET_STRING_new()) == NULL)
+        return 0;
+    return ASN1_OCTET_STRING_set(*s, p, (int)len);
+}
+
+static int
+get_int(const ASN1_INTEGER *ai, int64_t min, int64_t max, int64_t *out)
+{
+    return ai != NULL && ASN1_INTEGER_get_int64(out, ai) == 1 &&
+        *out >= min && *out <= max;
+}
+
+/* A copy of a UTF8String: non-empty, no NUL inside. */
+static char *
+get_str(const ASN1_UTF8STRING *s)
+{
+    const unsigned char *p = ASN1_STRING_get0_data(s);
+    int len = ASN1_STRING_length(s);
+    char *out;
+
+    if (len <= 0 || len > 1024 || memchr(p, '\0', len) != NULL)
+        return NULL;
+    out = malloc(len + 1);
+    if (out == NULL)
+        return NULL;
+    memcpy(out, p, len);
+    out[len] = '\0';
+    return out;
+}
+
+static int
+get_hash(const ASN1_OCTET_STRING *s, unsigned char out[TK_HASH_LEN])
+{
+    if (ASN1_STRING_length(s) != TK_HASH_LEN)
+        return 0;
+    memcpy(out, ASN1_STRING_get0_data(s), TK_HASH_LEN);
+    return 1;
+}
+
+/* Encode msg into *der_out, a malloc'd copy that the caller owns. */
+static krb5_error_code
+encode_msg(krb5_context ctx, TK_MSG *msg, krb5_data *der_out)
+{
+    unsigned char *der = NULL;
+    int len;
+
+    len = i2d_TK_MSG(msg, &der);
+    if (len <= 0)
+        return tk_openssl_error(ctx, ENOMEM, "encoding a tempkey message");
+    der_out->data = malloc(len);
+    if (der_out->data == NULL) {
+        OPENSSL_clear_free(der, len);
+        return ENOMEM;
+    }
+    memcpy(der_out->data, der, len);
+    der_out->length = len;
+    OPENSSL_clear_free(der, len);
+    return 0;
+}
+
+/* Decode a message of the wanted type. */
+static krb5_error_code
+decode_msg(krb5_context ctx, const krb5_data *der, int type, TK_MSG **out)
+{
+    const unsigned char *p = (const unsigned char *)der->data;
+    TK_MSG *msg;
+
+    *out = NULL;
+    if (der->length == 0)
+        return bad(ctx, ASN1_BAD_LENGTH, "empty");
+    if (der->length > TK_MAX_MESSAGE)
+        return bad(ctx, ASN1_BAD_LENGTH, "too large");
+    msg = d2i_TK_MSG(NULL, &p, der->length);
+    if (msg == NULL)
+        return bad(ctx, ASN1_PARSE_ERROR, "not DER of a TempkeyMessage");
+    if (p != (const unsigned char *)der->data + der->length) {
+        TK_MSG_free(msg);
+        return bad(ctx, ASN1_BAD_LENGTH, "trailing bytes");
+    }
+    if (msg->type != type) {
+        TK_MSG_free(msg);
+        return bad(ctx, ASN1_BAD_FORMAT, "unexpected message type");
+    }
+    *out = msg;
+    return 0;
+}
+
+static int
+version_ok(const ASN1_INTEGER *v)
+{
+    int64_t n;
+
+    return get_int(v, TK_PROTO_VERSION, TK_PROTO_VERSION, &n);
+}
+
+/* ---- KeyRequest. */
+
+void
+tk_key_request_free(tk_key_request *req)
+{
+    if (req == NULL)
+        return;
+    free(req->realm);
+    free(req->principal);
+    free(req->enctypes);
+    free(req);
+}
+
+krb5_error_code
+tk_encode_key_request(krb5_context ctx, const tk_key_request *req,
+                      krb5_data *der_out)
+{
+    krb5_error_code ret = ENOMEM;
+    TK_MSG *msg = TK_MSG_new();
+    TK_KEYREQ *kr = TK_KEYREQ_new();
+    ASN1_INTEGER *et = NULL;
+    size_t i;
+
+    if (msg == NULL || kr == NULL)
+        goto cleanup;
+    if (!set_int(&kr->version, TK_PROTO_VERSION) ||
+        !set_str(&kr->realm, req->realm) ||
+        !set_str(&kr->principal, req->principal) ||
+        !set_int(&kr->max_lifetime, req->max_lifetime) ||
+        !set_int(&kr->current_kvno, req->current_kvno) ||
+        !set_int(&kr->kdc_time, req->kdc_time))
+        goto cleanup;
+    for (i = 0; i < req->nenctypes; i++) {
+        et = NULL;
+        if (!set_int(&et, req->enctypes[i]) ||
+            !sk_ASN1_INTEGER_push(kr->enctypes, et))
+            goto cleanup;
+    }
+    et = NULL;
+    msg->type = MSG_KEY_REQUEST;
+    msg->value.key_request = kr;
+    kr = NULL;
+    ret = encode_msg(ctx, msg, der_out);
+
+cleanup:
+    ASN1_INTEGER_free(et);
+    TK_KEYREQ_free(kr);
+    TK_MSG_free(msg);
+    return ret;
+}
+
+krb5_error_code
+tk_decode_key_request(krb5_context ctx, const krb5_data *der,
+                      tk_key_request **req_out)
+{
+    krb5_error_code ret;
+    TK_MSG *msg = NULL;
+    TK_KEYREQ *kr;
+    tk_key_request *req = NULL;
+    int64_t v;
+    int i, n;
+
+    *req_out = NULL;
+    ret = decode_msg(ctx, der, MSG_KEY_REQUEST, &msg);
+    if (ret)
+        return ret;
+    kr = msg->value.key_request;
+    ret = ENOMEM;
+    req = calloc(1, sizeof(*req));
+    if (req == NULL)
+        goto cleanup;
+    ret = ASN1_BAD_FORMAT;
+    n = sk_ASN1_INTEGER_num(kr->enctypes);
+    if (!version_ok(kr->version) || n < 1 || n > TK_MAX_KEYS) {
+        bad(ctx, ret, "key request version or enctype count");
+        goto cleanup;
+    }
+    req->realm = get_str(kr->realm);
+    req->principal = get_str(kr->principal);
+    req->enctypes = calloc(n, sizeof(*req->enctypes));
+    if (req->realm == NULL || req->principal == NULL ||
+        req->enctypes == NULL) {
+        bad(ctx, ret, "key request names");
+        goto cleanup;
+    }
+    for (i = 0; i < n; i++) {
+        if (!get_int(sk_ASN1_INTEGER_value(kr->enctypes, i), 1, INT32_MAX,
+                     &v)) {
+            bad(ctx, ret, "key request enctype");
+            goto cleanup;
+        }
+        req->enctypes[req->nenctypes++] = (krb5_enctype)v;
+    }
+    if (!get_int(kr->max_lifetime, 1, INT32_MAX, &req->max_lifetime) ||
+        !get_int(kr->current_kvno, 0, 65535, &v) ||
+        !get_int(kr->kdc_time, 1, INT64_MAX, &req->kdc_time)) {
+        bad(ctx, ret, "key request numbers");
+        goto cleanup;
+    }
+    req->current_kvno = (krb5_kvno)v;
+    *req_out = req;
+    req = NULL;
+    ret = 0;
+
+cleanup:
+    tk_key_request_free(req);
+    TK_MSG_free(msg);
+    return ret;
+}
+
+/* ---- Upload. */
+
+/* ASN1_OCTET_STRING_free does not zero: clear the keys before freeing. */
+static void
+cleanse_upload_keys(TK_UPLOAD *u)
+{
+    int i;
+
+    for (i = 0; u != NULL && i < sk_TK_UPKEY_num(u->keys); i++) {
+        ASN1_OCTET_STRING *key = sk_TK_UPKEY_value(u->keys, i)->key;
+
+        if (key != NULL)
+            OPENSSL_cleanse(key->data, key->length);
+    }
+}
+
+void
+tk_upload_free(tk_upload *up)
+{
+    size_t i;
+
+    if (up == NULL)
+        return;
+    free(up->realm);
+    free(up->principal);
+    free(up->freshness_token.data);
+    for (i = 0; i < up->nkeys; i++)
+        krb5_free_keyblock_contents(NULL, &up->keys[i]);
+    OPENSSL_cleanse(up, sizeof(*up));
+    free(up);
+}
+
+krb5_error_code
+tk_encode_upload(krb5_context ctx, const tk_upload *up, krb5_data *der_out)
+{
+    krb5_error_code ret = ENOMEM;
+    TK_MSG *msg = TK_MSG_new();
+    TK_UPLOAD *u = TK_UPLOAD_new();
+    TK_UPKEY *k = NULL;
+    size_t i;
+
+    if (msg == NULL || u == NULL)
+        goto cleanup;
+    if (!set_int(&u->version, TK_PROTO_VERSION) ||
+        !set_str(&u->realm, up->realm) ||
+        !set_str(&u->principal, up->principal) ||
+        !set_oct(&u->kdc_cert_hash, up->kdc_cert_hash, TK_HASH_LEN) ||
+        !set_oct(&u->freshness_token, up->freshness_token.data,
+                 up->freshness_token.length) ||
+        !set_oct(&u->body_checksum, up->body_checksum, TK_HASH_LEN) ||
+        !set_int(&u->kvno, up->kvno) || !set_int(&u->expiry, up->expiry))
+        goto cleanup;
+    for (i = 0; i < up->nkeys; i++) {
+        k = TK_UPKEY_new();
+        if (k == NULL || !set_int(&k->enctype, up->keys[i].enctype) ||
+            !set_oct(&k->key, up->keys[i].contents, up->keys[i].length) ||
+            !sk_TK_UPKEY_push(u->keys, k))
+            goto cleanup;
+        k = NULL;
+    }
+    msg->type = MSG_UPLOAD;
+    msg->value.upload = u;
+    u = NULL;
+    ret = encode_msg(ctx, msg, der_out);
+
+cleanup:
+    if (k != NULL && k->key != NULL)
+        OPENSSL_cleanse(k->key->data, k->key->length);
+    TK_UPKEY_free(k);
+    cleanse_upload_keys(u);
+    TK_UPLOAD_free(u);
+    if (msg != NULL && msg->type == MSG_UPLOAD)
+        cleanse_upload_keys(msg->value.upload);
+    TK_MSG_free(msg);
+    return ret;
+}
+
+krb5_error_code
+tk_decode_upload(krb5_context ctx, const krb5_data *der, tk_upload **up_out)
+{
+    krb5_error_code ret;
+    TK_MSG *msg = NULL;
+    TK_UPLOAD *u;
+    tk_upload *up = NULL;
+    int64_t v;
+    int i, n, len;
+
+    *up_out = NULL;
+    ret = decode_msg(ctx, der, MSG_UPLOAD, &msg);
+    if (ret)
+        return ret;
+    u = msg->value.upload;
+    ret = ENOMEM;
+    up = calloc(1, sizeof(*up));
+    if (up == NULL)
+        goto cleanup;
+    ret = ASN1_BAD_FORMAT;
+    n = sk_TK_UPKEY_num(u->keys);
+    if (!version_ok(u->version) || n < 1 || n > TK_MAX_KEYS) {
+        bad(ctx, ret, "upload version or key count");
+        goto cleanup;
+    }
+    up->realm = get_str(u->realm);
+    up->principal = get_str(u->principal);
+    if (up->realm == NULL || up->principal == NULL) {
+        bad(ctx, ret, "upload names");
+        goto cleanup;
+    }
+    if (!get_hash(u->kdc_cert_hash, up->kdc_cert_hash) ||
+        !get_hash(u->body_checksum, up->body_checksum)) {
+        bad(ctx, ret, "upload hash lengths");
+        goto cleanup;
+    }
+    len = ASN1_STRING_length(u->freshness_token);
+    if (len > 4096) {
+        bad(ctx, ret, "freshness token too long");
+        goto cleanup;
+    }
+    if (len > 0) {
+        up->freshness_token.data = malloc(len);
+        if (up->freshness_token.data == NULL) {
+            ret = ENOMEM;
+            goto cleanup;
+        }
+        memcpy(up->freshness_token.data,
+               ASN1_STRING_get0_data(u->freshness_token), len);
+        up->freshness_token.length = len;
+    }
+    if (!get_int(u->kvno, 1, 65535, &v) ||
+        !get_int(u->expiry, 1, INT64_MAX, &up->expiry)) {
+        bad(ctx, ret, "upload numbers");
+        goto cleanup;
+    }
+    up->kvno = (krb5_kvno)v;
+    for (i = 0; i < n; i++) {
+        TK_UPKEY *k = sk_TK_UPKEY_value(u->keys, i);
+        krb5_keyblock *kb = &up->keys[up->nkeys];
+
+        len = ASN1_STRING_length(k->key);
+        if (!get_int(k->enctype, 1, INT32_MAX, &v) || len < 1 || len > 64) {
+            bad(ctx, ret, "upload key");
+            goto cleanup;
+        }
+        kb->magic = KV5M_KEYBLOCK;
+        kb->enctype = (krb5_enctype)v;
+        kb->contents = malloc(len);
+        if (kb->contents == NULL) {
+            ret = ENOMEM;
+            goto cleanup;
+        }
+        memcpy(kb->contents, ASN1_STRING_get0_data(k->key), len);
+        kb->length = len;
+        up->nkeys++;
+    }
+    *up_out = up;
+    up = NULL;
+    ret = 0;
+
+cleanup:
+    cleanse_upload_keys(u);
+    tk_upload_free(up);
+    TK_MSG_free(msg);
+    return ret;
+}
+
+/* ---- Ack. */
+
+void
+tk_ack_free(tk_ack *ack)
+{
+    if (ack == NULL)
+        return;
+    free(ack->principal);
+    free(ack);
+}
+
+krb5_error_code
+tk_encode_ack(krb5_context ctx, const tk_ack *ack, krb5_data *der_out)
+{
+    krb5_error_code ret = ENOMEM;
+    TK_MSG *msg = TK_MSG_new();
+    TK_ACK *a = TK_ACK_new();
+
+    if (msg == NULL || a == NULL)
+        goto cleanup;
+    if (!set_int(&a->version, TK_PROTO_VERSION) ||
+        !set_str(&a->principal, ack->principal) ||
+        !set_int(&a->kvno, ack->kvno) || !set_int(&a->expiry, ack->expiry) ||
+        !set_int(&a->refresh_by, ack->refresh_by))
+        goto cleanup;
+    msg->type = MSG_ACK;
+    msg->value.ack = a;
+    a = NULL;
+    ret = encode_msg(ctx, msg, der_out);
+
+cleanup:
+    TK_ACK_free(a);
+    TK_MSG_free(msg);
+    return ret;
+}
+
+krb5_error_code
+tk_decode_ack(krb5_context ctx, const krb5_data *der, tk_ack **ack_out)
+{
+    krb5_error_code ret;
+    TK_MSG *msg = NULL;
+    TK_ACK *a;
+    tk_ack *ack = NULL;
+    int64_t v;
+
+    *ack_out = NULL;
+    ret = decode_msg(ctx, der, MSG_ACK, &msg);
+    if (ret)
+        return ret;
+    a = msg->value.ack;
+    ret = ENOMEM;
+    ack = calloc(1, sizeof(*ack));
+    if (ack == NULL)
+        goto cleanup;
+    ret = ASN1_BAD_FORMAT;
+    ack->principal = get_str(a->principal);
+    if (!version_ok(a->version) || ack->principal == NULL ||
+        !get_int(a->kvno, 1, 65535, &v) ||
+        !get_int(a->expiry, 1, INT64_MAX, &ack->expiry) ||
+        !get_int(a->refresh_by, 1, INT64_MAX, &ack->refresh_by)) {
+        bad(ctx, ret, "acknowledgement fields");
+        goto cleanup;
+    }
+    ack->kvno = (krb5_kvno)v;
+    *ack_out = ack;
+    ack = NULL;
+    ret = 0;
+
+cleanup:
+    tk_ack_free(ack);
+    TK_MSG_free(msg);
+    return ret;
+}
+
+/* ---- Error. */
+
+krb5_error_code
+tk_encode_error(krb5_context ctx, int reason, const char *text,
+                krb5_data *der_out)
+{
+    krb5_error_code ret = ENOMEM;
+    TK_ERR *e = TK_ERR_new();
+    unsigned char *der = NULL;
+    int len;
+
+    if (e == NULL || !set_int(&e->reason, reason) ||
+        !set_str(&e->text, text))
+        goto cleanup;
+    len = i2d_TK_ERR(e, &der);
+    if (len <= 0)
+        goto cleanup;
+    der_out->data = malloc(len);
+    if (der_out->data == NULL)
+        goto cleanup;
+    memcpy(der_out->data, der, len);
+    der_out->length = len;
+    ret = 0;
+
+cleanup:
+    OPENSSL_free(der);
+    TK_ERR_free(e);
+    return ret;
+}
+
+krb5_error_code
+tk_decode_error(krb5_context ctx, const krb5_data *der, int *reason_out,
+                char **text_out)
+{
+    const unsigned char *p = (const unsigned char *)der->data;
+    TK_ERR *e;
+    int64_t v;
+    krb5_error_code ret = 0;
+
+    *text_out = NULL;
+    e = d2i_TK_ERR(NULL, &p, der->length);
+    if (e == NULL || p != (const unsigned char *)der->data + der->length ||
+        !get_int(e->reason, 0, INT32_MAX, &v) ||
+        (*text_out = get_str(e->text)) == NULL)
+        ret = bad(ctx, ASN1_PARSE_ERROR, "not a TempkeyError");
+    else
+        *reason_out = (int)v;
+    TK_ERR_free(e);
+    return ret;
+}

@@ -1,0 +1,188 @@
+/* tkproto.h - the upload protocol's messages (doc/protocol.md) and the
+ * certificate and CMS operations around them (OpenSSL and libkrb5 only). */
+#ifndef TKPROTO_H
+#define TKPROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <krb5.h>
+
+#include <openssl/x509.h>
+
+/* The padata type of every message of the protocol: unassigned in the IANA
+ * "Pre-authentication and Typed Data" registry, far above the assigned
+ * numbers, and a two-byte DER INTEGER. */
+#define TK_PADATA 16931
+#define TK_PROTO_VERSION 1
+#define TK_HASH_LEN 32
+#define TK_MAX_KEYS 8
+/* Uploads are a few KB; anything far larger is refused unread. */
+#define TK_MAX_MESSAGE 65536
+
+/* The KDC's offer, in the METHOD-DATA of PREAUTH_REQUIRED. */
+typedef struct tk_key_request {
+    char *realm;
+    char *principal;            /* unparsed client principal */
+    krb5_enctype *enctypes;
+    size_t nenctypes;
+    int64_t max_lifetime;       /* seconds */
+    krb5_kvno current_kvno;     /* highest stored, 0 if none */
+    int64_t kdc_time;
+} tk_key_request;
+
+/* The server's upload, signed by the server and encrypted to the KDC. */
+typedef struct tk_upload {
+    char *realm;
+    char *principal;
+    unsigned char kdc_cert_hash[TK_HASH_LEN];
+    krb5_data freshness_token;
+    unsigned char body_checksum[TK_HASH_LEN];
+    krb5_kvno kvno;
+    krb5_keyblock keys[TK_MAX_KEYS];
+    size_t nkeys;
+    int64_t expiry;             /* requested */
+} tk_upload;
+
+/* The KDC's acknowledgement, in the AS-REP. */
+typedef struct tk_ack {
+    char *principal;
+    krb5_kvno kvno;
+    int64_t expiry;             /* accepted */
+    int64_t refresh_by;
+} tk_ack;
+
+/* Why the KDC refused an upload: carried in the error's e-data. */
+typedef enum {
+    TK_REASON_MALFORMED = 1,
+    TK_REASON_NOT_FOR_THIS_KDC = 2,
+    TK_REASON_BAD_SIGNATURE = 3,
+    TK_REASON_UNTRUSTED_CERTIFICATE = 4,
+    TK_REASON_CERTIFICATE_EXPIRED = 5,
+    TK_REASON_CERTIFICATE_REVOKED = 6,
+    TK_REASON_WRONG_KEY_PURPOSE = 7,
+    TK_REASON_NAME_MISMATCH = 8,
+    TK_REASON_PINNED_KEY_MISMATCH = 9,
+    TK_REASON_KDC_CERTIFICATE_MISMATCH = 10,
+    TK_REASON_STALE_FRESHNESS_TOKEN = 11,
+    TK_REASON_REQUEST_CHECKSUM_MISMATCH = 12,
+    TK_REASON_KVNO_NOT_ABOVE_STORED = 13,
+    TK_REASON_EXPIRY_NOT_ALLOWED = 14,
+    TK_REASON_ENCTYPE_NOT_ALLOWED = 15,
+    TK_REASON_BAD_KEY_LENGTH = 16,
+    TK_REASON_NOT_ENROLLABLE = 17,
+    TK_REASON_REPLICA = 18,
+    TK_REASON_STORE_FAILED = 19
+} tk_reason;
+
+/* The short name of a reason ("kvno-not-above-stored"), never NULL. */
+const char *tk_reason_name(int reason);
+/* The Kerberos error code that carries a reason through MIT's KDC, which
+ * keeps e-data only for some codes. */
+krb5_error_code tk_reason_code(int reason);
+
+void tk_key_request_free(tk_key_request *req);
+void tk_upload_free(tk_upload *up);       /* zeroes the keys */
+void tk_ack_free(tk_ack *ack);
+
+/* Encoders return DER in *der_out (free with free(); an upload's DER holds
+ * keys: zero it before freeing). */
+krb5_error_code tk_encode_key_request(krb5_context ctx,
+                                      const tk_key_request *req,
+                                      krb5_data *der_out);
+krb5_error_code tk_encode_upload(krb5_context ctx, const tk_upload *up,
+                                 krb5_data *der_out);
+krb5_error_code tk_encode_ack(krb5_context ctx, const tk_ack *ack,
+                              krb5_data *der_out);
+krb5_error_code tk_encode_error(krb5_context ctx, int reason,
+                                const char *text, krb5_data *der_out);
+
+/* Decoders refuse anything malformed with KRB5KDC_ERR_PREAUTH_FAILED-free
+ * codes: ASN1_PARSE_ERROR or ASN1_BAD_FORMAT, and a message saying what. */
+krb5_error_code tk_decode_key_request(krb5_context ctx, const krb5_data *der,
+                                      tk_key_request **req_out);
+krb5_error_code tk_decode_upload(krb5_context ctx, const krb5_data *der,
+                                 tk_upload **up_out);
+krb5_error_code tk_decode_ack(krb5_context ctx, const krb5_data *der,
+                              tk_ack **ack_out);
+krb5_error_code tk_decode_error(krb5_context ctx, const krb5_data *der,
+                                int *reason_out, char **text_out);
+
+/* ---- Certificates and CMS (pki.c). */
+
+/* A certificate, its private key and the chain to send with it. */
+typedef struct tk_identity {
+    X509 *cert;
+    EVP_PKEY *key;
+    STACK_OF(X509) *chain;      /* intermediates, may be empty */
+} tk_identity;
+
+/* What a verifier trusts. */
+typedef struct tk_trust {
+    X509_STORE *store;          /* anchors and CRLs */
+    STACK_OF(X509) *pool;       /* untrusted intermediates */
+    int crl_check;
+} tk_trust;
+
+/* Load an identity from a certificate file (PEM, the leaf first, then any
+ * intermediates) and a key file (PEM). */
+krb5_error_code tk_identity_load(krb5_context ctx, const char *cert_file,
+                                 const char *key_file, tk_identity **id_out);
+/* Load a PKINIT-style identity string: "FILE:cert.pem,key.pem". */
+krb5_error_code tk_identity_load_pkinit(krb5_context ctx, const char *spec,
+                                        tk_identity **id_out);
+void tk_identity_free(tk_identity *id);
+
+/* Build trust from PKINIT-style lists ("FILE:path" or "DIR:path" anchors,
+ * "FILE:path" pool and CRL files); any list may be NULL. */
+krb5_error_code tk_trust_load(krb5_context ctx, char **anchors, char **pool,
+                              char **crls, tk_trust **trust_out);
+void tk_trust_free(tk_trust *trust);
+
+/* SHA-256 of a certificate's DER, and of its SubjectPublicKeyInfo. */
+krb5_error_code tk_cert_hash(krb5_context ctx, X509 *cert,
+                             unsigned char hash[TK_HASH_LEN]);
+krb5_error_code tk_spki_hash(krb5_context ctx, X509 *cert,
+                             unsigned char hash[TK_HASH_LEN]);
+void tk_sha256(const void *data, size_t len, unsigned char hash[TK_HASH_LEN]);
+
+/* CMS SignedData of content by id, with id's certificate and chain. */
+krb5_error_code tk_cms_sign(krb5_context ctx, const tk_identity *id,
+                            const krb5_data *content, krb5_data *der_out);
+/*
+ * Check a SignedData's signature against the signer certificate it carries
+ * and return the content, the signer certificate and the certificates the
+ * SignedData carries (for chain building).  The chain is not checked here.
+ */
+krb5_error_code tk_cms_open_signed(krb5_context ctx, const krb5_data *der,
+                                   krb5_data *content_out, X509 **signer_out,
+                                   STACK_OF(X509) **certs_out);
+/* Check cert's chain to the trust anchors (with intermediates from extra
+ * and the pool), its validity and, if CRLs were given, its revocation.
+ * Returns a reason (tk_reason) with a message, 0 if trusted. */
+int tk_verify_chain(krb5_context ctx, const tk_trust *trust, X509 *cert,
+                    STACK_OF(X509) *extra);
+/* EnvelopedData of content to recipient's public key (RSA-OAEP or ECDH,
+ * AES-256-CBC). */
+krb5_error_code tk_cms_encrypt(krb5_context ctx, X509 *recipient,
+                               const krb5_data *content, krb5_data *der_out);
+/* Decrypt an EnvelopedData with id's key; the caller zeroes and frees the
+ * content. */
+krb5_error_code tk_cms_decrypt(krb5_context ctx, const tk_identity *id,
+                               const krb5_data *der, krb5_data *content_out);
+
+/* Whether cert carries the extended key usage named by eku: "pkinit"
+ * (id-pkinit-KPClientAuth), "pkinit-kdc", "client" (id-kp-clientAuth),
+ * "none" (no requirement), or a dotted OID. */
+krb5_error_code tk_cert_has_eku(krb5_context ctx, X509 *cert,
+                                const char *eku, krb5_boolean *out);
+/* The principals named by cert's id-pkinit-san otherNames (RFC 4556);
+ * *princs_out is NULL-terminated, free with krb5_free_principal each. */
+krb5_error_code tk_cert_principals(krb5_context ctx, X509 *cert,
+                                   krb5_principal **princs_out);
+void tk_free_principals(krb5_context ctx, krb5_principal *princs);
+
+/* Turn the OpenSSL error queue into a message on ctx for code. */
+krb5_error_code tk_openssl_error(krb5_context ctx, krb5_error_code code,
+                                 const char *what);
+
+#endif /* TKPROTO_H */

@@ -1,0 +1,385 @@
+/* client.c - the server side's half of the upload protocol (clpreauth). */
+/*
+ * Answers the KDC's signed key request with an upload, and reads the signed
+ * acknowledgement in the AS-REP.  Nothing is sent before the KDC's signature
+ * is verified against the session's anchors (chain, id-pkinit-KPKdc, a SAN
+ * naming krbtgt/REALM).  The upload is signed with the server's key and
+ * encrypted to the certificate that signed the key request; the AS-REP is
+ * decrypted with the new key.  The module works only with a session set by
+ * the program driving it (tk_client_set_session).
+ */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <krb5/clpreauth_plugin.h>
+
+#include <openssl/crypto.h>
+
+#include "tkclient.h"
+
+static tk_client_session *current;
+
+void
+tk_client_set_session(tk_client_session *s)
+{
+    current = s;
+}
+
+void
+tk_client_session_clear(tk_client_session *s)
+{
+    size_t i;
+
+    tk_key_request_free(s->request);
+    s->request = NULL;
+    tk_ack_free(s->ack);
+    s->ack = NULL;
+    for (i = 0; i < s->nkeys; i++)
+        krb5_free_keyblock_contents(NULL, &s->keys[i]);
+    s->nkeys = 0;
+}
+
+/* Per-exchange state: the freshness token and the KDC's certificate. */
+struct krb5_clpreauth_modreq_st {
+    krb5_data token;
+    X509 *kdc_cert;
+};
+
+static krb5_error_code
+fail(krb5_context ctx, tk_client_session *s, krb5_error_code code,
+     const char *fmt, const char *detail)
+{
+    snprintf(s->message, sizeof(s->message), fmt, detail);
+    krb5_set_error_message(ctx, code, "%s", s->message);
+    return code;
+}
+
+static int
+tk_cl_flags(krb5_context ctx, krb5_preauthtype pa_type)
+{
+    return (pa_type == KRB5_PADATA_AS_FRESHNESS) ? PA_INFO : PA_REAL;
+}
+
+static void
+tk_cl_request_init(krb5_context ctx, krb5_clpreauth_moddata md,
+                   krb5_clpreauth_modreq *modreq_out)
+{
+    *modreq_out = calloc(1, sizeof(**modreq_out));
+}
+
+static void
+tk_cl_request_fini(krb5_context ctx, krb5_clpreauth_moddata md,
+                   krb5_clpreauth_modreq modreq)
+{
+    if (modreq == NULL)
+        return;
+    free(modreq->token.data);
+    X509_free(modreq->kdc_cert);
+    free(modreq);
+}
+
+/* Check that cert may speak for the KDC of realm. */
+static krb5_error_code
+check_kdc(krb5_context ctx, tk_client_session *s, X509 *cert,
+          STACK_OF(X509) *certs, const krb5_data *realm)
+{
+    krb5_error_code ret;
+    krb5_principal tgs = NULL, *names = NULL, *p;
+    krb5_boolean ok = FALSE;
+    const char *msg;
+    int reason;
+
+    reason = tk_verify_chain(ctx, s->kdc_trust, cert, certs);
+    if (reason) {
+        msg = krb5_get_error_message(ctx, tk_reason_code(reason));
+        ret = fail(ctx, s, KRB5KDC_ERR_KDC_NOT_TRUSTED, "the KDC's "
+                   "certificate is not trusted: %s", msg);
+        krb5_free_error_message(ctx, msg);
+        return ret;
+    }
+    ret = tk_cert_has_eku(ctx, cert, "pkinit-kdc", &ok);
+    if (ret == 0 && !ok)
+        return fail(ctx, s, KRB5KDC_ERR_KDC_NOT_TRUSTED, "the KDC's "
+                    "certificate lacks the PKINIT KDC key purpose%s", "");
+    ret = krb5_build_principal_ext(ctx, &tgs, realm->length, realm->data,
+                                   KRB5_TGS_NAME_SIZE, KRB5_TGS_NAME,
+                                   realm->length, realm->data, 0);
+    if (ret == 0)
+        ret = tk_cert_principals(ctx, cert, &names);
+    for (ok = FALSE, p = names; ret == 0 && p != NULL && *p != NULL; p++)
+        ok = ok || krb5_principal_compare(ctx, *p, tgs);
+    tk_free_principals(ctx, names);
+    krb5_free_principal(ctx, tgs);
+    if (ret == 0 && !ok)
+        ret = fail(ctx, s, KRB5KDC_ERR_KDC_NOT_TRUSTED, "the KDC's "
+                   "certificate does not name krbtgt of its realm%s", "");
+    return ret;
+}
+
+/* Build the padata carrying the upload. */
+static krb5_error_code
+make_upload(krb5_context ctx, tk_client_session *s,
+            krb5_clpreauth_modreq modreq, krb5_data *body,
+            krb5_pa_data ***pa_out)
+{
+    krb5_error_code ret;
+    tk_upload up;
+    krb5_data der = { 0, 0, NULL }, sig = { 0, 0, NULL };
+    krb5_data env = { 0, 0, NULL };
+    krb5_pa_data **list = NULL;
+    krb5_deltat life;
+    size_t i;
+
+    memset(&up, 0, sizeof(up));
+    if (modreq->token.length == 0)
+        return fail(ctx, s, KRB5_PREAUTH_FAILED, "the KDC sent no freshness "
+                    "token%s", "");
+    life = s->lifetime;
+    if (life <= 0 || life > s->request->max_lifetime)
+        life = (krb5_deltat)s->request->max_lifetime;
+    /* In the KDC's time, so clock skew cannot push it past the maximum. */
+    s->requested_expiry = s->request->kdc_time + life;
+    up.realm = s->request->realm;
+    up.principal = s->request->principal;
+    ret = tk_cert_hash(ctx, modreq->kdc_cert, up.kdc_cert_hash);
+    if (ret)
+        return ret;
+    up.freshness_token = modreq->token;
+    tk_sha256(body->data, body->length, up.body_checksum);
+    up.kvno = s->kvno;
+    up.expiry = s->requested_expiry;
+    up.nkeys = s->nkeys;
+    for (i = 0; i < s->nkeys; i++)
+        up.keys[i] = s->keys[i];
+    ret = tk_encode_upload(ctx, &up, &der);
+    OPENSSL_cleanse(&up, sizeof(up));
+    if (ret == 0)
+        ret = tk_cms_sign(ctx, s->id, &der, &sig);
+    if (ret == 0)
+        ret = tk_cms_encrypt(ctx, modreq->kdc_cert, &sig, &env);
+    if (ret)
+        goto cleanup;
+    list = calloc(2, sizeof(*list));
+    if (list == NULL || (list[0] = calloc(1, sizeof(**list))) == NULL) {
+        free(list);
+        ret = ENOMEM;
+        goto cleanup;
+    }
+    list[0]->magic = KV5M_PA_DATA;
+    list[0]->pa_type = TK_PADATA;
+    list[0]->contents = (krb5_octet *)env.data;
+    list[0]->length = env.length;
+    env.data = NULL;
+    *pa_out = list;
+    s->uploaded = TRUE;
+
+cleanup:
+    if (der.data != NULL)
+        OPENSSL_cleanse(der.data, der.length);
+    if (sig.data != NULL)
+        OPENSSL_cleanse(sig.data, sig.length);
+    free(der.data);
+    free(sig.data);
+    free(env.data);
+    return ret;
+}
+
+/* The key request, in the KDC's PREAUTH_REQUIRED. */
+static krb5_error_code
+key_request(krb5_context ctx, tk_client_session *s,
+            krb5_clpreauth_modreq modreq, krb5_kdc_req *request,
+            krb5_data *body, const krb5_data *content, X509 *signer,
+            krb5_pa_data ***pa_out)
+{
+    krb5_error_code ret;
+    tk_key_request *req = NULL;
+    krb5_principal named = NULL;
+    krb5_boolean ours;
+
+    ret = tk_decode_key_request(ctx, content, &req);
+    if (ret)
+        return fail(ctx, s, ret, "the KDC's key request is malformed%s", "");
+    ours = (krb5_parse_name(ctx, req->principal, &named) == 0 &&
+            krb5_principal_compare(ctx, named, request->client) &&
+            strlen(req->realm) == request->client->realm.length &&
+            memcmp(req->realm, request->client->realm.data,
+                   request->client->realm.length) == 0);
+    krb5_free_principal(ctx, named);
+    if (!ours) {
+        tk_key_request_free(req);
+        return fail(ctx, s, KRB5KDC_ERR_KDC_NOT_TRUSTED, "the KDC's key "
+                    "request is for another principal%s", "");
+    }
+    tk_key_request_free(s->request);
+    s->request = req;
+    X509_free(modreq->kdc_cert);
+    modreq->kdc_cert = signer;
+    X509_up_ref(signer);
+    if (s->dry_run)
+        return fail(ctx, s, TK_DRY_RUN_STOP, "dry run: stopping before the "
+                    "upload%s", "");
+    ret = s->prepare(ctx, s);
+    if (ret)
+        return ret;
+    return make_upload(ctx, s, modreq, body, pa_out);
+}
+
+/* The acknowledgement, in the AS-REP: also the moment to hand libkrb5 the
+ * new key that encrypts the reply. */
+static krb5_error_code
+acknowledgement(krb5_context ctx, tk_client_session *s,
+                krb5_clpreauth_modreq modreq, krb5_clpreauth_callbacks cb,
+                krb5_clpreauth_rock rock, const krb5_data *content,
+                X509 *signer)
+{
+    krb5_error_code ret;
+    tk_ack *ack = NULL;
+    krb5_enctype etype = cb->get_etype(ctx, rock);
+    size_t i;
+
+    if (modreq->kdc_cert == NULL || X509_cmp(signer, modreq->kdc_cert) != 0)
+        return fail(ctx, s, KRB5KDC_ERR_KDC_NOT_TRUSTED, "the "
+                    "acknowledgement is signed by another certificate than "
+                    "the key request%s", "");
+    ret = tk_decode_ack(ctx, content, &ack);
+    if (ret)
+        return fail(ctx, s, ret, "the KDC's acknowledgement is "
+                    "malformed%s", "");
+    if (ack->kvno != s->kvno || strcmp(ack->principal,
+                                       s->request->principal) != 0) {
+        tk_ack_free(ack);
+        return fail(ctx, s, KRB5KDC_ERR_KDC_NOT_TRUSTED, "the KDC "
+                    "acknowledged another key%s", "");
+    }
+    tk_ack_free(s->ack);
+    s->ack = ack;
+    for (i = 0; i < s->nkeys; i++) {
+        if (s->keys[i].enctype == etype)
+            return cb->set_as_key(ctx, rock, &s->keys[i]);
+    }
+    return fail(ctx, s, KRB5_PROG_ETYPE_NOSUPP, "the reply is encrypted in "
+                "an enctype we did not upload%s", "");
+}
+
+static krb5_error_code
+tk_cl_process(krb5_context ctx, krb5_clpreauth_moddata md,
+              krb5_clpreauth_modreq modreq, krb5_get_init_creds_opt *opt,
+              krb5_clpreauth_callbacks cb, krb5_clpreauth_rock rock,
+              krb5_kdc_req *request, krb5_data *encoded_request_body,
+              krb5_data *encoded_previous_request, krb5_pa_data *pa_data,
+              krb5_prompter_fct prompter, void *prompter_data,
+              krb5_pa_data ***pa_data_out)
+{
+    krb5_error_code ret;
+    tk_client_session *s = current;
+    krb5_data der, content = { 0, 0, NULL };
+    X509 *signer = NULL;
+    STACK_OF(X509) *certs = NULL;
+    tk_key_request *probe = NULL;
+
+    *pa_data_out = NULL;
+    if (s == NULL || modreq == NULL)
+        return KRB5_PLUGIN_NO_HANDLE;
+    if (pa_data->pa_type == KRB5_PADATA_AS_FRESHNESS) {
+        free(modreq->token.data);
+        modreq->token.data = malloc(pa_data->length + 1);
+        if (modreq->token.data == NULL)
+            return ENOMEM;
+        memcpy(modreq->token.data, pa_data->contents, pa_data->length);
+        modreq->token.length = pa_data->length;
+        return 0;
+    }
+    der.data = (char *)pa_data->contents;
+    der.length = pa_data->length;
+    /* The optimistic first request: send nothing, wait for the KDC. */
+    if (pa_data->length == 0)
+        return 0;
+    ret = tk_cms_open_signed(ctx, &der, &content, &signer, &certs);
+    if (ret) {
+        const char *msg = krb5_get_error_message(ctx, ret);
+
+        fail(ctx, s, KRB5KDC_ERR_KDC_NOT_TRUSTED, "the KDC's message does "
+             "not carry a valid signature: %s", msg);
+        krb5_free_error_message(ctx, msg);
+        goto cleanup;
+    }
+    ret = check_kdc(ctx, s, signer, certs, &request->client->realm);
+    if (ret)
+        goto cleanup;
+    /* The content type tells a key request from an acknowledgement. */
+    if (tk_decode_key_request(ctx, &content, &probe) == 0) {
+        tk_key_request_free(probe);
+        ret = key_request(ctx, s, modreq, request, encoded_request_body,
+                          &content, signer, pa_data_out);
+    } else {
+        krb5_clear_error_message(ctx);
+        ret = acknowledgement(ctx, s, modreq, cb, rock, &content, signer);
+    }
+
+cleanup:
+    free(content.data);
+    X509_free(signer);
+    sk_X509_pop_free(certs, X509_free);
+    return ret;
+}
+
+/* A refusal: keep the KDC's reason for the caller. */
+static krb5_error_code
+tk_cl_tryagain(krb5_context ctx, krb5_clpreauth_moddata md,
+               krb5_clpreauth_modreq modreq, krb5_get_init_creds_opt *opt,
+               krb5_clpreauth_callbacks cb, krb5_clpreauth_rock rock,
+               krb5_kdc_req *request, krb5_data *encoded_request_body,
+               krb5_data *encoded_previous_request, krb5_preauthtype pa_type,
+               krb5_error *error, krb5_pa_data **error_padata,
+               krb5_prompter_fct prompter, void *prompter_data,
+               krb5_pa_data ***pa_data_out)
+{
+    tk_client_session *s = current;
+    krb5_data der;
+    char *text = NULL;
+    int reason;
+
+    *pa_data_out = NULL;
+    for (; s != NULL && error_padata != NULL && *error_padata != NULL;
+         error_padata++) {
+        if ((*error_padata)->pa_type != TK_PADATA)
+            continue;
+        der.data = (char *)(*error_padata)->contents;
+        der.length = (*error_padata)->length;
+        if (tk_decode_error(ctx, &der, &reason, &text) == 0) {
+            s->reason = reason;
+            snprintf(s->message, sizeof(s->message), "the KDC refused the "
+                     "upload: %s: %s", tk_reason_name(reason), text);
+            free(text);
+        }
+    }
+    /* Never retry: a refused upload is final. */
+    return error->error + ERROR_TABLE_BASE_krb5;
+}
+
+static krb5_preauthtype client_pa_types[] = {
+    TK_PADATA, KRB5_PADATA_AS_FRESHNESS, 0
+};
+
+krb5_error_code
+clpreauth_tempkey_initvt(krb5_context ctx, int maj_ver, int min_ver,
+                         krb5_plugin_vtable vtable)
+{
+    krb5_clpreauth_vtable vt;
+
+    if (maj_ver != 1)
+        return KRB5_PLUGIN_VER_NOTSUPP;
+    vt = (krb5_clpreauth_vtable)vtable;
+    vt->name = "tempkey";
+    vt->pa_type_list = client_pa_types;
+    vt->flags = tk_cl_flags;
+    vt->request_init = tk_cl_request_init;
+    vt->request_fini = tk_cl_request_fini;
+    vt->process = tk_cl_process;
+    vt->tryagain = tk_cl_tryagain;
+    return 0;
+}

@@ -1,0 +1,779 @@
+/* kdc.c - the KDC side of the upload protocol (kdcpreauth). */
+/*
+ * PREAUTH_REQUIRED for a managed or enrolling principal carries our signed
+ * KeyRequest (and, through the KDC, a freshness token).  An AS-REQ carrying
+ * an upload is decrypted, its signature, certificate, names, freshness,
+ * request binding, key version, expiry and keys are checked in that order,
+ * and only then is it handed to the tempkey KDB module's put_principal,
+ * which stores it (the write path lives there).  The reply is encrypted in
+ * the new key and carries a signed acknowledgement.  Every refusal logs one
+ * line and answers with an error code MIT's KDC passes on, our reason in
+ * the e-data.  The module keeps per-realm state built lazily in the realm's
+ * context; it never writes to the database itself.
+ */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <com_err.h>
+#include <kdb.h>
+#include <profile.h>
+#include <krb5/kdcpreauth_plugin.h>
+
+#include <openssl/crypto.h>
+
+#include "tempkey.h"
+#include "tkproto.h"
+
+/* libkdb5 is part of krb5kdc, not of this module (which is also loaded by
+ * clients for its other half): resolve the one function we call at run
+ * time. */
+#pragma weak krb5_db_put_principal
+
+/* Per-realm configuration and credentials. */
+typedef struct realm_state {
+    struct realm_state *next;
+    char *realm;
+    tk_policy policy;
+    tk_identity *id;            /* pkinit_identity */
+    tk_trust *trust;            /* pkinit_anchors, pkinit_pool, pkinit_revoke */
+    unsigned char cert_hash[TK_HASH_LEN];
+} realm_state;
+
+struct krb5_kdcpreauth_moddata_st {
+    realm_state *realms;
+};
+
+/* A verified upload, for return_padata. */
+struct krb5_kdcpreauth_modreq_st {
+    tk_ack ack;
+};
+
+#define EMPTY_DATA { 0, 0, NULL }
+
+static void
+free_realm(realm_state *rs)
+{
+    if (rs == NULL)
+        return;
+    free(rs->realm);
+    tk_policy_free(&rs->policy);
+    tk_identity_free(rs->id);
+    tk_trust_free(rs->trust);
+    free(rs);
+}
+
+static char **
+get_values(profile_t profile, const char *realm, const char *name)
+{
+    const char *path[4] = { "realms", realm, name, NULL };
+    char **values = NULL;
+
+    if (profile_get_values(profile, path, &values) != 0)
+        return NULL;
+    return values;
+}
+
+/* Read realm's settings and credentials. */
+static krb5_error_code
+load_realm(krb5_context ctx, const char *realm, realm_state **rs_out)
+{
+    krb5_error_code ret;
+    profile_t profile = NULL;
+    realm_state *rs;
+    char **identity = NULL, **anchors = NULL, **pool = NULL, **crls = NULL;
+
+    *rs_out = NULL;
+    rs = calloc(1, sizeof(*rs));
+    if (rs == NULL)
+        return ENOMEM;
+    rs->realm = strdup(realm);
+    if (rs->realm == NULL) {
+        ret = ENOMEM;
+        goto cleanup;
+    }
+    ret = tk_policy_read(ctx, realm, &rs->policy);
+    if (ret)
+        goto cleanup;
+    ret = krb5_get_profile(ctx, &profile);
+    if (ret)
+        goto cleanup;
+    identity = get_values(profile, realm, "pkinit_identity");
+    anchors = get_values(profile, realm, "pkinit_anchors");
+    pool = get_values(profile, realm, "pkinit_pool");
+    crls = get_values(profile, realm, "pkinit_revoke");
+    if (identity == NULL || anchors == NULL) {
+        ret = KRB5_CONFIG_BADFORMAT;
+        krb5_set_error_message(ctx, ret, "tempkey: [realms] %s needs "
+                               "pkinit_identity and pkinit_anchors", realm);
+        goto cleanup;
+    }
+    ret = tk_identity_load_pkinit(ctx, identity[0], &rs->id);
+    if (ret == 0)
+        ret = tk_trust_load(ctx, anchors, pool, crls, &rs->trust);
+    if (ret == 0)
+        ret = tk_cert_hash(ctx, rs->id->cert, rs->cert_hash);
+    if (ret) {
+        krb5_prepend_error_message(ctx, ret, "tempkey: realm %s", realm);
+        goto cleanup;
+    }
+    *rs_out = rs;
+    rs = NULL;
+
+cleanup:
+    profile_free_list(identity);
+    profile_free_list(anchors);
+    profile_free_list(pool);
+    profile_free_list(crls);
+    profile_release(profile);
+    free_realm(rs);
+    return ret;
+}
+
+static realm_state *
+find_realm(krb5_kdcpreauth_moddata md, const krb5_data *realm)
+{
+    realm_state *rs;
+
+    for (rs = md->realms; rs != NULL; rs = rs->next) {
+        if (strlen(rs->realm) == realm->length &&
+            memcmp(rs->realm, realm->data, realm->length) == 0)
+            return rs;
+    }
+    return NULL;
+}
+
+/* Credentials are read at start so that a broken configuration is reported
+ * at once; they hold no database state, so they survive krb5kdc's fork. */
+static krb5_error_code
+tk_kdc_init(krb5_context ctx, krb5_kdcpreauth_moddata *md_out,
+            const char **realmnames)
+{
+    krb5_error_code ret = 0;
+    krb5_kdcpreauth_moddata md;
+    realm_state *rs;
+
+    md = calloc(1, sizeof(*md));
+    if (md == NULL)
+        return ENOMEM;
+    for (; realmnames != NULL && *realmnames != NULL; realmnames++) {
+        ret = load_realm(ctx, *realmnames, &rs);
+        if (ret)
+            break;
+        rs->next = md->realms;
+        md->realms = rs;
+    }
+    if (ret) {
+        while ((rs = md->realms) != NULL) {
+            md->realms = rs->next;
+            free_realm(rs);
+        }
+        free(md);
+        return ret;
+    }
+    if (krb5_db_put_principal == NULL) {
+        free(md);
+        krb5_set_error_message(ctx, KRB5_PLUGIN_NO_HANDLE, "tempkey: the KDC "
+                               "side runs only inside krb5kdc");
+        return KRB5_PLUGIN_NO_HANDLE;
+    }
+    *md_out = md;
+    return 0;
+}
+
+static void
+tk_kdc_fini(krb5_context ctx, krb5_kdcpreauth_moddata md)
+{
+    realm_state *rs;
+
+    if (md == NULL)
+        return;
+    while ((rs = md->realms) != NULL) {
+        md->realms = rs->next;
+        free_realm(rs);
+    }
+    free(md);
+}
+
+static int
+tk_kdc_flags(krb5_context ctx, krb5_preauthtype pa_type)
+{
+    return PA_SUFFICIENT | PA_REPLACES_KEY;
+}
+
+/* The stored key records of the client entry, or NULL. */
+static tk_meta *
+client_meta(krb5_context ctx, krb5_kdcpreauth_callbacks cb,
+            krb5_kdcpreauth_rock rock)
+{
+    krb5_db_entry *entry = cb->client_entry(ctx, rock);
+    krb5_tl_data *tl;
+    tk_meta *meta = NULL;
+
+    for (tl = entry->tl_data; tl != NULL; tl = tl->tl_data_next) {
+        if (tl->tl_data_type == TK_TL_META) {
+            if (tk_meta_decode(ctx, tl->tl_data_contents, tl->tl_data_length,
+                               &meta) != 0)
+                krb5_clear_error_message(ctx);
+            break;
+        }
+    }
+    return meta;
+}
+
+/* Whether the client is ours: managed, or enrolling. */
+static krb5_boolean
+is_ours(krb5_context ctx, krb5_kdcpreauth_callbacks cb,
+        krb5_kdcpreauth_rock rock)
+{
+    char *value = NULL;
+
+    if (cb->get_string(ctx, rock, TK_ATTR_MANAGED, &value) != 0 ||
+        value == NULL)
+        return FALSE;
+    cb->free_string(ctx, rock, value);
+    return TRUE;
+}
+
+static krb5_pa_data *
+make_pa(krb5_data *der)
+{
+    krb5_pa_data *pa = calloc(1, sizeof(*pa));
+
+    if (pa == NULL)
+        return NULL;
+    pa->magic = KV5M_PA_DATA;
+    pa->pa_type = TK_PADATA;
+    pa->contents = (krb5_octet *)der->data;
+    pa->length = der->length;
+    der->data = NULL;
+    der->length = 0;
+    return pa;
+}
+
+/* Sign message with the realm's KDC identity into a padata. */
+static krb5_error_code
+signed_pa(krb5_context ctx, realm_state *rs, krb5_data *message,
+          krb5_pa_data **pa_out)
+{
+    krb5_error_code ret;
+    krb5_data sig = EMPTY_DATA;
+
+    *pa_out = NULL;
+    ret = tk_cms_sign(ctx, rs->id, message, &sig);
+    if (ret)
+        return ret;
+    *pa_out = make_pa(&sig);
+    free(sig.data);
+    return (*pa_out == NULL) ? ENOMEM : 0;
+}
+
+static void
+tk_kdc_edata(krb5_context ctx, krb5_kdc_req *request,
+             krb5_kdcpreauth_callbacks cb, krb5_kdcpreauth_rock rock,
+             krb5_kdcpreauth_moddata md, krb5_preauthtype pa_type,
+             krb5_kdcpreauth_edata_respond_fn respond, void *arg)
+{
+    krb5_error_code ret;
+    krb5_principal client = cb->client_name(ctx, rock);
+    realm_state *rs = find_realm(md, &client->realm);
+    tk_key_request req;
+    tk_meta *meta = NULL;
+    krb5_data der = EMPTY_DATA;
+    krb5_pa_data *pa = NULL;
+    char *name = NULL;
+
+    if (rs == NULL || !is_ours(ctx, cb, rock)) {
+        (*respond)(arg, ENOENT, NULL);
+        return;
+    }
+    memset(&req, 0, sizeof(req));
+    meta = client_meta(ctx, cb, rock);
+    ret = krb5_unparse_name(ctx, client, &name);
+    if (ret)
+        goto cleanup;
+    req.realm = rs->realm;
+    req.principal = name;
+    req.enctypes = rs->policy.enctypes;
+    req.nenctypes = rs->policy.nenctypes;
+    req.max_lifetime = rs->policy.max_life;
+    req.current_kvno = (meta != NULL) ? meta->highest_kvno : 0;
+    req.kdc_time = time(NULL);
+    ret = tk_encode_key_request(ctx, &req, &der);
+    if (ret == 0)
+        ret = signed_pa(ctx, rs, &der, &pa);
+    if (ret == 0)
+        cb->send_freshness_token(ctx, rock);
+
+cleanup:
+    if (ret) {
+        const char *msg = krb5_get_error_message(ctx, ret);
+
+        com_err("tempkey", 0, "cannot offer a key request to %s: %s",
+                name != NULL ? name : "?", msg);
+        krb5_free_error_message(ctx, msg);
+    }
+    free(der.data);
+    krb5_free_unparsed_name(ctx, name);
+    tk_meta_free(meta);
+    (*respond)(arg, ret, pa);
+}
+
+/* ---- verify */
+
+typedef struct {
+    krb5_context ctx;
+    realm_state *rs;
+    krb5_principal client;
+    char *client_name;
+    X509 *signer;
+    char signer_desc[256];      /* subject and fingerprint, for the log */
+    int reason;
+    char detail[256];
+} check_state;
+
+/* Record a refusal; return its Kerberos error code. */
+static krb5_error_code
+refuse(check_state *st, int reason, const char *detail)
+{
+    st->reason = reason;
+    snprintf(st->detail, sizeof(st->detail), "%s", detail);
+    return tk_reason_code(reason);
+}
+
+/* The context's message for code, as a refusal detail. */
+static krb5_error_code
+refuse_msg(check_state *st, int reason, krb5_error_code code)
+{
+    const char *msg = krb5_get_error_message(st->ctx, code);
+    krb5_error_code ret = refuse(st, reason, msg);
+
+    krb5_free_error_message(st->ctx, msg);
+    return ret;
+}
+
+static void
+describe_signer(check_state *st)
+{
+    unsigned char hash[TK_HASH_LEN];
+    char hex[2 * TK_HASH_LEN + 1], subject[100];
+
+    X509_NAME_oneline(X509_get_subject_name(st->signer), subject,
+                      sizeof(subject));
+    if (tk_cert_hash(st->ctx, st->signer, hash) == 0) {
+        tk_hex(hash, 8, hex);
+        snprintf(st->signer_desc, sizeof(st->signer_desc), "%s (sha256 %s...)",
+                 subject, hex);
+    }
+}
+
+static krb5_boolean
+principal_listed(krb5_context ctx, krb5_principal *list, krb5_principal p)
+{
+    for (; list != NULL && *list != NULL; list++) {
+        if (krb5_principal_compare(ctx, *list, p))
+            return TRUE;
+    }
+    return FALSE;
+}
+
+/* The certificate checks: a pinned key, or a chain to the anchors with the
+ * right key purpose naming exactly the client. */
+static krb5_error_code
+check_certificate(check_state *st, krb5_kdcpreauth_callbacks cb,
+                  krb5_kdcpreauth_rock rock, STACK_OF(X509) *certs)
+{
+    krb5_error_code ret;
+    unsigned char spki[TK_HASH_LEN];
+    char hex[2 * TK_HASH_LEN + 1], *pin = NULL;
+    krb5_principal *names = NULL;
+    krb5_boolean eku_ok;
+    int reason;
+
+    if (cb->get_string(st->ctx, rock, TK_ATTR_SPKI, &pin) == 0 &&
+        pin != NULL) {
+        ret = tk_spki_hash(st->ctx, st->signer, spki);
+        tk_hex(spki, TK_HASH_LEN, hex);
+        if (ret == 0 && strcasecmp(hex, pin) != 0)
+            ret = refuse(st, TK_REASON_PINNED_KEY_MISMATCH, "the upload is "
+                         "not signed by the key pinned in tempkey_spki");
+        cb->free_string(st->ctx, rock, pin);
+        return ret;
+    }
+    reason = tk_verify_chain(st->ctx, st->rs->trust, st->signer, certs);
+    if (reason)
+        return refuse_msg(st, reason, tk_reason_code(reason));
+    ret = tk_cert_has_eku(st->ctx, st->signer, st->rs->policy.eku, &eku_ok);
+    if (ret)
+        return refuse_msg(st, TK_REASON_WRONG_KEY_PURPOSE, ret);
+    if (!eku_ok)
+        return refuse(st, TK_REASON_WRONG_KEY_PURPOSE, "the certificate "
+                      "lacks the extended key usage tempkey_eku requires");
+    ret = tk_cert_principals(st->ctx, st->signer, &names);
+    if (ret)
+        return ret;
+    if (!principal_listed(st->ctx, names, st->client))
+        ret = refuse(st, TK_REASON_NAME_MISMATCH, "the certificate does not "
+                     "name the client principal");
+    tk_free_principals(st->ctx, names);
+    return ret;
+}
+
+/* The checks of the upload's contents against this request and policy. */
+static krb5_error_code
+check_upload(check_state *st, krb5_kdcpreauth_callbacks cb,
+             krb5_kdcpreauth_rock rock, const tk_upload *up)
+{
+    krb5_principal named = NULL;
+    unsigned char sum[TK_HASH_LEN];
+    krb5_data *body;
+    tk_meta *meta;
+    krb5_boolean same;
+    int64_t now = time(NULL);
+    size_t i, j, keylen;
+    char msg[160];
+
+    same = (krb5_parse_name(st->ctx, up->principal, &named) == 0 &&
+            strcmp(up->realm, st->rs->realm) == 0 &&
+            krb5_principal_compare(st->ctx, named, st->client));
+    krb5_free_principal(st->ctx, named);
+    if (!same)
+        return refuse(st, TK_REASON_NAME_MISMATCH, "the upload names another "
+                      "principal than the AS-REQ client");
+    if (CRYPTO_memcmp(up->kdc_cert_hash, st->rs->cert_hash, TK_HASH_LEN) != 0)
+        return refuse(st, TK_REASON_KDC_CERTIFICATE_MISMATCH, "the upload "
+                      "was made for another KDC certificate");
+    if (up->freshness_token.length == 0 ||
+        cb->check_freshness_token(st->ctx, rock, &up->freshness_token) != 0)
+        return refuse(st, TK_REASON_STALE_FRESHNESS_TOKEN, "missing or stale "
+                      "freshness token");
+    body = cb->request_body(st->ctx, rock);
+    tk_sha256(body->data, body->length, sum);
+    if (CRYPTO_memcmp(sum, up->body_checksum, TK_HASH_LEN) != 0)
+        return refuse(st, TK_REASON_REQUEST_CHECKSUM_MISMATCH, "the upload "
+                      "is bound to another AS-REQ body");
+    for (i = 0; i < up->nkeys; i++) {
+        for (j = 0; j < st->rs->policy.nenctypes; j++) {
+            if (st->rs->policy.enctypes[j] == up->keys[i].enctype)
+                break;
+        }
+        if (j == st->rs->policy.nenctypes) {
+            snprintf(msg, sizeof(msg), "enctype %d is not in "
+                     "tempkey_enctypes", up->keys[i].enctype);
+            return refuse(st, TK_REASON_ENCTYPE_NOT_ALLOWED, msg);
+        }
+        for (j = 0; j < i; j++) {
+            if (up->keys[j].enctype == up->keys[i].enctype)
+                return refuse(st, TK_REASON_ENCTYPE_NOT_ALLOWED, "an enctype "
+                              "appears twice");
+        }
+        if (krb5_c_keylengths(st->ctx, up->keys[i].enctype, NULL,
+                              &keylen) != 0 || keylen != up->keys[i].length) {
+            snprintf(msg, sizeof(msg), "a %u-byte key for enctype %d",
+                     up->keys[i].length, up->keys[i].enctype);
+            return refuse(st, TK_REASON_BAD_KEY_LENGTH, msg);
+        }
+    }
+    if (up->expiry <= now || up->expiry > now + st->rs->policy.max_life) {
+        snprintf(msg, sizeof(msg), "requested expiry %+lld s from now; "
+                 "tempkey_max_life is %d s", (long long)(up->expiry - now),
+                 (int)st->rs->policy.max_life);
+        return refuse(st, TK_REASON_EXPIRY_NOT_ALLOWED, msg);
+    }
+    /* A first look; the store decides under the database lock. */
+    meta = client_meta(st->ctx, cb, rock);
+    if (meta != NULL && up->kvno < meta->highest_kvno) {
+        snprintf(msg, sizeof(msg), "key version %u is not above the stored "
+                 "key version %u", up->kvno, meta->highest_kvno);
+        tk_meta_free(meta);
+        return refuse(st, TK_REASON_KVNO_NOT_ABOVE_STORED, msg);
+    }
+    tk_meta_free(meta);
+    return 0;
+}
+
+/* Free the entry made by store(), with what the KDB module added. */
+static void
+free_upload_entry(krb5_context ctx, krb5_db_entry *e)
+{
+    krb5_tl_data *tl, *next;
+
+    for (tl = e->tl_data; tl != NULL; tl = next) {
+        next = tl->tl_data_next;
+        free(tl->tl_data_contents);
+        free(tl);
+    }
+    krb5_free_principal(ctx, e->princ);
+    free(e);
+}
+
+/* Hand the upload to the KDB module; read back its verdict. */
+static krb5_error_code
+store(check_state *st, const krb5_data *upload_der, int64_t *expiry_out)
+{
+    krb5_error_code ret;
+    krb5_db_entry *e;
+    krb5_tl_data *tl, *result = NULL;
+    unsigned char *p;
+    int reason = 0, i;
+    int64_t expiry = 0;
+
+    e = calloc(1, sizeof(*e));
+    tl = calloc(1, sizeof(*tl));
+    p = malloc(TK_UPLOADER_LEN + upload_der->length);
+    if (e == NULL || tl == NULL || p == NULL) {
+        free(e);
+        free(tl);
+        free(p);
+        return ENOMEM;
+    }
+    ret = tk_cert_hash(st->ctx, st->signer, p);
+    memcpy(p + TK_UPLOADER_LEN, upload_der->data, upload_der->length);
+    tl->tl_data_type = TK_TL_UPLOAD;
+    tl->tl_data_length = TK_UPLOADER_LEN + upload_der->length;
+    tl->tl_data_contents = p;
+    e->magic = KRB5_KDB_MAGIC_NUMBER;
+    e->len = KRB5_KDB_V1_BASE_LENGTH;
+    e->tl_data = tl;
+    e->n_tl_data = 1;
+    if (ret == 0)
+        ret = krb5_copy_principal(st->ctx, st->client, &e->princ);
+    if (ret == 0)
+        ret = krb5_db_put_principal(st->ctx, e);
+    for (tl = e->tl_data; tl != NULL; tl = tl->tl_data_next) {
+        if (tl->tl_data_type == TK_TL_UPLOAD_RESULT &&
+            tl->tl_data_length == TK_UPLOAD_RESULT_LEN)
+            result = tl;
+        if (tl->tl_data_type == TK_TL_UPLOAD)
+            OPENSSL_cleanse(tl->tl_data_contents, tl->tl_data_length);
+    }
+    if (result != NULL) {
+        for (i = 0; i < 4; i++)
+            reason = (reason << 8) | result->tl_data_contents[i];
+        for (i = 0; i < 8; i++)
+            expiry = (expiry << 8) | result->tl_data_contents[4 + i];
+    }
+    if (ret)
+        ret = (reason != 0) ? refuse_msg(st, reason, ret) :
+            refuse_msg(st, TK_REASON_STORE_FAILED, ret);
+    else if (result == NULL)
+        ret = refuse(st, TK_REASON_STORE_FAILED, "the KDB module is not "
+                     "tempkey");
+    *expiry_out = expiry;
+    free_upload_entry(st->ctx, e);
+    return ret;
+}
+
+/* The e-data of a refusal: our reason, for ktupdate to report. */
+static krb5_pa_data **
+refusal_edata(check_state *st)
+{
+    krb5_pa_data **list = calloc(2, sizeof(*list));
+    krb5_data der = EMPTY_DATA;
+
+    if (list == NULL || tk_encode_error(st->ctx, st->reason, st->detail,
+                                        &der) != 0 ||
+        (list[0] = make_pa(&der)) == NULL) {
+        free(der.data);
+        free(list);
+        return NULL;
+    }
+    return list;
+}
+
+/* The uploaded key that must encrypt the reply: the first requested enctype
+ * we were given a key for. */
+static const krb5_keyblock *
+reply_key(const krb5_kdc_req *request, const tk_upload *up)
+{
+    int i;
+    size_t j;
+
+    for (i = 0; i < request->nktypes; i++) {
+        for (j = 0; j < up->nkeys; j++) {
+            if (up->keys[j].enctype == request->ktype[i])
+                return &up->keys[j];
+        }
+    }
+    return NULL;
+}
+
+static void
+tk_kdc_verify(krb5_context ctx, krb5_data *req_pkt, krb5_kdc_req *request,
+              krb5_enc_tkt_part *enc_tkt_reply, krb5_pa_data *data,
+              krb5_kdcpreauth_callbacks cb, krb5_kdcpreauth_rock rock,
+              krb5_kdcpreauth_moddata md,
+              krb5_kdcpreauth_verify_respond_fn respond, void *arg)
+{
+    krb5_error_code ret;
+    check_state st;
+    krb5_data env, inner = EMPTY_DATA, content = EMPTY_DATA;
+    STACK_OF(X509) *certs = NULL;
+    tk_upload *up = NULL;
+    const krb5_keyblock *key;
+    krb5_kdcpreauth_modreq modreq = NULL;
+    int64_t expiry = 0, now = time(NULL);
+
+    memset(&st, 0, sizeof(st));
+    st.ctx = ctx;
+    st.client = cb->client_name(ctx, rock);
+    st.rs = find_realm(md, &st.client->realm);
+    strcpy(st.signer_desc, "no certificate");
+    if (krb5_unparse_name(ctx, st.client, &st.client_name) != 0) {
+        (*respond)(arg, ENOMEM, NULL, NULL, NULL);
+        return;
+    }
+    if (st.rs == NULL || !is_ours(ctx, cb, rock)) {
+        ret = refuse(&st, TK_REASON_NOT_ENROLLABLE, "neither managed by "
+                     "tempkey nor allowed to enroll by tempkey_enroll");
+        goto done;
+    }
+    env.data = (char *)data->contents;
+    env.length = data->length;
+    ret = tk_cms_decrypt(ctx, st.rs->id, &env, &inner);
+    if (ret) {
+        ret = refuse_msg(&st, ret == KRB5KDC_ERR_CERTIFICATE_MISMATCH ?
+                         TK_REASON_NOT_FOR_THIS_KDC : TK_REASON_MALFORMED,
+                         ret);
+        goto done;
+    }
+    ret = tk_cms_open_signed(ctx, &inner, &content, &st.signer, &certs);
+    if (ret) {
+        ret = refuse_msg(&st, ret == KRB5KDC_ERR_INVALID_SIG ?
+                         TK_REASON_BAD_SIGNATURE : TK_REASON_MALFORMED, ret);
+        goto done;
+    }
+    describe_signer(&st);
+    ret = check_certificate(&st, cb, rock, certs);
+    if (ret)
+        goto done;
+    ret = tk_decode_upload(ctx, &content, &up);
+    if (ret) {
+        ret = refuse_msg(&st, TK_REASON_MALFORMED, ret);
+        goto done;
+    }
+    ret = check_upload(&st, cb, rock, up);
+    if (ret)
+        goto done;
+    key = reply_key(request, up);
+    if (key == NULL) {
+        ret = refuse(&st, TK_REASON_ENCTYPE_NOT_ALLOWED, "no uploaded key "
+                     "matches the AS-REQ enctypes");
+        goto done;
+    }
+    ret = store(&st, &content, &expiry);
+    if (ret)
+        goto done;
+    ret = cb->replace_reply_key(ctx, rock, key, FALSE);
+    if (ret)
+        goto done;
+    enc_tkt_reply->flags |= TKT_FLG_PRE_AUTH;
+    modreq = calloc(1, sizeof(*modreq));
+    if (modreq == NULL || (modreq->ack.principal =
+                           strdup(st.client_name)) == NULL) {
+        ret = ENOMEM;
+        goto done;
+    }
+    modreq->ack.kvno = up->kvno;
+    modreq->ack.expiry = expiry;
+    /* Refresh with two thirds of the key's life gone, leaving time to
+     * retry before it expires. */
+    modreq->ack.refresh_by = now + (expiry - now) * 2 / 3;
+    com_err("tempkey", 0, "stored kvno %u of %s, expires in %lld s, "
+            "uploaded by %s", up->kvno, st.client_name,
+            (long long)(expiry - now), st.signer_desc);
+
+done:
+    if (ret && st.reason) {
+        com_err("tempkey", 0, "refused upload for %s signed by %s: %s: %s",
+                st.client_name, st.signer_desc, tk_reason_name(st.reason),
+                st.detail);
+        (*respond)(arg, ret, NULL, refusal_edata(&st), NULL);
+    } else if (ret) {
+        const char *msg = krb5_get_error_message(ctx, ret);
+
+        com_err("tempkey", 0, "upload for %s failed: %s", st.client_name,
+                msg);
+        krb5_free_error_message(ctx, msg);
+        (*respond)(arg, ret, NULL, NULL, NULL);
+    } else {
+        (*respond)(arg, 0, modreq, NULL, NULL);
+        modreq = NULL;
+    }
+    if (modreq != NULL) {
+        free(modreq->ack.principal);
+        free(modreq);
+    }
+    if (inner.data != NULL)
+        OPENSSL_cleanse(inner.data, inner.length);
+    if (content.data != NULL)
+        OPENSSL_cleanse(content.data, content.length);
+    free(inner.data);
+    free(content.data);
+    tk_upload_free(up);
+    X509_free(st.signer);
+    sk_X509_pop_free(certs, X509_free);
+    krb5_free_unparsed_name(ctx, st.client_name);
+}
+
+/* The signed acknowledgement, in the AS-REP. */
+static krb5_error_code
+tk_kdc_return(krb5_context ctx, krb5_pa_data *padata, krb5_data *req_pkt,
+              krb5_kdc_req *request, krb5_kdc_rep *reply,
+              krb5_keyblock *encrypting_key, krb5_pa_data **send_pa_out,
+              krb5_kdcpreauth_callbacks cb, krb5_kdcpreauth_rock rock,
+              krb5_kdcpreauth_moddata md, krb5_kdcpreauth_modreq modreq)
+{
+    krb5_error_code ret;
+    krb5_principal client = cb->client_name(ctx, rock);
+    realm_state *rs = find_realm(md, &client->realm);
+    krb5_data der = EMPTY_DATA;
+
+    if (modreq == NULL || rs == NULL)
+        return 0;
+    ret = tk_encode_ack(ctx, &modreq->ack, &der);
+    if (ret == 0)
+        ret = signed_pa(ctx, rs, &der, send_pa_out);
+    free(der.data);
+    return ret;
+}
+
+static void
+tk_kdc_free_modreq(krb5_context ctx, krb5_kdcpreauth_moddata md,
+                   krb5_kdcpreauth_modreq modreq)
+{
+    if (modreq == NULL)
+        return;
+    free(modreq->ack.principal);
+    free(modreq);
+}
+
+krb5_error_code
+kdcpreauth_tempkey_initvt(krb5_context ctx, int maj_ver, int min_ver,
+                          krb5_plugin_vtable vtable);
+
+static krb5_preauthtype kdc_pa_types[] = { TK_PADATA, 0 };
+
+krb5_error_code
+kdcpreauth_tempkey_initvt(krb5_context ctx, int maj_ver, int min_ver,
+                          krb5_plugin_vtable vtable)
+{
+    krb5_kdcpreauth_vtable vt;
+
+    if (maj_ver != 1)
+        return KRB5_PLUGIN_VER_NOTSUPP;
+    vt = (krb5_kdcpreauth_vtable)vtable;
+    vt->name = "tempkey";
+    vt->pa_type_list = kdc_pa_types;
+    vt->init = tk_kdc_init;
+    vt->fini = tk_kdc_fini;
+    vt->flags = tk_kdc_flags;
+    vt->edata = tk_kdc_edata;
+    vt->verify = tk_kdc_verify;
+    vt->return_padata = tk_kdc_return;
+    vt->free_modreq = tk_kdc_free_modreq;
+    return 0;
+}

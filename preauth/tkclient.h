@@ -1,0 +1,59 @@
+/* tkclient.h - the client side of the upload protocol, driven by ktupdate
+ * (or a test) through a session. */
+#ifndef TKCLIENT_H
+#define TKCLIENT_H
+
+#include <krb5.h>
+#include <krb5/plugin.h>
+
+#include "tempkey.h"
+#include "tkproto.h"
+
+typedef struct tk_client_session tk_client_session;
+
+/* Called once the KDC's key request is verified, before anything is sent:
+ * set s->kvno and s->keys (and put them in the keytab). */
+typedef krb5_error_code (*tk_prepare_fn)(krb5_context ctx,
+                                         tk_client_session *s);
+
+struct tk_client_session {
+    /* Set by the caller. */
+    krb5_principal principal;
+    tk_identity *id;            /* the server's certificate and key */
+    tk_trust *kdc_trust;        /* anchors that must sign the KDC */
+    krb5_deltat lifetime;       /* requested; the KDC's maximum caps it */
+    krb5_boolean dry_run;       /* stop once the key request is verified */
+    tk_prepare_fn prepare;
+    void *arg;
+
+    /* Set by prepare. */
+    krb5_kvno kvno;
+    krb5_keyblock keys[TK_MAX_KEYS];
+    size_t nkeys;
+
+    /* Set by the module. */
+    tk_key_request *request;    /* the verified key request */
+    int64_t requested_expiry;
+    krb5_boolean uploaded;      /* an upload was sent */
+    tk_ack *ack;                /* the KDC's signed acknowledgement */
+    int reason;                 /* the KDC's refusal (tk_reason), or 0 */
+    char message[512];          /* what went wrong, for one line */
+};
+
+/*
+ * Make s the session of the module's next exchanges (NULL to clear).  The
+ * module keeps no other state between krb5 calls; ktupdate is
+ * single-threaded.
+ */
+void tk_client_set_session(tk_client_session *s);
+/* Free what the module put in s (request, ack) and zero the keys. */
+void tk_client_session_clear(tk_client_session *s);
+
+/* The module error that ends a dry run once the key request is verified. */
+#define TK_DRY_RUN_STOP KRB5_PLUGIN_NO_HANDLE
+
+krb5_error_code clpreauth_tempkey_initvt(krb5_context ctx, int maj_ver,
+                                         int min_ver,
+                                         krb5_plugin_vtable vtable);
+
+#endif /* TKCLIENT_H */

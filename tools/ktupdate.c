@@ -1,0 +1,969 @@
+/* ktupdate.c - give a service a fresh temporary key: make it, put it in the
+ * keytab, upload it to the KDC with the service's certificate, settle. */
+/*
+ * Order of events (doc/ktupdate.8.pod): the KDC's signed key request is
+ * verified first; the new key goes into the keytab as pending before it is
+ * sent, because the KDC may store it and lose its reply; a refusal takes it
+ * out again; a lost reply leaves it pending and the next run re-sends the
+ * same key, which the KDC accepts again at the same kvno.  Old keys stay in
+ * the keytab until no ticket in them can still be presented (their expiry
+ * plus the clock skew), recorded beside the keytab in KEYTAB.tempkey.  Other
+ * principals' entries are never touched.
+ */
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <profile.h>
+
+#include <openssl/rand.h>
+
+#include "tkclient.h"
+
+/* Exported by libkrb5 for registering built-in modules; not in its public
+ * headers.  Registering ours avoids any krb5.conf change on servers. */
+krb5_error_code k5_plugin_register(krb5_context context, int interface_id,
+                                   const char *modname,
+                                   krb5_plugin_initvt_fn module);
+#define PLUGIN_INTERFACE_CLPREAUTH 2
+
+enum {
+    EXIT_OK = 0,
+    EXIT_LOCAL = 1,             /* files, certificate, keytab, configuration */
+    EXIT_USAGE = 2,
+    EXIT_KDC_UNTRUSTED = 3,     /* the KDC's signature did not verify */
+    EXIT_REFUSED = 4,           /* the KDC refused the upload */
+    EXIT_UNREACHABLE = 5,       /* no answer; any sent key stays pending */
+    EXIT_SELF_TEST = 6          /* the new key did not read a new ticket */
+};
+
+#define DEFAULT_ENCTYPES "aes256-cts-hmac-sha1-96,aes128-cts-hmac-sha1-96"
+#define STATE_SUFFIX ".tempkey"
+#define MAX_RECORDS 64
+
+static const char *progname = "ktupdate";
+static volatile sig_atomic_t stop_requested;
+
+typedef struct {
+    const char *cert_file, *key_file, *anchors_file, *keytab_arg;
+    const char *principal_arg, *enctypes_arg, *lifetime_arg;
+    int daemon, dry_run, status, verbose;
+} options;
+
+/* One line of KEYTAB.tempkey: a key version of a principal and its expiry. */
+typedef struct {
+    char *principal;
+    krb5_kvno kvno;
+    int64_t expiry;
+    int pending;                /* written, not yet acknowledged */
+} record;
+
+typedef struct {
+    krb5_context ctx;
+    options opt;
+    krb5_principal princ;
+    char *princ_name;
+    char keytab[PATH_MAX];
+    char state_file[PATH_MAX + sizeof(STATE_SUFFIX)];
+    tk_identity *id;
+    tk_trust *trust;
+    krb5_enctype enctypes[TK_MAX_KEYS];
+    size_t nenctypes;
+    krb5_deltat lifetime;
+    krb5_deltat skew;
+    record records[MAX_RECORDS];
+    size_t nrecords;
+    tk_client_session session;
+    int64_t refresh_by;
+} updater;
+
+static void
+usage(FILE *out)
+{
+    fprintf(out, "usage: %s --cert FILE --key FILE [--anchors FILE] "
+            "[--keytab FILE]\n    [--principal NAME] [--lifetime DURATION] "
+            "[--enctypes LIST]\n    [--daemon] [--dry-run] [--status] "
+            "[--verbose]\n", progname);
+}
+
+/* One line on stderr: the principal, what failed and why; return status. */
+static int
+say_error(updater *u, int status, krb5_error_code code, const char *what)
+{
+    const char *msg = code ? krb5_get_error_message(u->ctx, code) : NULL;
+
+    fprintf(stderr, "%s: %s%s%s%s%s\n", progname,
+            u->princ_name != NULL ? u->princ_name : "",
+            u->princ_name != NULL ? ": " : "", what, msg != NULL ? ": " : "",
+            msg != NULL ? msg : "");
+    krb5_free_error_message(u->ctx, msg);
+    return status;
+}
+
+static void
+verbose(updater *u, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!u->opt.verbose)
+        return;
+    fprintf(stderr, "%s: ", progname);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+/* ---- KEYTAB.tempkey */
+
+static void
+free_records(updater *u)
+{
+    size_t i;
+
+    for (i = 0; i < u->nrecords; i++)
+        free(u->records[i].principal);
+    u->nrecords = 0;
+}
+
+static krb5_error_code
+load_records(updater *u)
+{
+    FILE *f;
+    char line[1024], name[1000], status[16];
+    unsigned int kvno;
+    long long expiry;
+
+    free_records(u);
+    f = fopen(u->state_file, "r");
+    if (f == NULL)
+        return (errno == ENOENT) ? 0 : errno;
+    while (fgets(line, sizeof(line), f) != NULL &&
+           u->nrecords < MAX_RECORDS) {
+        record *r = &u->records[u->nrecords];
+
+        if (sscanf(line, "%999s %u %lld %15s", name, &kvno, &expiry,
+                   status) != 4 || kvno == 0 || kvno > TK_KVNO_MAX)
+            continue;           /* skip what we did not write */
+        r->principal = strdup(name);
+        if (r->principal == NULL)
+            break;
+        r->kvno = kvno;
+        r->expiry = expiry;
+        r->pending = (strcmp(status, "pending") == 0);
+        u->nrecords++;
+    }
+    fclose(f);
+    return 0;
+}
+
+/* Write the records atomically, like the keytab. */
+static krb5_error_code
+save_records(updater *u)
+{
+    char tmp[sizeof(u->state_file) + 16];
+    FILE *f;
+    size_t i;
+    int ok;
+
+    snprintf(tmp, sizeof(tmp), "%s.%ld", u->state_file, (long)getpid());
+    f = fopen(tmp, "w");
+    if (f == NULL)
+        return errno;
+    for (i = 0; i < u->nrecords; i++) {
+        fprintf(f, "%s %u %lld %s\n", u->records[i].principal,
+                u->records[i].kvno, (long long)u->records[i].expiry,
+                u->records[i].pending ? "pending" : "stored");
+    }
+    ok = (fflush(f) == 0 && fsync(fileno(f)) == 0);
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, u->state_file) != 0) {
+        int err = errno;
+
+        unlink(tmp);
+        krb5_set_error_message(u->ctx, err, "cannot write %s: %s",
+                               u->state_file, strerror(err));
+        return err;
+    }
+    return 0;
+}
+
+static record *
+find_record(updater *u, krb5_kvno kvno)
+{
+    size_t i;
+
+    for (i = 0; i < u->nrecords; i++) {
+        if (u->records[i].kvno == kvno &&
+            strcmp(u->records[i].principal, u->princ_name) == 0)
+            return &u->records[i];
+    }
+    return NULL;
+}
+
+static void
+drop_record(updater *u, record *r)
+{
+    free(r->principal);
+    *r = u->records[--u->nrecords];
+}
+
+static krb5_error_code
+set_record(updater *u, krb5_kvno kvno, int64_t expiry, int pending)
+{
+    record *r = find_record(u, kvno);
+
+    if (r == NULL) {
+        if (u->nrecords == MAX_RECORDS)
+            return ENOSPC;
+        r = &u->records[u->nrecords];
+        r->principal = strdup(u->princ_name);
+        if (r->principal == NULL)
+            return ENOMEM;
+        u->nrecords++;
+    }
+    r->kvno = kvno;
+    r->expiry = expiry;
+    r->pending = pending;
+    return 0;
+}
+
+/* ---- The keytab. */
+
+typedef struct {
+    updater *u;
+    krb5_kvno kvno;             /* drop this version of our principal */
+    int64_t now;
+    int prune;                  /* also drop versions past their use */
+} keep_state;
+
+/* Keep other principals' entries, and ours unless dropped or useless: a key
+ * whose recorded expiry plus the clock skew has passed can no longer read
+ * any ticket a client may present. */
+static krb5_boolean
+keep_entry(krb5_context ctx, const krb5_keytab_entry *e, void *arg)
+{
+    keep_state *ks = arg;
+    record *r;
+
+    if (!krb5_principal_compare(ctx, e->principal, ks->u->princ))
+        return TRUE;
+    if (e->vno == ks->kvno)
+        return FALSE;
+    if (!ks->prune)
+        return TRUE;
+    r = find_record(ks->u, e->vno);
+    return r == NULL || r->expiry + ks->u->skew > ks->now;
+}
+
+static krb5_error_code
+rewrite_keytab(updater *u, krb5_kvno drop, int prune,
+               const krb5_keyblock *keys, size_t nkeys, krb5_kvno kvno)
+{
+    krb5_keytab_entry add[TK_MAX_KEYS];
+    keep_state ks = { u, drop, time(NULL), prune };
+    size_t i;
+
+    memset(add, 0, sizeof(add));
+    for (i = 0; i < nkeys; i++) {
+        add[i].principal = u->princ;
+        add[i].timestamp = (krb5_timestamp)time(NULL);
+        add[i].vno = kvno;
+        add[i].key = keys[i];
+    }
+    return tk_keytab_rewrite(u->ctx, u->keytab, keep_entry, &ks, add, nkeys);
+}
+
+/* Read our keys of version kvno from the keytab. */
+static krb5_error_code
+read_keys(updater *u, krb5_kvno kvno, krb5_keyblock *keys, size_t *nkeys_out)
+{
+    krb5_error_code ret;
+    krb5_keytab kt = NULL;
+    krb5_kt_cursor cursor;
+    krb5_keytab_entry e;
+    char name[PATH_MAX + 6];
+    size_t n = 0;
+
+    *nkeys_out = 0;
+    snprintf(name, sizeof(name), "FILE:%s", u->keytab);
+    ret = krb5_kt_resolve(u->ctx, name, &kt);
+    if (ret == 0)
+        ret = krb5_kt_start_seq_get(u->ctx, kt, &cursor);
+    if (ret)
+        goto cleanup;
+    while (krb5_kt_next_entry(u->ctx, kt, &e, &cursor) == 0) {
+        if (e.vno == kvno && n < TK_MAX_KEYS &&
+            krb5_principal_compare(u->ctx, e.principal, u->princ))
+            ret = krb5_copy_keyblock_contents(u->ctx, &e.key, &keys[n++]);
+        krb5_free_keytab_entry_contents(u->ctx, &e);
+        if (ret)
+            break;
+    }
+    krb5_kt_end_seq_get(u->ctx, kt, &cursor);
+    *nkeys_out = n;
+
+cleanup:
+    if (kt != NULL)
+        krb5_kt_close(u->ctx, kt);
+    return ret;
+}
+
+/* ---- The exchange. */
+
+static krb5_boolean
+kdc_accepts(const tk_key_request *req, krb5_enctype et)
+{
+    size_t i;
+
+    for (i = 0; i < req->nenctypes; i++) {
+        if (req->enctypes[i] == et)
+            return TRUE;
+    }
+    return FALSE;
+}
+
+/*
+ * Choose the key to send, once the KDC's key request is verified: the
+ * pending one if the KDC has not moved past it (it may have stored it and
+ * lost the reply), otherwise fresh random keys at the next version, written
+ * to the keytab as pending before anything is sent.
+ */
+static krb5_error_code
+prepare(krb5_context ctx, tk_client_session *s)
+{
+    updater *u = s->arg;
+    const tk_key_request *req = s->request;
+    record *pending = NULL;
+    krb5_error_code ret;
+    krb5_deltat life;
+    size_t i;
+
+    for (i = 0; i < u->nrecords; i++) {
+        if (u->records[i].pending &&
+            strcmp(u->records[i].principal, u->princ_name) == 0)
+            pending = &u->records[i];
+    }
+    if (pending != NULL && (req->current_kvno + 1 == pending->kvno ||
+                            req->current_kvno == pending->kvno)) {
+        ret = read_keys(u, pending->kvno, s->keys, &s->nkeys);
+        if (ret == 0 && s->nkeys > 0) {
+            s->kvno = pending->kvno;
+            verbose(u, "re-sending pending key version %u", s->kvno);
+            return 0;
+        }
+    }
+    if (pending != NULL) {
+        /* The KDC moved on without it: that key is of no use. */
+        ret = rewrite_keytab(u, pending->kvno, 0, NULL, 0, 0);
+        if (ret)
+            return ret;
+        drop_record(u, pending);
+    }
+    s->kvno = req->current_kvno + 1;
+    if (s->kvno > TK_KVNO_MAX) {
+        krb5_set_error_message(ctx, KRB5_KDB_BAD_VERSION, "key version "
+                               "numbers are exhausted");
+        return KRB5_KDB_BAD_VERSION;
+    }
+    for (i = 0; i < u->nenctypes; i++) {
+        if (!kdc_accepts(req, u->enctypes[i]))
+            continue;
+        ret = krb5_c_make_random_key(ctx, u->enctypes[i],
+                                     &s->keys[s->nkeys]);
+        if (ret)
+            return ret;
+        s->nkeys++;
+    }
+    if (s->nkeys == 0) {
+        krb5_set_error_message(ctx, KRB5_PROG_ETYPE_NOSUPP, "the KDC accepts "
+                               "none of the requested enctypes");
+        return KRB5_PROG_ETYPE_NOSUPP;
+    }
+    ret = rewrite_keytab(u, s->kvno, 0, s->keys, s->nkeys, s->kvno);
+    life = (u->lifetime > 0 && u->lifetime < req->max_lifetime) ?
+        u->lifetime : (krb5_deltat)req->max_lifetime;
+    if (ret == 0)
+        ret = set_record(u, s->kvno, req->kdc_time + life, 1);
+    if (ret == 0)
+        ret = save_records(u);
+    verbose(u, "wrote pending key version %u", s->kvno);
+    return ret;
+}
+
+/* Get a ticket to ourselves with the new TGT and read it with the keytab. */
+static krb5_error_code
+self_test(updater *u, krb5_creds *tgt, krb5_kvno kvno)
+{
+    krb5_error_code ret;
+    krb5_ccache cc = NULL;
+    krb5_creds in, *out = NULL;
+    krb5_ticket *tkt = NULL;
+    krb5_keytab kt = NULL;
+    char name[PATH_MAX + 6];
+
+    memset(&in, 0, sizeof(in));
+    ret = krb5_cc_new_unique(u->ctx, "MEMORY", NULL, &cc);
+    if (ret == 0)
+        ret = krb5_cc_initialize(u->ctx, cc, u->princ);
+    if (ret == 0)
+        ret = krb5_cc_store_cred(u->ctx, cc, tgt);
+    if (ret)
+        goto cleanup;
+    in.client = u->princ;
+    in.server = u->princ;
+    ret = krb5_get_credentials(u->ctx, KRB5_GC_NO_STORE, cc, &in, &out);
+    if (ret == 0)
+        ret = krb5_decode_ticket(&out->ticket, &tkt);
+    snprintf(name, sizeof(name), "FILE:%s", u->keytab);
+    if (ret == 0)
+        ret = krb5_kt_resolve(u->ctx, name, &kt);
+    if (ret == 0)
+        ret = krb5_server_decrypt_ticket_keytab(u->ctx, kt, tkt);
+    if (ret == 0 && tkt->enc_part.kvno != kvno) {
+        ret = KRB5KRB_AP_ERR_BADKEYVER;
+        krb5_set_error_message(u->ctx, ret, "the KDC issued a ticket in key "
+                               "version %u, not %u", tkt->enc_part.kvno,
+                               kvno);
+    }
+
+cleanup:
+    if (kt != NULL)
+        krb5_kt_close(u->ctx, kt);
+    krb5_free_ticket(u->ctx, tkt);
+    krb5_free_creds(u->ctx, out);
+    if (cc != NULL)
+        krb5_cc_destroy(u->ctx, cc);
+    return ret;
+}
+
+static void
+print_result(updater *u, const char *verb)
+{
+    char when[TK_TIME_LEN], ename[64];
+    size_t i;
+
+    tk_format_time(u->session.ack->expiry, when);
+    printf("%s %s kvno %u expires %s enctypes", u->princ_name, verb,
+           u->session.kvno, when);
+    for (i = 0; i < u->session.nkeys; i++) {
+        if (krb5_enctype_to_name(u->session.keys[i].enctype, FALSE, ename,
+                                 sizeof(ename)) != 0)
+            snprintf(ename, sizeof(ename), "%d",
+                     u->session.keys[i].enctype);
+        printf("%s%s", i ? "," : " ", ename);
+    }
+    printf(" keytab %s\n", u->keytab);
+    fflush(stdout);
+}
+
+/* One run: returns an exit status. */
+static int
+run_once(updater *u)
+{
+    krb5_error_code ret;
+    tk_client_session *s = &u->session;
+    krb5_get_init_creds_opt *gic = NULL;
+    krb5_init_creds_context icc = NULL;
+    krb5_preauthtype pa_list[1] = { TK_PADATA };
+    krb5_creds creds;
+    record *r;
+    char when[TK_TIME_LEN];
+    int status = EXIT_OK;
+
+    memset(&creds, 0, sizeof(creds));
+    tk_client_session_clear(s);
+    s->uploaded = FALSE;
+    s->reason = 0;
+    s->message[0] = '\0';
+    s->dry_run = u->opt.dry_run;
+    ret = load_records(u);
+    if (ret)
+        return say_error(u, EXIT_LOCAL, ret, "cannot read the key records");
+
+    ret = krb5_get_init_creds_opt_alloc(u->ctx, &gic);
+    if (ret)
+        return say_error(u, EXIT_LOCAL, ret, "out of memory");
+    krb5_get_init_creds_opt_set_etype_list(gic, u->enctypes,
+                                           (int)u->nenctypes);
+    krb5_get_init_creds_opt_set_preauth_list(gic, pa_list, 1);
+    krb5_get_init_creds_opt_set_forwardable(gic, 0);
+    krb5_get_init_creds_opt_set_proxiable(gic, 0);
+    tk_client_set_session(s);
+    ret = krb5_init_creds_init(u->ctx, u->princ, NULL, NULL, 0, gic, &icc);
+    if (ret == 0)
+        ret = krb5_init_creds_get(u->ctx, icc);
+    if (ret == 0)
+        ret = krb5_init_creds_get_creds(u->ctx, icc, &creds);
+    tk_client_set_session(NULL);
+
+    if (s->dry_run && s->request != NULL) {
+        tk_format_time(s->request->kdc_time +
+                       ((u->lifetime > 0 &&
+                         u->lifetime < s->request->max_lifetime) ?
+                        u->lifetime : s->request->max_lifetime), when);
+        printf("%s dry run: the KDC's key request verified; would upload key "
+               "version %u expiring about %s to keytab %s\n", u->princ_name,
+               s->request->current_kvno + 1, when, u->keytab);
+        status = EXIT_OK;
+        goto cleanup;
+    }
+    if (ret == 0 && s->ack == NULL) {
+        status = say_error(u, EXIT_UNREACHABLE, 0, "the KDC answered without "
+                           "an acknowledgement");
+        goto cleanup;
+    }
+    if (ret) {
+        if (s->reason != 0) {
+            /* Refused: the pending key must go. */
+            if (rewrite_keytab(u, s->kvno, 0, NULL, 0, 0) == 0 &&
+                (r = find_record(u, s->kvno)) != NULL) {
+                drop_record(u, r);
+                save_records(u);
+            }
+            status = EXIT_REFUSED;
+        } else if (s->request == NULL && s->message[0] != '\0') {
+            status = EXIT_KDC_UNTRUSTED;
+        } else if (s->message[0] != '\0') {
+            status = EXIT_LOCAL;
+        } else {
+            status = EXIT_UNREACHABLE;
+        }
+        if (s->message[0] != '\0')
+            fprintf(stderr, "%s: %s: %s\n", progname, u->princ_name,
+                    s->message);
+        else
+            say_error(u, status, ret, s->uploaded ? "no answer from the KDC; "
+                      "the key stays pending and the next run re-sends it" :
+                      "cannot reach the KDC");
+        goto cleanup;
+    }
+
+    /* Stored: record its expiry, prune the keys past use, and test. */
+    ret = set_record(u, s->kvno, s->ack->expiry, 0);
+    if (ret == 0)
+        ret = rewrite_keytab(u, 0, 1, NULL, 0, 0);
+    for (size_t i = 0; ret == 0 && i < u->nrecords; i++) {
+        r = &u->records[i];
+        if (strcmp(r->principal, u->princ_name) == 0 && r->kvno != s->kvno &&
+            r->expiry + u->skew <= time(NULL)) {
+            drop_record(u, r);
+            i--;
+        }
+    }
+    if (ret == 0)
+        ret = save_records(u);
+    if (ret) {
+        status = say_error(u, EXIT_LOCAL, ret, "the KDC stored the key but "
+                           "the keytab could not be settled");
+        goto cleanup;
+    }
+    u->refresh_by = s->ack->refresh_by;
+    ret = self_test(u, &creds, s->kvno);
+    if (ret) {
+        status = say_error(u, EXIT_SELF_TEST, ret, "self-test failed: the "
+                           "new key does not read a new ticket");
+        goto cleanup;
+    }
+    print_result(u, "stored");
+
+cleanup:
+    krb5_free_cred_contents(u->ctx, &creds);
+    krb5_init_creds_free(u->ctx, icc);
+    krb5_get_init_creds_opt_free(u->ctx, gic);
+    return status;
+}
+
+/* ---- --status */
+
+static int
+show_status(updater *u)
+{
+    krb5_error_code ret;
+    krb5_keytab kt = NULL;
+    krb5_kt_cursor cursor;
+    krb5_keytab_entry e;
+    char name[PATH_MAX + 6], when[TK_TIME_LEN], ename[64];
+    record *r;
+    int found = 0;
+
+    ret = load_records(u);
+    snprintf(name, sizeof(name), "FILE:%s", u->keytab);
+    if (ret == 0)
+        ret = krb5_kt_resolve(u->ctx, name, &kt);
+    if (ret == 0)
+        ret = krb5_kt_start_seq_get(u->ctx, kt, &cursor);
+    if (ret)
+        return say_error(u, EXIT_LOCAL, ret, "cannot read the keytab");
+    while (krb5_kt_next_entry(u->ctx, kt, &e, &cursor) == 0) {
+        if (krb5_principal_compare(u->ctx, e.principal, u->princ)) {
+            r = find_record(u, e.vno);
+            if (r != NULL)
+                tk_format_time(r->expiry, when);
+            else
+                strcpy(when, "unknown");
+            if (krb5_enctype_to_name(e.key.enctype, FALSE, ename,
+                                     sizeof(ename)) != 0)
+                snprintf(ename, sizeof(ename), "%d", e.key.enctype);
+            printf("%s kvno %u %s expires %s%s\n", u->princ_name, e.vno,
+                   ename, when, (r != NULL && r->pending) ? " (pending)" :
+                   (r != NULL && r->expiry <= time(NULL)) ? " (expired)" :
+                   "");
+            found++;
+        }
+        krb5_free_keytab_entry_contents(u->ctx, &e);
+    }
+    krb5_kt_end_seq_get(u->ctx, kt, &cursor);
+    krb5_kt_close(u->ctx, kt);
+    if (!found)
+        printf("%s: no keys in %s\n", u->princ_name, u->keytab);
+    return EXIT_OK;
+}
+
+/* ---- --daemon */
+
+static void
+on_signal(int sig)
+{
+    stop_requested = 1;
+}
+
+/* Sleep up to seconds, waking early on SIGTERM or SIGINT. */
+static void
+pause_for(double seconds)
+{
+    struct timespec ts;
+
+    if (seconds < 0)
+        seconds = 0;
+    ts.tv_sec = (time_t)seconds;
+    ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
+    while (!stop_requested && nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* A uniform random fraction in [0, 1). */
+static double
+random_fraction(void)
+{
+    unsigned int r = 0;
+
+    if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
+        r = (unsigned int)rand();
+    return (double)r / 4294967296.0;
+}
+
+static int
+run_daemon(updater *u)
+{
+    struct sigaction sa;
+    double backoff_min, backoff, wait;
+    int status;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    /* Retries start at a tenth of the key's life (at most 30 s) and double
+     * up to an hour. */
+    backoff_min = u->lifetime / 10.0;
+    if (backoff_min > 30)
+        backoff_min = 30;
+    if (backoff_min < 1)
+        backoff_min = 1;
+    backoff = backoff_min;
+    while (!stop_requested) {
+        status = run_once(u);
+        if (status == EXIT_OK) {
+            backoff = backoff_min;
+            /* Refresh at the KDC's time, up to a tenth early, so that many
+             * servers started together spread out. */
+            wait = (double)(u->refresh_by - time(NULL));
+            wait -= wait * 0.1 * random_fraction();
+        } else {
+            wait = backoff * (0.5 + random_fraction());
+            backoff = (backoff * 2 > 3600) ? 3600 : backoff * 2;
+        }
+        verbose(u, "next run in %.0f s", wait);
+        pause_for(wait);
+    }
+    return EXIT_OK;
+}
+
+/* ---- Setup. */
+
+static krb5_error_code
+parse_enctypes(updater *u, const char *list)
+{
+    char *copy, *tok, *save = NULL;
+    krb5_enctype et;
+
+    copy = strdup(list);
+    if (copy == NULL)
+        return ENOMEM;
+    for (tok = strtok_r(copy, ", ", &save); tok != NULL;
+         tok = strtok_r(NULL, ", ", &save)) {
+        if (krb5_string_to_enctype(tok, &et) != 0 ||
+            !krb5_c_valid_enctype(et) || u->nenctypes == TK_MAX_KEYS) {
+            krb5_set_error_message(u->ctx, KRB5_PROG_ETYPE_NOSUPP,
+                                   "--enctypes: \"%s\" is not a supported "
+                                   "enctype", tok);
+            free(copy);
+            return KRB5_PROG_ETYPE_NOSUPP;
+        }
+        u->enctypes[u->nenctypes++] = et;
+    }
+    free(copy);
+    return 0;
+}
+
+/* The keytab file: --keytab, KRB5_KTNAME, or the default keytab. */
+static krb5_error_code
+find_keytab(updater *u)
+{
+    krb5_error_code ret;
+    char name[PATH_MAX];
+    const char *path = u->opt.keytab_arg;
+
+    if (path == NULL) {
+        ret = krb5_kt_default_name(u->ctx, name, sizeof(name));
+        if (ret)
+            return ret;
+        path = name;
+    }
+    if (strncmp(path, "FILE:", 5) == 0)
+        path += 5;
+    else if (strncmp(path, "WRFILE:", 7) == 0)
+        path += 7;
+    else if (strchr(path, ':') != NULL && path[0] != '/') {
+        krb5_set_error_message(u->ctx, KRB5_KT_BADNAME, "keytab %s: only "
+                               "FILE keytabs can be updated", path);
+        return KRB5_KT_BADNAME;
+    }
+    snprintf(u->keytab, sizeof(u->keytab), "%s", path);
+    snprintf(u->state_file, sizeof(u->state_file), "%s%s", u->keytab,
+             STATE_SUFFIX);
+    return 0;
+}
+
+/* The anchors: --anchors, else the realm's or libdefaults' pkinit_anchors. */
+static krb5_error_code
+load_trust(updater *u)
+{
+    krb5_error_code ret;
+    profile_t profile = NULL;
+    char **values = NULL, *arg[2] = { NULL, NULL };
+    char realm[256];
+    const char *path[4];
+
+    if (u->opt.anchors_file != NULL) {
+        arg[0] = (char *)u->opt.anchors_file;
+        if (strchr(arg[0], ':') == NULL || arg[0][0] == '/') {
+            char *spec = malloc(strlen(arg[0]) + 6);
+
+            if (spec == NULL)
+                return ENOMEM;
+            sprintf(spec, "FILE:%s", u->opt.anchors_file);
+            arg[0] = spec;
+            ret = tk_trust_load(u->ctx, arg, NULL, NULL, &u->trust);
+            free(spec);
+            return ret;
+        }
+        return tk_trust_load(u->ctx, arg, NULL, NULL, &u->trust);
+    }
+    snprintf(realm, sizeof(realm), "%.*s", (int)u->princ->realm.length,
+             u->princ->realm.data);
+    ret = krb5_get_profile(u->ctx, &profile);
+    if (ret)
+        return ret;
+    path[0] = "realms";
+    path[1] = realm;
+    path[2] = "pkinit_anchors";
+    path[3] = NULL;
+    if (profile_get_values(profile, path, &values) != 0) {
+        path[0] = "libdefaults";
+        path[1] = "pkinit_anchors";
+        path[2] = NULL;
+        if (profile_get_values(profile, path, &values) != 0)
+            values = NULL;
+    }
+    profile_release(profile);
+    if (values == NULL) {
+        krb5_set_error_message(u->ctx, KRB5_CONFIG_BADFORMAT, "no trust "
+                               "anchors for the KDC: give --anchors or set "
+                               "pkinit_anchors");
+        return KRB5_CONFIG_BADFORMAT;
+    }
+    ret = tk_trust_load(u->ctx, values, NULL, NULL, &u->trust);
+    profile_free_list(values);
+    return ret;
+}
+
+static krb5_deltat
+clock_skew(krb5_context ctx)
+{
+    profile_t profile = NULL;
+    char *text = NULL;
+    krb5_deltat skew = 300;
+
+    if (krb5_get_profile(ctx, &profile) == 0 &&
+        profile_get_string(profile, "libdefaults", "clockskew", NULL, NULL,
+                           &text) == 0 && text != NULL)
+        (void)krb5_string_to_deltat(text, &skew);
+    profile_release_string(text);
+    profile_release(profile);
+    return skew;
+}
+
+static int
+setup(updater *u)
+{
+    krb5_error_code ret;
+    krb5_principal *names = NULL;
+
+    ret = krb5_init_context(&u->ctx);
+    if (ret) {
+        fprintf(stderr, "%s: cannot initialize Kerberos: %s\n", progname,
+                error_message(ret));
+        return EXIT_LOCAL;
+    }
+    ret = k5_plugin_register(u->ctx, PLUGIN_INTERFACE_CLPREAUTH, "tempkey",
+                             clpreauth_tempkey_initvt);
+    if (ret)
+        return say_error(u, EXIT_LOCAL, ret, "cannot register the tempkey "
+                         "preauth module");
+    u->skew = clock_skew(u->ctx);
+    u->lifetime = 0;
+    if (u->opt.lifetime_arg != NULL) {
+        ret = tk_parse_duration(u->ctx, "--lifetime", u->opt.lifetime_arg,
+                                &u->lifetime);
+        if (ret)
+            return say_error(u, EXIT_USAGE, ret, "bad --lifetime");
+    }
+    ret = parse_enctypes(u, u->opt.enctypes_arg != NULL ?
+                         u->opt.enctypes_arg : DEFAULT_ENCTYPES);
+    if (ret)
+        return say_error(u, EXIT_USAGE, ret, "bad --enctypes");
+    if (u->opt.status && u->opt.cert_file == NULL &&
+        u->opt.principal_arg == NULL) {
+        fprintf(stderr, "%s: --status needs --principal or --cert\n",
+                progname);
+        return EXIT_USAGE;
+    }
+    if (u->opt.cert_file != NULL) {
+        ret = tk_identity_load(u->ctx, u->opt.cert_file,
+                               u->opt.key_file != NULL ? u->opt.key_file :
+                               u->opt.cert_file, &u->id);
+        if (ret)
+            return say_error(u, EXIT_LOCAL, ret, "cannot load the "
+                             "certificate and key");
+    }
+    if (u->opt.principal_arg != NULL) {
+        ret = krb5_parse_name(u->ctx, u->opt.principal_arg, &u->princ);
+    } else {
+        ret = tk_cert_principals(u->ctx, u->id->cert, &names);
+        if (ret == 0 && (names == NULL || names[0] == NULL)) {
+            ret = KRB5_CONFIG_BADFORMAT;
+            krb5_set_error_message(u->ctx, ret, "the certificate names no "
+                                   "Kerberos principal; give --principal");
+        } else if (ret == 0) {
+            ret = krb5_copy_principal(u->ctx, names[0], &u->princ);
+        }
+        tk_free_principals(u->ctx, names);
+    }
+    if (ret == 0)
+        ret = krb5_unparse_name(u->ctx, u->princ, &u->princ_name);
+    if (ret)
+        return say_error(u, EXIT_LOCAL, ret, "cannot tell the principal");
+    ret = find_keytab(u);
+    if (ret)
+        return say_error(u, EXIT_LOCAL, ret, "cannot tell the keytab");
+    if (u->opt.status)
+        return EXIT_OK;
+    ret = load_trust(u);
+    if (ret)
+        return say_error(u, EXIT_LOCAL, ret, "cannot load the KDC's trust "
+                         "anchors");
+    u->session.principal = u->princ;
+    u->session.id = u->id;
+    u->session.kdc_trust = u->trust;
+    u->session.lifetime = u->lifetime;
+    u->session.prepare = prepare;
+    u->session.arg = u;
+    return EXIT_OK;
+}
+
+int
+main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "cert", required_argument, NULL, 'c' },
+        { "key", required_argument, NULL, 'k' },
+        { "anchors", required_argument, NULL, 'a' },
+        { "keytab", required_argument, NULL, 't' },
+        { "principal", required_argument, NULL, 'p' },
+        { "lifetime", required_argument, NULL, 'l' },
+        { "enctypes", required_argument, NULL, 'e' },
+        { "daemon", no_argument, NULL, 'd' },
+        { "dry-run", no_argument, NULL, 'n' },
+        { "status", no_argument, NULL, 's' },
+        { "verbose", no_argument, NULL, 'v' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 }
+    };
+    updater u;
+    int c, status;
+
+    memset(&u, 0, sizeof(u));
+    while ((c = getopt_long(argc, argv, "c:k:a:t:p:l:e:dnsvh", longopts,
+                            NULL)) != -1) {
+        switch (c) {
+        case 'c': u.opt.cert_file = optarg; break;
+        case 'k': u.opt.key_file = optarg; break;
+        case 'a': u.opt.anchors_file = optarg; break;
+        case 't': u.opt.keytab_arg = optarg; break;
+        case 'p': u.opt.principal_arg = optarg; break;
+        case 'l': u.opt.lifetime_arg = optarg; break;
+        case 'e': u.opt.enctypes_arg = optarg; break;
+        case 'd': u.opt.daemon = 1; break;
+        case 'n': u.opt.dry_run = 1; break;
+        case 's': u.opt.status = 1; break;
+        case 'v': u.opt.verbose = 1; break;
+        case 'h': usage(stdout); return EXIT_OK;
+        default: usage(stderr); return EXIT_USAGE;
+        }
+    }
+    if (optind != argc || (u.opt.cert_file == NULL && !u.opt.status) ||
+        (u.opt.daemon && (u.opt.dry_run || u.opt.status)) ||
+        (u.opt.dry_run && u.opt.status)) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    status = setup(&u);
+    if (status == EXIT_OK) {
+        if (u.opt.status)
+            status = show_status(&u);
+        else if (u.opt.daemon)
+            status = run_daemon(&u);
+        else
+            status = run_once(&u);
+    }
+    tk_client_session_clear(&u.session);
+    free_records(&u);
+    tk_identity_free(u.id);
+    tk_trust_free(u.trust);
+    if (u.ctx != NULL) {
+        krb5_free_unparsed_name(u.ctx, u.princ_name);
+        krb5_free_principal(u.ctx, u.princ);
+        krb5_free_context(u.ctx);
+    }
+    return status;
+}
