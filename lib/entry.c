@@ -55,13 +55,14 @@ tk_entry_get_meta(krb5_context ctx, krb5_db_entry *entry, tk_meta **meta_out)
 }
 
 krb5_error_code
-tk_entry_set_meta(krb5_context ctx, krb5_db_entry *entry, const tk_meta *meta)
+tk_entry_set_meta(krb5_context ctx, krb5_db_entry *entry, tk_meta *meta)
 {
     krb5_error_code ret;
     krb5_tl_data tl;
     unsigned char *der = NULL;
     size_t len;
 
+    meta->generation++;
     ret = tk_meta_encode(ctx, meta, &der, &len);
     if (ret)
         return ret;
@@ -475,5 +476,47 @@ tk_entry_add_keys(krb5_context ctx, krb5_db_entry *entry, krb5_kvno kvno,
 
 cleanup:
     tk_meta_free(meta);
+    return ret;
+}
+
+krb5_error_code
+tk_entry_keep_newer_keys(krb5_context ctx, krb5_db_entry *entry,
+                         krb5_db_entry *stored)
+{
+    krb5_error_code ret;
+    tk_meta *mine = NULL, *theirs = NULL;
+    krb5_tl_data tl;
+    int i;
+
+    ret = tk_entry_get_meta(ctx, stored, &theirs);
+    if (ret || theirs == NULL)
+        goto cleanup;           /* an unreadable record is refused later */
+    ret = tk_entry_get_meta(ctx, entry, &mine);
+    if (ret)
+        goto cleanup;
+    if (mine != NULL && mine->generation >= theirs->generation)
+        goto cleanup;
+    /* Stale: the stored keys, their records and master key version win. */
+    for (i = 0; i < entry->n_key_data; i++)
+        krb5_dbe_free_key_data_contents(ctx, &entry->key_data[i]);
+    free(entry->key_data);
+    entry->key_data = stored->key_data;
+    entry->n_key_data = stored->n_key_data;
+    stored->key_data = NULL;
+    stored->n_key_data = 0;
+    memset(&tl, 0, sizeof(tl));
+    tl.tl_data_type = TK_TL_META;
+    if (krb5_dbe_lookup_tl_data(ctx, stored, &tl) == 0 &&
+        tl.tl_data_contents != NULL)
+        ret = krb5_dbe_update_tl_data(ctx, entry, &tl);
+    memset(&tl, 0, sizeof(tl));
+    tl.tl_data_type = KRB5_TL_MKVNO;
+    if (ret == 0 && krb5_dbe_lookup_tl_data(ctx, stored, &tl) == 0 &&
+        tl.tl_data_contents != NULL)
+        ret = krb5_dbe_update_tl_data(ctx, entry, &tl);
+
+cleanup:
+    tk_meta_free(mine);
+    tk_meta_free(theirs);
     return ret;
 }

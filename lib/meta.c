@@ -13,6 +13,7 @@
  *     version      INTEGER (1),
  *     highestKvno  INTEGER (0..65535),
  *     lastExpiry   INTEGER,          -- seconds since the epoch, 0 = none
+ *     generation   INTEGER,          -- advanced by every change of records
  *     keys         SEQUENCE OF TempkeyRecord
  * }
  * TempkeyRecord ::= SEQUENCE {
@@ -41,6 +42,7 @@ typedef struct {
     ASN1_INTEGER *version;
     ASN1_INTEGER *highest_kvno;
     ASN1_INTEGER *last_expiry;
+    ASN1_INTEGER *generation;
     STACK_OF(TK_RECORD) *keys;
 } TK_META;
 
@@ -50,6 +52,7 @@ ASN1_SEQUENCE(TK_META) = {
     ASN1_SIMPLE(TK_META, version, ASN1_INTEGER),
     ASN1_SIMPLE(TK_META, highest_kvno, ASN1_INTEGER),
     ASN1_SIMPLE(TK_META, last_expiry, ASN1_INTEGER),
+    ASN1_SIMPLE(TK_META, generation, ASN1_INTEGER),
     ASN1_SEQUENCE_OF(TK_META, keys, TK_RECORD),
 } ASN1_SEQUENCE_END(TK_META)
 
@@ -129,6 +132,11 @@ tk_meta_decode(krb5_context ctx, const unsigned char *der, size_t len,
         ret = bad_meta(ctx, ASN1_BAD_FORMAT, "last expiry out of range");
         goto cleanup;
     }
+    if (!get_int64(asn->generation, &v) || v < 0) {
+        ret = bad_meta(ctx, ASN1_BAD_FORMAT, "generation out of range");
+        goto cleanup;
+    }
+    meta->generation = (uint64_t)v;
     n = sk_TK_RECORD_num(asn->keys);
     if (n > 0) {
         meta->keys = calloc(n, sizeof(*meta->keys));
@@ -197,7 +205,8 @@ tk_meta_encode(krb5_context ctx, const tk_meta *meta, unsigned char **der_out,
         goto cleanup;
     if (!ASN1_INTEGER_set_int64(asn->version, TK_META_VERSION) ||
         !ASN1_INTEGER_set_int64(asn->highest_kvno, meta->highest_kvno) ||
-        !ASN1_INTEGER_set_int64(asn->last_expiry, meta->last_expiry))
+        !ASN1_INTEGER_set_int64(asn->last_expiry, meta->last_expiry) ||
+        !ASN1_INTEGER_set_int64(asn->generation, (int64_t)meta->generation))
         goto cleanup;
     for (i = 0; i < meta->nkeys; i++) {
         const tk_key_record *rec = &meta->keys[i];

@@ -131,7 +131,9 @@ static const struct {
     const char *name;
     krb5_error_code code;
 } reasons[] = {
-    { TK_REASON_MALFORMED, "malformed", KRB5KRB_AP_ERR_BAD_INTEGRITY },
+    /* Not BAD_INTEGRITY, which the backing module's lockout would count as
+     * a failed password. */
+    { TK_REASON_MALFORMED, "malformed", KRB5KDC_ERR_INVALID_SIG },
     { TK_REASON_NOT_FOR_THIS_KDC, "not-for-this-kdc",
       KRB5KDC_ERR_CERTIFICATE_MISMATCH },
     { TK_REASON_BAD_SIGNATURE, "bad-signature", KRB5KDC_ERR_INVALID_SIG },

@@ -39,6 +39,8 @@ typedef struct tk_meta {
     krb5_kvno highest_kvno;     /* highest kvno ever stored; never decreases */
     int64_t last_expiry;        /* when the newest removed key stopped being
                                  * usable (expiry or revocation), or 0 */
+    uint64_t generation;        /* advanced by every change of the records:
+                                 * tells a stale copy from the stored one */
     size_t nkeys;
     tk_key_record *keys;        /* ascending kvno, no duplicates */
 } tk_meta;

@@ -13,9 +13,20 @@ krb5_error_code tk_entry_is_managed(krb5_context ctx, krb5_db_entry *entry,
  * principal. */
 krb5_error_code tk_entry_get_meta(krb5_context ctx, krb5_db_entry *entry,
                                   tk_meta **meta_out);
-/* Store meta in the entry's tl_data. */
+/* Store meta in the entry's tl_data, advancing its generation. */
 krb5_error_code tk_entry_set_meta(krb5_context ctx, krb5_db_entry *entry,
-                                  const tk_meta *meta);
+                                  tk_meta *meta);
+
+/*
+ * Before storing entry for a writer that does not own the key records
+ * (kadmind, kadmin.local): if the stored copy's records are of a later
+ * generation, the writer read them before a temporary-key change and would
+ * undo it, so take the stored keys and records instead, keeping the
+ * writer's other changes.
+ */
+krb5_error_code tk_entry_keep_newer_keys(krb5_context ctx,
+                                         krb5_db_entry *entry,
+                                         krb5_db_entry *stored);
 
 /*
  * Rewrite a managed entry into what the KDC may use at now: only keys whose

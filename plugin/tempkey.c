@@ -596,14 +596,13 @@ store_upload(krb5_context ctx, tk_db *db, krb5_db_entry *entry)
     return set_result(entry, reason, expiry) ? ENOMEM : ret;
 }
 
+/* Check and store entry in the backing module. */
 static krb5_error_code
-tk_put_principal(krb5_context ctx, krb5_db_entry *entry, char **db_args)
+put_checked(krb5_context ctx, tk_db *db, krb5_db_entry *entry,
+            char **db_args)
 {
     krb5_error_code ret;
 
-    GET_DB(ctx, db);
-    if (db->kdc && find_tl(entry, TK_TL_UPLOAD) != NULL)
-        return store_upload(ctx, db, entry);
     ret = tk_entry_check_put(ctx, entry);
     if (ret)
         return ret;
@@ -611,6 +610,37 @@ tk_put_principal(krb5_context ctx, krb5_db_entry *entry, char **db_args)
     if (ret)
         return ret;
     return relay(ctx, db->inner, krb5_db_put_principal(db->inner, entry));
+}
+
+static krb5_error_code
+tk_put_principal(krb5_context ctx, krb5_db_entry *entry, char **db_args)
+{
+    krb5_error_code ret;
+    krb5_db_entry *stored = NULL;
+
+    GET_DB(ctx, db);
+    if (db->kdc && find_tl(entry, TK_TL_UPLOAD) != NULL)
+        return store_upload(ctx, db, entry);
+    if (find_tl(entry, TK_TL_META) == NULL)
+        return put_checked(ctx, db, entry, db_args);
+    /* A writer's copy of temporary keys may be older than the stored ones
+     * (kadmind does not lock between its get and put): compare under the
+     * lock that uploads take. */
+    ret = krb5_db_lock(db->inner, KRB5_DB_LOCKMODE_EXCLUSIVE);
+    if (ret)
+        return relay(ctx, db->inner, ret);
+    ret = krb5_db_get_principal(db->inner, entry->princ, 0, &stored);
+    if (ret == 0)
+        ret = tk_entry_keep_newer_keys(ctx, entry, stored);
+    else if (ret == KRB5_KDB_NOENTRY)
+        ret = 0;
+    else
+        relay(ctx, db->inner, ret);
+    if (ret == 0)
+        ret = put_checked(ctx, db, entry, db_args);
+    krb5_db_unlock(db->inner);
+    krb5_db_free_principal(db->inner, stored);
+    return ret;
 }
 
 static krb5_error_code
@@ -718,15 +748,22 @@ tk_audit_as_req(krb5_context ctx, krb5_kdc_req *request,
 
     if (db == NULL)
         return;
-    if (db->kdc && client != NULL &&
-        tk_entry_is_managed(ctx, client, &managed) == 0 && managed) {
-        if (krb5_db_get_principal(db->inner, client->princ, 0, &fresh) != 0)
-            return;
-        client = fresh;
+    if (!db->kdc || client == NULL ||
+        tk_entry_is_managed(ctx, client, &managed) != 0 || !managed) {
+        krb5_db_audit_as_req(db->inner, request, local_addr, remote_addr,
+                             client, server, authtime, error_code);
+        return;
     }
-    krb5_db_audit_as_req(db->inner, request, local_addr, remote_addr, client,
-                         server, authtime, error_code);
-    krb5_db_free_principal(db->inner, fresh);
+    /* Under the lock uploads take, so that an upload stored by another
+     * worker between the fetch and the write-back is not undone. */
+    if (krb5_db_lock(db->inner, KRB5_DB_LOCKMODE_EXCLUSIVE) != 0)
+        return;
+    if (krb5_db_get_principal(db->inner, client->princ, 0, &fresh) == 0) {
+        krb5_db_audit_as_req(db->inner, request, local_addr, remote_addr,
+                             fresh, server, authtime, error_code);
+        krb5_db_free_principal(db->inner, fresh);
+    }
+    krb5_db_unlock(db->inner);
 }
 
 /* krb5kdc calls this on SIGHUP, which the purge timer sends. */

@@ -155,12 +155,19 @@ make_upload(krb5_context ctx, tk_client_session *s,
     up.nkeys = s->nkeys;
     for (i = 0; i < s->nkeys; i++)
         up.keys[i] = s->keys[i];
+    if (s->tamper_upload != NULL)
+        s->tamper_upload(s, &up);
     ret = tk_encode_upload(ctx, &up, &der);
     OPENSSL_cleanse(&up, sizeof(up));
     if (ret == 0)
         ret = tk_cms_sign(ctx, s->id, &der, &sig);
+    if (ret == 0 && s->tamper_signed != NULL)
+        s->tamper_signed(s, &sig);
     if (ret == 0)
-        ret = tk_cms_encrypt(ctx, modreq->kdc_cert, &sig, &env);
+        ret = tk_cms_encrypt(ctx, s->recipient != NULL ? s->recipient :
+                             modreq->kdc_cert, &sig, &env);
+    if (ret == 0 && s->tamper_padata != NULL)
+        s->tamper_padata(s, &env);
     if (ret)
         goto cleanup;
     list = calloc(2, sizeof(*list));

@@ -224,18 +224,25 @@ client_meta(krb5_context ctx, krb5_kdcpreauth_callbacks cb,
     return meta;
 }
 
-/* Whether the client is ours: managed, or enrolling. */
+/* Whether the client is ours: managed (or enrolling, which the KDB module
+ * marks the same way), or keyless and allowed to enroll.  The KDB module
+ * decides again when it stores. */
 static krb5_boolean
 is_ours(krb5_context ctx, krb5_kdcpreauth_callbacks cb,
-        krb5_kdcpreauth_rock rock)
+        krb5_kdcpreauth_rock rock, realm_state *rs)
 {
+    krb5_db_entry *entry = cb->client_entry(ctx, rock);
     char *value = NULL;
 
-    if (cb->get_string(ctx, rock, TK_ATTR_MANAGED, &value) != 0 ||
-        value == NULL)
+    if (rs == NULL)
         return FALSE;
-    cb->free_string(ctx, rock, value);
-    return TRUE;
+    if (cb->get_string(ctx, rock, TK_ATTR_MANAGED, &value) == 0 &&
+        value != NULL) {
+        cb->free_string(ctx, rock, value);
+        return TRUE;
+    }
+    return entry->n_key_data == 0 &&
+        tk_policy_may_enroll(ctx, &rs->policy, entry->princ);
 }
 
 static krb5_pa_data *
@@ -286,7 +293,7 @@ tk_kdc_edata(krb5_context ctx, krb5_kdc_req *request,
     krb5_pa_data *pa = NULL;
     char *name = NULL;
 
-    if (rs == NULL || !is_ours(ctx, cb, rock)) {
+    if (!is_ours(ctx, cb, rock, rs)) {
         (*respond)(arg, ENOENT, NULL);
         return;
     }
@@ -626,7 +633,7 @@ tk_kdc_verify(krb5_context ctx, krb5_data *req_pkt, krb5_kdc_req *request,
         (*respond)(arg, ENOMEM, NULL, NULL, NULL);
         return;
     }
-    if (st.rs == NULL || !is_ours(ctx, cb, rock)) {
+    if (!is_ours(ctx, cb, rock, st.rs)) {
         ret = refuse(&st, TK_REASON_NOT_ENROLLABLE, "neither managed by "
                      "tempkey nor allowed to enroll by tempkey_enroll");
         goto done;

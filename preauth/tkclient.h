@@ -38,6 +38,14 @@ struct tk_client_session {
     tk_ack *ack;                /* the KDC's signed acknowledgement */
     int reason;                 /* the KDC's refusal (tk_reason), or 0 */
     char message[512];          /* what went wrong, for one line */
+
+    /* Fault injection for the tests; ktupdate leaves them NULL.  Change the
+     * upload before it is encoded, encrypt to another certificate, or
+     * change the signed message or the padata sent. */
+    void (*tamper_upload)(tk_client_session *s, tk_upload *up);
+    X509 *recipient;
+    void (*tamper_signed)(tk_client_session *s, krb5_data *der);
+    void (*tamper_padata)(tk_client_session *s, krb5_data *der);
 };
 
 /*

@@ -30,6 +30,7 @@ KADMIND = os.path.join(SBIN, 'kadmind')
 KDB5_UTIL = os.path.join(SBIN, 'kdb5_util')
 KADMIN_LOCAL = os.path.join(SBIN, 'kadmin.local')
 KPROPD = os.path.join(SBIN, 'kpropd')
+TK_UPLOAD = os.path.join(BUILDDIR, 'tests', 'tools', 'tk-upload')
 KINIT, KVNO, KLIST, KDESTROY, KADMIN = (
     '/usr/bin/kinit', '/usr/bin/kvno', '/usr/bin/klist', '/usr/bin/kdestroy',
     '/usr/bin/kadmin')
@@ -87,6 +88,7 @@ class Realm:
                  start_kdc=True, kdc_args=(), start_kadmind=False,
                  purge_interval='2s', kdc_extra='', dbmodules_extra='',
                  tk_section=None, realm_extra='', pki=False,
+                 libdefaults_extra='',
                  enroll='HTTP/*.test host/*.test', pki_keytype='ec'):
         self.realm = realm
         self.tempkey = tempkey
@@ -109,6 +111,7 @@ class Realm:
                           '    }' % (self.path('principal'), purge_interval))
         self.tk_section = tk_section
         self.kdc_extra = kdc_extra
+        self.libdefaults_extra = libdefaults_extra
         self.dbmodules_extra = dbmodules_extra
         self.realm_extra = realm_extra
         self.plugins = ''
@@ -147,13 +150,12 @@ class Realm:
     }}
 '''
 
-    def server_cert(self, name, principal=None, **kw):
-        """A certificate from the realm's CA naming principal (default:
-        name@REALM)."""
-        if principal is None:
-            principal = '%s@%s' % (name, self.realm)
-        return self.ca.issue(name.replace('/', '_'), principal=principal,
-                             **kw)
+    def server_cert(self, service, name=None, **kw):
+        """A certificate from the realm's CA naming service@REALM, kept
+        under name (default: the service)."""
+        principal = service if '@' in service else service + '@' + self.realm
+        return self.ca.issue(name or service.replace('/', '_'),
+                             principal=principal, **kw)
 
     def ktupdate(self, cert, *args, keytab=None, **kw):
         """Run ktupdate with cert's key and chain and the realm's CA as the
@@ -179,6 +181,7 @@ class Realm:
     rdns = false
     default_keytab_name = FILE:{self.keytab}
     default_client_keytab_name = FILE:{self.path('client.keytab')}
+{self.libdefaults_extra}
 [realms]
     {r} = {{
         kdc = 127.0.0.1:{self.kdc_port}
@@ -448,10 +451,11 @@ def entry_keys(line):
 
 class Tests:
     """Run test functions in order, reporting each; exit non-zero on any
-    failure."""
+    failure.  With shared=True realms live on from one test to the next (a
+    fixture several tests use) and are stopped at exit."""
 
-    def __init__(self):
-        self.results = []
+    def __init__(self, shared=False):
+        self.shared = shared
 
     def run(self, *funcs):
         failed = 0
@@ -471,7 +475,8 @@ class Tests:
                 print('FAIL: %s: %r' % (name, e))
                 continue
             finally:
-                _cleanup_all()
+                if not self.shared:
+                    _cleanup_all()
             print('PASS: ' + name)
         print('%d passed, %d failed' % (len(funcs) - failed, failed))
         sys.exit(1 if failed else 0)

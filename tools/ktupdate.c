@@ -465,6 +465,16 @@ print_result(updater *u, const char *verb)
     fflush(stdout);
 }
 
+/* Whether code is an answer from a KDC rather than a failure to reach one.
+ */
+static krb5_boolean
+is_kdc_answer(krb5_error_code code)
+{
+    return code == KRB5_PREAUTH_FAILED ||
+        (code > ERROR_TABLE_BASE_krb5 &&
+         code <= ERROR_TABLE_BASE_krb5 + 127);
+}
+
 /* One run: returns an exit status. */
 static int
 run_once(updater *u)
@@ -529,6 +539,16 @@ run_once(updater *u)
                 drop_record(u, r);
                 save_records(u);
             }
+            status = EXIT_REFUSED;
+        } else if (s->request == NULL && s->message[0] == '\0' &&
+                   is_kdc_answer(ret)) {
+            snprintf(s->message, sizeof(s->message), "%s",
+                     ret == KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN ?
+                     "the KDC does not know this principal and "
+                     "tempkey_enroll does not let it enroll" :
+                     "the KDC offers no tempkey upload for this principal: "
+                     "it is neither managed nor allowed to enroll "
+                     "(tempkey_enroll)");
             status = EXIT_REFUSED;
         } else if (s->request == NULL && s->message[0] != '\0') {
             status = EXIT_KDC_UNTRUSTED;

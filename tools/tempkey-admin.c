@@ -231,6 +231,8 @@ typedef struct {
     size_t nkeys;
     const char *keytab;
     krb5_principal princ;
+    krb5_kvno mkvno;
+    krb5_keyblock *mkey;
 } set_state;
 
 static krb5_boolean
@@ -275,7 +277,7 @@ set_entry(krb5_context ctx, krb5_db_entry *entry, void *arg,
             return ret;
     }
     ret = tk_entry_add_keys(ctx, entry, st->kvno, st->keys, st->nkeys,
-                            st->expiry, NULL);
+                            st->expiry, NULL, st->mkvno, st->mkey);
     *changed = (ret == 0);
     return ret;
 }
@@ -394,6 +396,8 @@ cmd_set(admin *a, const char *name, const char *lifetime,
         goto cleanup;
     }
     ret = load_master_key(a);
+    if (ret == 0)
+        ret = tk_active_mkey(a->ctx, st.princ, &st.mkvno, &st.mkey);
     if (ret) {
         fail(a, ret, name);
         goto cleanup;

@@ -73,7 +73,7 @@ START_TEST(defaults)
     ck_assert_str_eq(cfg.section, "tk");
     ck_assert_str_eq(cfg.backing, "main");
     ck_assert_int_eq(cfg.purge_interval, TK_DEFAULT_PURGE_INTERVAL);
-    ck_assert_int_eq(cfg.max_life, TK_DEFAULT_MAX_LIFE);
+    ck_assert_int_eq(cfg.policy.max_life, TK_DEFAULT_MAX_LIFE);
     tk_config_free(&cfg);
     krb5_free_context(ctx);
 }
@@ -90,7 +90,7 @@ START_TEST(settings)
     /* An explicit section wins over the realm's database_module. */
     ck_assert_int_eq(tk_config_read(ctx, "R", "tk", &cfg), 0);
     ck_assert_int_eq(cfg.purge_interval, 120);
-    ck_assert_int_eq(cfg.max_life, 8 * 3600);
+    ck_assert_int_eq(cfg.policy.max_life, 8 * 3600);
     tk_config_free(&cfg);
     krb5_free_context(ctx);
 }

@@ -101,6 +101,7 @@ meta(buf *o, long long version, long long highest, long long last,
     integer(&c, version);
     integer(&c, highest);
     integer(&c, last);
+    integer(&c, 7);             /* generation */
     tlv(&c, 0x30, records);
     tlv(o, 0x30, &c);
 }
@@ -141,6 +142,7 @@ START_TEST(round_trip)
     recs[2].expiry = 1;
     in.highest_kvno = TK_KVNO_MAX;
     in.last_expiry = 1699999999;
+    in.generation = 12345678901LL;
     in.nkeys = 3;
     in.keys = recs;
 
@@ -148,6 +150,7 @@ START_TEST(round_trip)
     ck_assert_int_eq(tk_meta_decode(ctx, der, len, &out), 0);
     ck_assert_uint_eq(out->highest_kvno, TK_KVNO_MAX);
     ck_assert_int_eq(out->last_expiry, 1699999999);
+    ck_assert_uint_eq(out->generation, 12345678901LL);
     ck_assert_uint_eq(out->nkeys, 3);
     ck_assert_mem_eq(out->keys, recs, sizeof(recs));
     tk_meta_free(out);
@@ -163,6 +166,7 @@ START_TEST(round_trip_empty)
 
     memset(&in, 0, sizeof(in));
     in.highest_kvno = 4;
+    in.generation = 0;
     ck_assert_int_eq(tk_meta_encode(ctx, &in, &der, &len), 0);
     ck_assert_int_eq(tk_meta_decode(ctx, der, len, &out), 0);
     ck_assert_uint_eq(out->highest_kvno, 4);

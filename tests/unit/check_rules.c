@@ -46,7 +46,7 @@ meta_with(const krb5_kvno *kvnos, const int64_t *expiries, size_t n)
  * libkdb5 returns them), managed if asked, with meta if given. */
 static krb5_db_entry *
 make_entry(const char *princ, const krb5_kvno *kvnos, size_t n,
-           int managed, const tk_meta *meta)
+           int managed, tk_meta *meta)
 {
     krb5_db_entry *e = calloc(1, sizeof(*e));
     size_t i, k = 0;
@@ -413,6 +413,46 @@ START_TEST(revoke_all_repairs_corrupt_record)
 }
 END_TEST
 
+START_TEST(stale_writer_keeps_stored_keys)
+{
+    const krb5_kvno old_kv[] = { 1 }, new_kv[] = { 1, 2 };
+    const int64_t ex[] = { NOW + 100, NOW + 200 };
+    tk_meta *m_old = meta_with(old_kv, ex, 1), *m_new = meta_with(new_kv,
+                                                                   ex, 2);
+    krb5_db_entry *stale, *stored, *fresh;
+    tk_meta *got = NULL;
+
+    /* stored: generation advanced past the writer's copy. */
+    m_old->generation = 10;
+    m_new->generation = 20;
+    stale = make_entry("HTTP/a@R", old_kv, 1, 1, m_old);
+    stored = make_entry("HTTP/a@R", new_kv, 2, 1, m_new);
+    stale->max_life = 42;
+    ck_assert_int_eq(tk_entry_keep_newer_keys(ctx, stale, stored), 0);
+    ck_assert_int_eq(stale->n_key_data, 4);
+    ck_assert_uint_eq(stale->key_data[0].key_data_kvno, 2);
+    ck_assert_int_eq(stale->max_life, 42);      /* the writer's change */
+    ck_assert_int_eq(tk_entry_get_meta(ctx, stale, &got), 0);
+    ck_assert_uint_eq(got->nkeys, 2);
+    tk_meta_free(got);
+    got = NULL;
+    krb5_db_free_principal(ctx, stored);
+
+    /* A writer whose generation is not behind keeps its copy. */
+    m_old->generation = 30;
+    m_new->generation = 20;
+    fresh = make_entry("HTTP/a@R", old_kv, 1, 1, m_old);
+    stored = make_entry("HTTP/a@R", new_kv, 2, 1, m_new);
+    ck_assert_int_eq(tk_entry_keep_newer_keys(ctx, fresh, stored), 0);
+    ck_assert_int_eq(fresh->n_key_data, 2);
+    krb5_db_free_principal(ctx, stored);
+    krb5_db_free_principal(ctx, fresh);
+    krb5_db_free_principal(ctx, stale);
+    tk_meta_free(m_old);
+    tk_meta_free(m_new);
+}
+END_TEST
+
 START_TEST(next_kvno_exhausted)
 {
     const krb5_kvno kv[] = { TK_KVNO_MAX };
@@ -458,6 +498,7 @@ rules_suite(void)
     tcase_add_test(ent, check_put_accepts);
     tcase_add_test(ent, purge_and_revoke_entry);
     tcase_add_test(ent, revoke_all_repairs_corrupt_record);
+    tcase_add_test(ent, stale_writer_keeps_stored_keys);
     tcase_add_test(ent, next_kvno_exhausted);
     suite_add_tcase(s, ent);
     return s;
