@@ -1,0 +1,170 @@
+"""ktupdate on the server: it trusts only a KDC its anchors vouch for, keeps
+the keytab consistent whatever the KDC answers (or fails to), leaves other
+principals alone, and runs as a daemon."""
+
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pki
+from kdcproxy import KDCProxy, proxied_config
+from realm import (Realm, Tests, fail, KLIST, KTUPDATE, KVNO, REALM)
+
+SVC = 'HTTP/www.test'
+SVC_FULL = SVC + '@' + REALM
+
+
+def keytab_listing(r, path=None):
+    return r.run([KLIST, '-k', '-K', path or r.keytab])
+
+
+def test_untrusted_kdc_refused_before_any_upload():
+    r = Realm(pki=True)
+    cert = r.server_cert(SVC)
+    other = pki.CA(r.path('pki'), 'Not the KDC CA')
+    before = r.dump()
+    r.run([KTUPDATE, '--cert', cert.chain_pem, '--key', cert.key_pem,
+           '--anchors', other.cert_pem, '--keytab', r.keytab],
+          expected_code=3,
+          expected_msg="the KDC's certificate is not trusted")
+    if os.path.exists(r.keytab):
+        fail('a keytab was written for an untrusted KDC')
+    log = r.kdc_log_text()
+    if 'stored kvno' in log or 'refused upload' in log:
+        fail('something was uploaded to an untrusted KDC')
+    if r.dump() != before:
+        fail('the database changed')
+
+
+def test_refused_upload_leaves_the_keytab_as_it_was():
+    r = Realm(pki=True)
+    cert = r.server_cert(SVC)
+    r.ktupdate(cert, expected_msg='stored kvno 1')
+    before = keytab_listing(r)
+    with open(r.keytab + '.tempkey') as f:
+        records = f.read()
+    wrong = r.server_cert(SVC, name='wrong-eku', eku=('client',))
+    r.ktupdate(wrong, expected_code=4,
+               expected_msg='the KDC refused the upload: wrong-key-purpose')
+    if keytab_listing(r) != before:
+        fail('a refused upload changed the keytab')
+    with open(r.keytab + '.tempkey') as f:
+        if f.read() != records:
+            fail('a refused upload changed the key records')
+
+
+def test_lost_reply_then_convergence():
+    r = Realm(pki=True)
+    r.addprinc('user', 'user-pw')
+    cert = r.server_cert(SVC)
+    proxy = KDCProxy(r.kdc_port, mode='drop')
+    try:
+        r.ktupdate(cert, '--verbose', env=proxied_config(r, proxy),
+                   expected_code=5, expected_msg='the key stays pending')
+    finally:
+        proxy.stop()
+    if 'stored kvno 1 of ' + SVC_FULL not in r.kdc_log_text():
+        fail('the KDC did not store the key whose reply was lost')
+    # The server can already read tickets in the key the KDC holds.
+    r.kinit('user', 'user-pw')
+    r.run([KVNO, '-k', r.keytab, SVC],
+          expected_msg='kvno = 1, keytab entry valid')
+    r.ktupdate(cert, '--status', expected_msg='(pending)')
+    # The next run re-sends that same key, which the KDC accepts again.
+    out = r.ktupdate(cert, '--verbose', expected_msg='stored kvno 1 ')
+    if 're-sending pending key version 1' not in out:
+        fail('the pending key was not re-sent')
+    status = r.ktupdate(cert, '--status')
+    if '(pending)' in status:
+        fail('the key is still pending after the KDC acknowledged it')
+    r.ktupdate(cert, expected_msg='stored kvno 2 ')
+
+
+def test_other_principals_entries_are_kept():
+    r = Realm(pki=True)
+    r.addprinc('host/other.test')
+    r.kadmin_local('ktadd -k %s host/other.test' % r.keytab)
+    other = [l for l in keytab_listing(r).splitlines() if 'host/other' in l]
+    cert = r.server_cert(SVC)
+    for _ in range(3):
+        r.ktupdate(cert, '--lifetime', '1h')
+    now = [l for l in keytab_listing(r).splitlines() if 'host/other' in l]
+    if now != other or not other:
+        fail('ktupdate changed another principal\'s keytab entries')
+    if os.stat(r.keytab).st_mode & 0o077:
+        fail('the keytab is readable by others')
+
+
+def test_dry_run_changes_nothing():
+    r = Realm(pki=True)
+    cert = r.server_cert(SVC)
+    before = r.dump()
+    r.ktupdate(cert, '--dry-run', expected_msg='dry run')
+    if os.path.exists(r.keytab) or r.dump() != before:
+        fail('--dry-run wrote something')
+    r.ktupdate(cert, expected_msg='stored kvno 1')
+    listing = keytab_listing(r)
+    before = r.dump()
+    r.ktupdate(cert, '--dry-run', expected_msg='would upload key version 2')
+    if keytab_listing(r) != listing or r.dump() != before:
+        fail('--dry-run wrote something')
+
+
+def test_daemon_refreshes_and_stops_on_sigterm():
+    r = Realm(pki=True)
+    cert = r.server_cert(SVC)
+    log = open(r.path('daemon.log'), 'w')
+    proc = subprocess.Popen(
+        [KTUPDATE, '--cert', cert.chain_pem, '--key', cert.key_pem,
+         '--anchors', r.ca.cert_pem, '--keytab', r.keytab, '--lifetime',
+         '6s', '--daemon'], env=r.env, stdout=log, stderr=subprocess.STDOUT)
+    r.daemons.append(proc)
+    try:
+        # Refresh comes at two thirds of the key's life: kvno 3 within
+        # about 10 s.
+        r.wait_for('three keys from the daemon',
+                   lambda: 'stored kvno 3 of' in r.kdc_log_text(),
+                   timeout=40, step=0.5)
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=15)
+    finally:
+        r.stop_daemon(proc)
+        log.close()
+    if code != 0:
+        fail('the daemon exited %d on SIGTERM' % code)
+    with open(r.path('daemon.log')) as f:
+        out = f.read()
+    if len(re.findall(r'stored kvno \d+ expires', out)) < 3:
+        fail('the daemon did not report its refreshes:\n' + out)
+
+
+def test_status_and_usage_errors():
+    r = Realm(pki=True)
+    cert = r.server_cert(SVC)
+    r.ktupdate(cert, '--lifetime', '1h')
+    r.ktupdate(cert, '--status', expected_msg='%s kvno 1 aes256' % SVC_FULL)
+    r.run([KTUPDATE, '--keytab', r.keytab], expected_code=2,
+          expected_msg='usage:')
+    r.ktupdate(cert, '--lifetime', 'soon', expected_code=2,
+               expected_msg='--lifetime: "soon" is not a positive')
+    r.ktupdate(cert, '--enctypes', 'rot13', expected_code=2,
+               expected_msg='"rot13" is not a supported enctype')
+    r.run([KTUPDATE, '--cert', r.path('missing.pem'), '--keytab', r.keytab,
+           '--anchors', r.ca.cert_pem], expected_code=1,
+          expected_msg='cannot read')
+    r.run([KTUPDATE, '--cert', cert.chain_pem, '--key', cert.key_pem,
+           '--keytab', r.keytab], expected_code=1,
+          expected_msg='no trust anchors for the KDC')
+    r.stop_kdc()
+    r.ktupdate(cert, expected_code=5, expected_msg='cannot reach the KDC')
+
+
+Tests().run(test_untrusted_kdc_refused_before_any_upload,
+            test_refused_upload_leaves_the_keytab_as_it_was,
+            test_lost_reply_then_convergence,
+            test_other_principals_entries_are_kept,
+            test_dry_run_changes_nothing,
+            test_daemon_refreshes_and_stops_on_sigterm,
+            test_status_and_usage_errors)

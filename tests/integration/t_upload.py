@@ -1,0 +1,138 @@
+"""Servers enroll and rotate their keys with ktupdate; users' tickets carry
+the new key's kvno and never outlive it; old tickets keep working until
+they expire."""
+
+import re
+import time
+
+import pki
+from realm import (Realm, Tests, fail, entry_keys, klist_times, parse_iso,
+                   KTUPDATE, KVNO, KDESTROY, KLIST, REALM)
+
+SVC = 'HTTP/www.test'
+SVC_FULL = SVC + '@' + REALM
+
+
+def stored(out):
+    """(kvno, expiry) from ktupdate's result line."""
+    m = re.search(r' stored kvno (\d+) expires (\S+) enctypes (\S+) '
+                  r'keytab (\S+)', out)
+    if not m:
+        fail('unexpected ktupdate output: ' + out)
+    return int(m.group(1)), parse_iso(m.group(2))
+
+
+def user_ticket(r, kvno):
+    r.run([KDESTROY])
+    r.kinit('user', 'user-pw')
+    r.run([KVNO, SVC], expected_msg='%s: kvno = %d' % (SVC_FULL, kvno))
+
+
+def test_enroll_without_prior_configuration():
+    r = Realm(pki=True)
+    r.addprinc('user', 'user-pw')
+    cert = r.server_cert(SVC)
+    out = r.ktupdate(cert, '--lifetime', '1h')
+    kvno, expiry = stored(out)
+    if kvno != 1 or not 3590 < expiry - time.time() <= 3600:
+        fail('first key should be kvno 1 for an hour: ' + out)
+    if 'enctypes aes256-cts-hmac-sha1-96,aes128-cts-hmac-sha1-96 ' not in out:
+        fail('default enctypes not uploaded: ' + out)
+    r.tempkey_admin('show', SVC, expected_msg=cert.cert_sha256())
+    r.kadmin_local('getstrs ' + SVC, expected_msg='tempkey: 1')
+    user_ticket(r, 1)
+    r.run([KVNO, '-k', r.keytab, SVC], expected_msg='keytab entry valid')
+    if klist_times(r)[SVC_FULL][1] > expiry:
+        fail('ticket outlives the uploaded key')
+    if 'stored kvno 1 of %s' % SVC_FULL not in r.kdc_log_text():
+        fail('the KDC log does not record the upload')
+
+
+def test_three_rotations():
+    # A 2-second clock skew lets ktupdate prune expired keys soon.
+    r = Realm(pki=True, purge_interval='2s',
+              libdefaults_extra='    clockskew = 2')
+    r.addprinc('user', 'user-pw')
+    cert = r.server_cert(SVC)
+    expiries = {}
+    caches = {}
+    for kvno in (1, 2, 3, 4):
+        got, expiries[kvno] = stored(r.ktupdate(cert, '--lifetime', '25s'))
+        if got != kvno:
+            fail('expected kvno %d, ktupdate stored %d' % (kvno, got))
+        user_ticket(r, kvno)
+        if klist_times(r)[SVC_FULL][1] > expiries[kvno]:
+            fail('ticket in kvno %d outlives its key' % kvno)
+        caches[kvno] = r.path('cc%d' % kvno)
+        r.run(['cp', r.ccache, caches[kvno]])
+        # Every ticket issued so far still verifies with the keytab.
+        for old in caches:
+            env = dict(r.env, KRB5CCNAME='FILE:' + caches[old])
+            r.run([KVNO, '-k', r.keytab, SVC], env=env,
+                  expected_msg='kvno = %d, keytab entry valid' % old)
+    # After kvno 1 expires the KDC forgets it within its purge interval,
+    # and never keeps an expired key longer than that (plus slack).
+    promise = 2 + 8
+
+    def kvno1_gone():
+        now = time.time()
+        kvnos = {k[0] for k in entry_keys(r.dump_entry(SVC_FULL))}
+        for k in kvnos:
+            if expiries[k] + promise < now:
+                fail('kvno %d is still stored %.0f s after it expired' %
+                     (k, now - expiries[k]))
+        return 1 not in kvnos
+    r.wait_for('kvno 1 to leave the database', kvno1_gone, timeout=60,
+               step=0.5)
+    # The next rotation drops kvno 1 from the keytab (its expiry and the
+    # clock skew have passed) and keeps the others.
+    r.wait_for('kvno 1 to be past use',
+               lambda: time.time() > expiries[1] + 2 + 1)
+    got, _ = stored(r.ktupdate(cert, '--lifetime', '25s'))
+    listing = r.run([KLIST, '-k', r.keytab])
+    kt_kvnos = sorted({int(m) for m in re.findall(r'^\s+(\d+) ', listing,
+                                                  re.M)})
+    if 1 in kt_kvnos or 5 not in kt_kvnos:
+        fail('keytab should hold kvnos 2-5, holds %r' % kt_kvnos)
+
+
+def test_pinned_public_key_without_a_ca():
+    r = Realm(pki=True)
+    r.addprinc('user', 'user-pw')
+    svc = 'HTTP/pinned.test'
+    own = pki.self_signed(r.path('pki'), 'pinned', principal=svc + '@' +
+                          REALM)
+    r.kadmin_local('addprinc -nokey ' + svc)
+    r.kadmin_local('setstr %s tempkey 1' % svc)
+    r.kadmin_local('setstr %s tempkey_spki %s' % (svc, own.spki_sha256()))
+    stored(r.ktupdate(own, '--principal', svc))
+    r.kinit('user', 'user-pw')
+    r.run([KVNO, '-k', r.keytab, svc], expected_msg='keytab entry valid')
+
+
+def test_intermediate_ca_from_the_pool():
+    r = Realm(pki=True, start_kdc=False)
+    sub = pki.CA(r.path('pki'), 'Sub CA', parent=r.ca)
+    r.realm_extra += '        pkinit_pool = FILE:%s\n' % sub.cert_pem
+    r.write_config()
+    r.start_kdc()
+    leaf = sub.issue('leaf', principal=SVC_FULL)
+    # Only the leaf is sent: the KDC finds the intermediate in its pool.
+    r.run([KTUPDATE, '--cert', leaf.cert_pem, '--key', leaf.key_pem,
+           '--anchors', r.ca.cert_pem, '--keytab', r.keytab],
+          expected_msg='stored kvno 1')
+
+
+def test_rsa_certificates():
+    r = Realm(pki=True, pki_keytype='rsa')
+    r.addprinc('user', 'user-pw')
+    stored(r.ktupdate(r.server_cert(SVC, keytype='rsa')))
+    user_ticket(r, 1)
+    r.run([KVNO, '-k', r.keytab, SVC], expected_msg='keytab entry valid')
+
+
+Tests().run(test_enroll_without_prior_configuration,
+            test_three_rotations,
+            test_pinned_public_key_without_a_ca,
+            test_intermediate_ca_from_the_pool,
+            test_rsa_certificates)
