@@ -483,14 +483,19 @@ krb5_error_code
 tk_entry_keep_newer_keys(krb5_context ctx, krb5_db_entry *entry,
                          krb5_db_entry *stored)
 {
-    krb5_error_code ret;
+    krb5_error_code ret = 0;
     tk_meta *mine = NULL, *theirs = NULL;
     krb5_tl_data tl;
     int i;
 
-    ret = tk_entry_get_meta(ctx, stored, &theirs);
-    if (ret || theirs == NULL)
-        goto cleanup;           /* an unreadable record is refused later */
+    /* An unreadable stored record has nothing to keep: the writer may be
+     * repairing it (tempkey-admin revoke). */
+    if (tk_entry_get_meta(ctx, stored, &theirs) != 0) {
+        krb5_clear_error_message(ctx);
+        return 0;
+    }
+    if (theirs == NULL)
+        goto cleanup;
     ret = tk_entry_get_meta(ctx, entry, &mine);
     if (ret)
         goto cleanup;
