@@ -6,16 +6,25 @@
 
 #include <check.h>
 #include <kdb.h>
+#include <string.h>
+#include <krb5/clpreauth_plugin.h>
+#include <krb5/kdcpreauth_plugin.h>
 
 static const char *
-plugin_path(void)
+module_path(const char *dir)
 {
     static char path[4096];
     const char *top = getenv("TK_BUILDDIR");
 
-    snprintf(path, sizeof(path), "%s/plugin/.libs/tempkey.so",
-             top != NULL ? top : ".");
+    snprintf(path, sizeof(path), "%s/%s/.libs/tempkey.so",
+             top != NULL ? top : ".", dir);
     return path;
+}
+
+static const char *
+plugin_path(void)
+{
+    return module_path("plugin");
 }
 
 START_TEST(vtable)
@@ -55,6 +64,42 @@ START_TEST(no_other_symbols)
 }
 END_TEST
 
+typedef krb5_error_code (*initvt_fn)(krb5_context, int, int,
+                                     krb5_plugin_vtable);
+
+START_TEST(preauth_interface_versions)
+{
+    void *h = dlopen(module_path("preauth"), RTLD_NOW | RTLD_LOCAL);
+    struct krb5_kdcpreauth_vtable_st kdc;
+    struct krb5_clpreauth_vtable_st cl;
+    initvt_fn kdc_init, cl_init;
+    krb5_context ctx;
+
+    ck_assert_msg(h != NULL, "dlopen: %s", dlerror());
+    ck_assert_int_eq(krb5_init_context(&ctx), 0);
+    kdc_init = (initvt_fn)dlsym(h, "kdcpreauth_tempkey_initvt");
+    cl_init = (initvt_fn)dlsym(h, "clpreauth_tempkey_initvt");
+    ck_assert_ptr_nonnull(kdc_init);
+    ck_assert_ptr_nonnull(cl_init);
+    /* An interface version the module was not written for is refused. */
+    ck_assert_int_eq(kdc_init(ctx, 2, 0, (krb5_plugin_vtable)&kdc),
+                     KRB5_PLUGIN_VER_NOTSUPP);
+    ck_assert_int_eq(cl_init(ctx, 2, 0, (krb5_plugin_vtable)&cl),
+                     KRB5_PLUGIN_VER_NOTSUPP);
+    memset(&kdc, 0, sizeof(kdc));
+    memset(&cl, 0, sizeof(cl));
+    ck_assert_int_eq(kdc_init(ctx, 1, 1, (krb5_plugin_vtable)&kdc), 0);
+    ck_assert_int_eq(cl_init(ctx, 1, 2, (krb5_plugin_vtable)&cl), 0);
+    ck_assert_str_eq(kdc.name, "tempkey");
+    ck_assert_int_eq(kdc.pa_type_list[0], 16931);
+    ck_assert_ptr_nonnull(kdc.verify);
+    ck_assert_ptr_nonnull(cl.process);
+    ck_assert_int_eq(cl.pa_type_list[0], 16931);
+    krb5_free_context(ctx);
+    dlclose(h);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -65,6 +110,7 @@ main(void)
 
     tcase_add_test(tc, vtable);
     tcase_add_test(tc, no_other_symbols);
+    tcase_add_test(tc, preauth_interface_versions);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
