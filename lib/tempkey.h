@@ -78,6 +78,12 @@ krb5_deltat tk_cap_life(krb5_deltat life, int64_t expiry, int64_t now);
  * with a message naming the setting on failure. */
 krb5_error_code tk_parse_duration(krb5_context ctx, const char *setting,
                                   const char *text, krb5_deltat *out);
+/* Parse a list of enctype names separated by commas or spaces into
+ * out[0..max-1]; every name must be a supported enctype.  Errors name
+ * setting and the offending word. */
+krb5_error_code tk_parse_enctypes(krb5_context ctx, const char *setting,
+                                  const char *list, krb5_enctype *out,
+                                  size_t max, size_t *count_out);
 /* Format a time as ISO 8601 UTC; buf must hold TK_TIME_LEN bytes. */
 #define TK_TIME_LEN 32
 void tk_format_time(int64_t t, char *buf);

@@ -1,7 +1,10 @@
 /* util.c - durations, times and hex for messages and configuration. */
 #include "tempkey.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 krb5_error_code
@@ -20,6 +23,46 @@ tk_parse_duration(krb5_context ctx, const char *setting, const char *text,
     }
     *out = d;
     return 0;
+}
+
+krb5_error_code
+tk_parse_enctypes(krb5_context ctx, const char *setting, const char *list,
+                  krb5_enctype *out, size_t max, size_t *count_out)
+{
+    krb5_error_code ret = 0;
+    char *copy, *tok, *save = NULL;
+    krb5_enctype et;
+    size_t n = 0;
+
+    *count_out = 0;
+    copy = strdup(list);
+    if (copy == NULL)
+        return ENOMEM;
+    for (tok = strtok_r(copy, ", \t", &save); tok != NULL;
+         tok = strtok_r(NULL, ", \t", &save)) {
+        if (krb5_string_to_enctype(tok, &et) != 0 ||
+            !krb5_c_valid_enctype(et)) {
+            ret = KRB5_PROG_ETYPE_NOSUPP;
+            krb5_set_error_message(ctx, ret, "%s: \"%s\" is not a supported "
+                                   "enctype", setting, tok);
+            break;
+        }
+        if (n == max) {
+            ret = EINVAL;
+            krb5_set_error_message(ctx, ret, "%s: at most %zu enctypes",
+                                   setting, max);
+            break;
+        }
+        out[n++] = et;
+    }
+    free(copy);
+    if (ret == 0 && n == 0) {
+        ret = EINVAL;
+        krb5_set_error_message(ctx, ret, "%s: no enctype", setting);
+    }
+    if (ret == 0)
+        *count_out = n;
+    return ret;
 }
 
 void

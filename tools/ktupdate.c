@@ -720,31 +720,6 @@ run_daemon(updater *u)
 
 /* ---- Setup. */
 
-static krb5_error_code
-parse_enctypes(updater *u, const char *list)
-{
-    char *copy, *tok, *save = NULL;
-    krb5_enctype et;
-
-    copy = strdup(list);
-    if (copy == NULL)
-        return ENOMEM;
-    for (tok = strtok_r(copy, ", ", &save); tok != NULL;
-         tok = strtok_r(NULL, ", ", &save)) {
-        if (krb5_string_to_enctype(tok, &et) != 0 ||
-            !krb5_c_valid_enctype(et) || u->nenctypes == TK_MAX_KEYS) {
-            krb5_set_error_message(u->ctx, KRB5_PROG_ETYPE_NOSUPP,
-                                   "--enctypes: \"%s\" is not a supported "
-                                   "enctype", tok);
-            free(copy);
-            return KRB5_PROG_ETYPE_NOSUPP;
-        }
-        u->enctypes[u->nenctypes++] = et;
-    }
-    free(copy);
-    return 0;
-}
-
 /* The keytab file: --keytab, KRB5_KTNAME, or the default keytab. */
 static krb5_error_code
 find_keytab(updater *u)
@@ -866,10 +841,11 @@ setup(updater *u)
         ret = tk_parse_duration(u->ctx, "--lifetime", u->opt.lifetime_arg,
                                 &u->lifetime);
         if (ret)
-            return say_error(u, EXIT_USAGE, ret, "bad --lifetime");
+            return say_error(u, EXIT_USAGE, ret, "bad option");
     }
-    ret = parse_enctypes(u, u->opt.enctypes_arg != NULL ?
-                         u->opt.enctypes_arg : DEFAULT_ENCTYPES);
+    ret = tk_parse_enctypes(u->ctx, "--enctypes", u->opt.enctypes_arg != NULL ?
+                            u->opt.enctypes_arg : DEFAULT_ENCTYPES,
+                            u->enctypes, TK_MAX_KEYS, &u->nenctypes);
     if (ret)
         return say_error(u, EXIT_USAGE, ret, "bad --enctypes");
     if (u->opt.status && u->opt.cert_file == NULL &&

@@ -282,44 +282,21 @@ set_entry(krb5_context ctx, krb5_db_entry *entry, void *arg,
     return ret;
 }
 
+/* Random keys for each enctype of list. */
 static krb5_error_code
-parse_enctypes(admin *a, const char *list, set_state *st)
+make_keys(admin *a, const char *list, set_state *st)
 {
     krb5_error_code ret;
-    char *copy, *tok, *save = NULL;
-    krb5_enctype et;
+    krb5_enctype enctypes[MAX_ENCTYPES];
+    size_t i, n;
 
-    copy = strdup(list);
-    if (copy == NULL)
-        return ENOMEM;
-    for (tok = strtok_r(copy, ", ", &save); tok != NULL;
-         tok = strtok_r(NULL, ", ", &save)) {
-        if (krb5_string_to_enctype(tok, &et) != 0 ||
-            !krb5_c_valid_enctype(et)) {
-            ret = KRB5_PROG_ETYPE_NOSUPP;
-            krb5_set_error_message(a->ctx, ret, "unknown or unsupported "
-                                   "enctype \"%s\"", tok);
-            goto cleanup;
-        }
-        if (st->nkeys == MAX_ENCTYPES) {
-            ret = EINVAL;
-            krb5_set_error_message(a->ctx, ret, "at most %d enctypes",
-                                   MAX_ENCTYPES);
-            goto cleanup;
-        }
-        ret = krb5_c_make_random_key(a->ctx, et, &st->keys[st->nkeys]);
-        if (ret)
-            goto cleanup;
-        st->nkeys++;
+    ret = tk_parse_enctypes(a->ctx, "--enctypes", list, enctypes,
+                            MAX_ENCTYPES, &n);
+    for (i = 0; ret == 0 && i < n; i++) {
+        ret = krb5_c_make_random_key(a->ctx, enctypes[i], &st->keys[i]);
+        if (ret == 0)
+            st->nkeys++;
     }
-    ret = 0;
-    if (st->nkeys == 0) {
-        ret = EINVAL;
-        krb5_set_error_message(a->ctx, ret, "no enctype given");
-    }
-
-cleanup:
-    free(copy);
     return ret;
 }
 
@@ -389,8 +366,7 @@ cmd_set(admin *a, const char *name, const char *lifetime,
     ret = krb5_parse_name(a->ctx, name, &st.princ);
     if (ret)
         return fail(a, ret, name);
-    ret = parse_enctypes(a, enctypes != NULL ? enctypes : DEFAULT_ENCTYPES,
-                         &st);
+    ret = make_keys(a, enctypes != NULL ? enctypes : DEFAULT_ENCTYPES, &st);
     if (ret) {
         fail(a, ret, name);
         goto cleanup;

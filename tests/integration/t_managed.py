@@ -198,7 +198,7 @@ def test_admin_set_errors():
     r.tempkey_admin('set', SVC, '--lifetime', 'soon', expected_code=1,
                     expected_msg='--lifetime: "soon" is not a positive')
     r.tempkey_admin('set', SVC, '--enctypes', 'rot13', expected_code=1,
-                    expected_msg='unknown or unsupported enctype "rot13"')
+                    expected_msg='--enctypes: "rot13" is not a supported enctype')
     r.tempkey_admin('set', 'HTTP/missing.test', '--keytab', kt,
                     expected_code=1, expected_msg='no such principal')
     r.tempkey_admin('revoke', SVC, '--kvno', 'x', expected_code=1,
