@@ -21,17 +21,38 @@ name_error(krb5_context ctx, krb5_error_code code, krb5_const_principal princ)
     return code;
 }
 
+/*
+ * Read the string attributes in place: the KDC asks this of every entry it
+ * looks up, and krb5_dbe_get_string() would copy them all.  The format is
+ * libkdb5's: key, NUL, value, NUL, repeated.
+ */
 krb5_error_code
 tk_entry_is_managed(krb5_context ctx, krb5_db_entry *entry, krb5_boolean *out)
 {
-    krb5_error_code ret;
-    char *value = NULL;
+    krb5_tl_data *tl;
+    const char *p, *end, *key;
+    size_t len;
 
-    ret = krb5_dbe_get_string(ctx, entry, TK_ATTR_MANAGED, &value);
-    if (ret)
-        return ret;
-    *out = (value != NULL);
-    krb5_dbe_free_string(ctx, value);
+    *out = FALSE;
+    for (tl = entry->tl_data; tl != NULL; tl = tl->tl_data_next) {
+        if (tl->tl_data_type != KRB5_TL_STRING_ATTRS)
+            continue;
+        p = (const char *)tl->tl_data_contents;
+        end = p + tl->tl_data_length;
+        while (p < end) {
+            key = p;
+            len = strnlen(key, end - key);
+            if (key + len == end)
+                break;
+            p = key + len + 1;                  /* the value */
+            p += strnlen(p, end - p) + 1;       /* the next key */
+            if (len == sizeof(TK_ATTR_MANAGED) - 1 &&
+                memcmp(key, TK_ATTR_MANAGED, len) == 0) {
+                *out = TRUE;
+                return 0;
+            }
+        }
+    }
     return 0;
 }
 

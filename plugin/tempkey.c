@@ -140,8 +140,11 @@ relay(krb5_context outer, krb5_context inner, krb5_error_code code)
 {
     const char *msg;
 
-    if (code == 0)
-        return 0;
+    /* "Not implemented" answers are frequent (issue_pac, check_policy_tgs
+     * on db2) and carry no message worth the copies. */
+    if (code == 0 || code == KRB5_PLUGIN_OP_NOTSUPP ||
+        code == KRB5_PLUGIN_NO_HANDLE)
+        return code;
     msg = krb5_get_error_message(inner, code);
     krb5_set_error_message(outer, code, "%s", msg);
     krb5_free_error_message(inner, msg);

@@ -453,6 +453,34 @@ START_TEST(stale_writer_keeps_stored_keys)
 }
 END_TEST
 
+START_TEST(managed_attribute_among_others)
+{
+    krb5_db_entry *e = make_entry("HTTP/a@R", NULL, 0, 0, NULL);
+    krb5_boolean managed = TRUE;
+    krb5_tl_data tl;
+
+    ck_assert_int_eq(tk_entry_is_managed(ctx, e, &managed), 0);
+    ck_assert(!managed);
+    /* A longer key sharing the prefix is not the attribute. */
+    ck_assert_int_eq(krb5_dbe_set_string(ctx, e, "tempkey_spki", "ab"), 0);
+    ck_assert_int_eq(krb5_dbe_set_string(ctx, e, "note", "x"), 0);
+    ck_assert_int_eq(tk_entry_is_managed(ctx, e, &managed), 0);
+    ck_assert(!managed);
+    ck_assert_int_eq(krb5_dbe_set_string(ctx, e, "tempkey", ""), 0);
+    ck_assert_int_eq(tk_entry_is_managed(ctx, e, &managed), 0);
+    ck_assert(managed);
+    /* An unterminated blob is read no further than its end. */
+    memset(&tl, 0, sizeof(tl));
+    tl.tl_data_type = KRB5_TL_STRING_ATTRS;
+    tl.tl_data_length = 7;
+    tl.tl_data_contents = (krb5_octet *)"tempkey";
+    ck_assert_int_eq(krb5_dbe_update_tl_data(ctx, e, &tl), 0);
+    ck_assert_int_eq(tk_entry_is_managed(ctx, e, &managed), 0);
+    ck_assert(!managed);
+    krb5_db_free_principal(ctx, e);
+}
+END_TEST
+
 START_TEST(next_kvno_exhausted)
 {
     const krb5_kvno kv[] = { TK_KVNO_MAX };
@@ -499,6 +527,7 @@ rules_suite(void)
     tcase_add_test(ent, purge_and_revoke_entry);
     tcase_add_test(ent, revoke_all_repairs_corrupt_record);
     tcase_add_test(ent, stale_writer_keeps_stored_keys);
+    tcase_add_test(ent, managed_attribute_among_others);
     tcase_add_test(ent, next_kvno_exhausted);
     suite_add_tcase(s, ent);
     return s;
