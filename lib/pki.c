@@ -554,32 +554,57 @@ cleanup:
 
 /* ---- Certificate contents. */
 
-krb5_error_code
-tk_cert_has_eku(krb5_context ctx, X509 *cert, const char *eku,
-                krb5_boolean *out)
+/* The OID named by a tempkey_eku value, or NULL for "none". */
+static krb5_error_code
+eku_object(krb5_context ctx, const char *eku, ASN1_OBJECT **obj_out)
 {
-    EXTENDED_KEY_USAGE *ekus;
-    ASN1_OBJECT *want;
     const char *oid = eku;
-    int i;
 
-    *out = FALSE;
-    if (strcmp(eku, "none") == 0) {
-        *out = TRUE;
+    *obj_out = NULL;
+    if (strcmp(eku, "none") == 0)
         return 0;
-    }
     if (strcmp(eku, "pkinit") == 0)
         oid = OID_PKINIT_CLIENT;
     else if (strcmp(eku, "pkinit-kdc") == 0)
         oid = OID_PKINIT_KDC;
     else if (strcmp(eku, "client") == 0)
         oid = OID_CLIENT_AUTH;
-    want = OBJ_txt2obj(oid, 1);
-    if (want == NULL) {
+    *obj_out = OBJ_txt2obj(oid, 1);
+    if (*obj_out == NULL) {
         ERR_clear_error();
         krb5_set_error_message(ctx, KRB5_CONFIG_BADFORMAT, "tempkey_eku \"%s\""
                                " is not pkinit, client, none or an OID", eku);
         return KRB5_CONFIG_BADFORMAT;
+    }
+    return 0;
+}
+
+krb5_error_code
+tk_check_eku(krb5_context ctx, const char *eku)
+{
+    ASN1_OBJECT *obj;
+    krb5_error_code ret = eku_object(ctx, eku, &obj);
+
+    ASN1_OBJECT_free(obj);
+    return ret;
+}
+
+krb5_error_code
+tk_cert_has_eku(krb5_context ctx, X509 *cert, const char *eku,
+                krb5_boolean *out)
+{
+    krb5_error_code ret;
+    EXTENDED_KEY_USAGE *ekus;
+    ASN1_OBJECT *want;
+    int i;
+
+    *out = FALSE;
+    ret = eku_object(ctx, eku, &want);
+    if (ret)
+        return ret;
+    if (want == NULL) {
+        *out = TRUE;
+        return 0;
     }
     ekus = X509_get_ext_d2i(cert, NID_ext_key_usage, NULL, NULL);
     for (i = 0; ekus != NULL && i < sk_ASN1_OBJECT_num(ekus); i++) {

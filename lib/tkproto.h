@@ -175,6 +175,8 @@ krb5_error_code tk_cms_decrypt(krb5_context ctx, const tk_identity *id,
  * "none" (no requirement), or a dotted OID. */
 krb5_error_code tk_cert_has_eku(krb5_context ctx, X509 *cert,
                                 const char *eku, krb5_boolean *out);
+/* Check that eku is a value tk_cert_has_eku() understands. */
+krb5_error_code tk_check_eku(krb5_context ctx, const char *eku);
 /* The principals named by cert's id-pkinit-san otherNames (RFC 4556);
  * *princs_out is NULL-terminated, free with krb5_free_principal each. */
 krb5_error_code tk_cert_principals(krb5_context ctx, X509 *cert,

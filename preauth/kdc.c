@@ -96,6 +96,8 @@ load_realm(krb5_context ctx, const char *realm, realm_state **rs_out)
         goto cleanup;
     }
     ret = tk_policy_read(ctx, realm, &rs->policy);
+    if (ret == 0)
+        ret = tk_check_eku(ctx, rs->policy.eku);
     if (ret)
         goto cleanup;
     ret = krb5_get_profile(ctx, &profile);

@@ -131,8 +131,34 @@ def test_rsa_certificates():
     r.run([KVNO, '-k', r.keytab, SVC], expected_msg='keytab entry valid')
 
 
+def test_misconfigured_module_is_reported():
+    r = Realm(pki=True, start_kdc=False)
+    cert = r.server_cert(SVC)
+    good = r.realm_extra
+    for setting, expected in (
+            ('pkinit_identity', 'needs pkinit_identity and pkinit_anchors'),
+            ('tempkey_eku', 'tempkey_eku "1.2.x" is not pkinit, client, '
+             'none or an OID')):
+        if setting == 'pkinit_identity':
+            r.realm_extra = re.sub(r'.*pkinit_identity.*\n', '', good)
+        else:
+            r.realm_extra = good + '        tempkey_eku = 1.2.x\n'
+        r.write_config()
+        r.start_kdc()
+        log = r.kdc_log_text()
+        if 'preauth tempkey failed to initialize' not in log or \
+                expected not in log:
+            fail('the KDC log does not report the broken %s' % setting)
+        # The KDC serves on, without the mechanism.
+        r.ktupdate(cert, expected_code=4,
+                   expected_msg='offers no tempkey upload')
+        r.stop_kdc()
+        open(r.kdc_log, 'w').close()
+
+
 Tests().run(test_enroll_without_prior_configuration,
             test_three_rotations,
             test_pinned_public_key_without_a_ca,
             test_intermediate_ca_from_the_pool,
-            test_rsa_certificates)
+            test_rsa_certificates,
+            test_misconfigured_module_is_reported)
