@@ -148,23 +148,34 @@ tk_entry_kdc_view(krb5_context ctx, krb5_db_entry *entry, int64_t now,
                   krb5_boolean server_lookup)
 {
     krb5_error_code ret;
-    tk_meta *meta = NULL, empty;
+    tk_meta *meta = NULL;
+
+    ret = tk_entry_get_meta(ctx, entry, &meta);
+    if (ret == 0)
+        ret = tk_entry_kdc_view_meta(ctx, entry, meta, now, server_lookup);
+    tk_meta_free(meta);
+    return ret;
+}
+
+krb5_error_code
+tk_entry_kdc_view_meta(krb5_context ctx, krb5_db_entry *entry,
+                       const tk_meta *meta, int64_t now,
+                       krb5_boolean server_lookup)
+{
+    krb5_error_code ret = 0;
+    tk_meta empty;
     const tk_key_record *newest;
     char when[TK_TIME_LEN];
     int64_t end;
 
-    ret = tk_entry_get_meta(ctx, entry, &meta);
-    if (ret)
-        return ret;
     memset(&empty, 0, sizeof(empty));
     keep_recorded_keys(ctx, entry, meta != NULL ? meta : &empty, now);
     if (!server_lookup) {
         /* As a client only an upload or a temporary key may prove it.  (On
          * a server the flag would refuse users' unpreauthenticated TGTs.) */
         entry->attributes |= KRB5_KDB_REQUIRES_PRE_AUTH;
-        goto cleanup;
+        return 0;
     }
-
     if (entry->n_key_data == 0) {
         ret = KRB5_KDB_NO_MATCHING_KEY;
         end = (meta != NULL) ? last_end(meta, now) : 0;
@@ -177,8 +188,7 @@ tk_entry_kdc_view(krb5_context ctx, krb5_db_entry *entry, int64_t now,
                                    "last one, up to kvno %u, ended at %s)",
                                    meta->highest_kvno, when);
         }
-        name_error(ctx, ret, entry->princ);
-        goto cleanup;
+        return name_error(ctx, ret, entry->princ);
     }
     /* Keys are sorted by descending kvno: the KDC encrypts in the first. */
     newest = tk_meta_find(meta, entry->key_data[0].key_data_kvno);
@@ -189,10 +199,7 @@ tk_entry_kdc_view(krb5_context ctx, krb5_db_entry *entry, int64_t now,
     }
     /* A postdated ticket could start after its key has expired. */
     entry->attributes |= KRB5_KDB_DISALLOW_POSTDATED;
-
-cleanup:
-    tk_meta_free(meta);
-    return ret;
+    return 0;
 }
 
 krb5_error_code

@@ -37,6 +37,12 @@ krb5_error_code tk_entry_keep_newer_keys(krb5_context ctx,
  */
 krb5_error_code tk_entry_kdc_view(krb5_context ctx, krb5_db_entry *entry,
                                   int64_t now, krb5_boolean server_lookup);
+/* The same with the entry's records already decoded (NULL if it has
+ * none). */
+krb5_error_code tk_entry_kdc_view_meta(krb5_context ctx,
+                                       krb5_db_entry *entry,
+                                       const tk_meta *meta, int64_t now,
+                                       krb5_boolean server_lookup);
 
 /* Refuse an entry that no write may store: a managed principal holding a key
  * without a temporary-key record (a long-term key), or an unmanaged one still

@@ -46,6 +46,17 @@
 
 typedef struct purger purger;
 
+/* Decoded key records of recently seen managed entries, keyed by their
+ * exact DER: a hit is the same record by construction, so the KDC decodes
+ * each record once rather than on every request. */
+#define META_CACHE_SLOTS 256
+
+typedef struct {
+    unsigned char *der;
+    size_t len;
+    tk_meta *meta;
+} meta_slot;
+
 typedef struct {
     krb5_context inner;         /* context whose database is the backing */
     tk_config cfg;
@@ -53,6 +64,7 @@ typedef struct {
     purger *purger;
     krb5_context writer;        /* KDC only: admin context for uploads,
                                  * opened on the first one (after fork) */
+    meta_slot meta_cache[META_CACHE_SLOTS];     /* KDC only */
 } tk_db;
 
 static krb5_error_code purger_start(krb5_context ctx, tk_db *db,
@@ -209,8 +221,14 @@ get_db(krb5_context ctx)
 static void
 free_db(tk_db *db)
 {
+    int i;
+
     if (db == NULL)
         return;
+    for (i = 0; i < META_CACHE_SLOTS; i++) {
+        free(db->meta_cache[i].der);
+        tk_meta_free(db->meta_cache[i].meta);
+    }
     purger_stop(db->purger);
     if (db->writer != NULL) {
         (void)krb5_db_fini(db->writer);
@@ -381,19 +399,70 @@ tk_unlock(krb5_context ctx)
     return relay(ctx, db->inner, krb5_db_unlock(db->inner));
 }
 
+/* The decoded records of entry (NULL if none), from the cache if the same
+ * record was seen before.  The result belongs to the cache. */
+static krb5_error_code
+cached_meta(krb5_context ctx, tk_db *db, krb5_db_entry *entry,
+            const tk_meta **meta_out)
+{
+    krb5_error_code ret;
+    krb5_tl_data *tl;
+    meta_slot *slot;
+    tk_meta *meta;
+    uint32_t h = 2166136261u;
+    unsigned char *copy;
+    int i;
+
+    *meta_out = NULL;
+    for (tl = entry->tl_data; tl != NULL; tl = tl->tl_data_next) {
+        if (tl->tl_data_type == TK_TL_META)
+            break;
+    }
+    if (tl == NULL)
+        return 0;
+    for (i = 0; i < tl->tl_data_length; i++)
+        h = (h ^ tl->tl_data_contents[i]) * 16777619u;      /* FNV-1a */
+    slot = &db->meta_cache[h % META_CACHE_SLOTS];
+    if (slot->der != NULL && slot->len == tl->tl_data_length &&
+        memcmp(slot->der, tl->tl_data_contents, slot->len) == 0) {
+        *meta_out = slot->meta;
+        return 0;
+    }
+    ret = tk_entry_get_meta(ctx, entry, &meta);
+    if (ret)
+        return ret;
+    copy = malloc(tl->tl_data_length);
+    if (copy == NULL) {
+        tk_meta_free(meta);
+        return ENOMEM;
+    }
+    memcpy(copy, tl->tl_data_contents, tl->tl_data_length);
+    free(slot->der);
+    tk_meta_free(slot->meta);
+    slot->der = copy;
+    slot->len = tl->tl_data_length;
+    slot->meta = meta;
+    *meta_out = meta;
+    return 0;
+}
+
 /* Rewrite a managed entry for the KDC; log a refusal. */
 static krb5_error_code
-kdc_view(krb5_context ctx, krb5_db_entry *entry, unsigned int flags)
+kdc_view(krb5_context ctx, tk_db *db, krb5_db_entry *entry,
+         unsigned int flags)
 {
     krb5_error_code ret;
     krb5_boolean managed;
+    const tk_meta *meta;
     const char *msg;
 
     ret = tk_entry_is_managed(ctx, entry, &managed);
     if (ret || !managed)
         return ret;
-    ret = tk_entry_kdc_view(ctx, entry, time(NULL),
-                            (flags & KRB5_KDB_FLAG_CLIENT) == 0);
+    ret = cached_meta(ctx, db, entry, &meta);
+    if (ret == 0)
+        ret = tk_entry_kdc_view_meta(ctx, entry, meta, time(NULL),
+                                     (flags & KRB5_KDB_FLAG_CLIENT) == 0);
     if (ret) {
         msg = krb5_get_error_message(ctx, ret);
         com_err("tempkey", 0, "%s; refusing it", msg);
@@ -445,7 +514,7 @@ tk_get_principal(krb5_context ctx, krb5_const_principal search_for,
     if (ret)
         return relay(ctx, db->inner, ret);
     if (db->kdc) {
-        ret = kdc_view(ctx, entry, flags);
+        ret = kdc_view(ctx, db, entry, flags);
         if (ret) {
             krb5_db_free_principal(ctx, entry);
             return ret;
@@ -823,7 +892,7 @@ tk_get_s4u_x509_principal(krb5_context ctx, const krb5_data *client_cert,
     if (ret)
         return relay(ctx, db->inner, ret);
     if (db->kdc) {
-        ret = kdc_view(ctx, entry, flags | KRB5_KDB_FLAG_CLIENT);
+        ret = kdc_view(ctx, db, entry, flags | KRB5_KDB_FLAG_CLIENT);
         if (ret) {
             krb5_db_free_principal(ctx, entry);
             return ret;
