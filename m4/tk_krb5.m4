@@ -55,10 +55,3 @@ AC_DEFUN([TK_KDB_PLUGINDIR], [
         [preauthplugindir="$tk_krb5_libdir/krb5/plugins/preauth"])
     AC_SUBST([preauthplugindir])
 ])
-
-dnl AX_PTHREAD_LITE: the KDB module runs a purge thread.
-AC_DEFUN([AX_PTHREAD_LITE], [
-    AC_CHECK_LIB([pthread], [pthread_create], [PTHREAD_LIBS=-lpthread],
-        [AC_MSG_ERROR([POSIX threads not found])])
-    AC_SUBST([PTHREAD_LIBS])
-])

@@ -30,7 +30,6 @@
  */
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -931,21 +930,17 @@ tk_issue_pac(krb5_context ctx, unsigned int flags, krb5_db_entry *client,
 /*
  * db2 serializes its calls with a process-wide mutex and waits for file
  * locks while holding it, so a second thread using the database would
- * deadlock against an upload, which holds the database lock across calls.
- * All database work therefore stays on krb5kdc's main thread: a small
- * thread only keeps time, and every purge_interval sends SIGHUP to its own
- * process, which krb5kdc's main loop turns into refresh_config on each
- * realm (it also reopens its log files).  refresh_config does the purge
- * through the admin context (tk_db_purge_expired).  The thread signals only
- * once krb5kdc has its SIGHUP handler installed.
+ * deadlock against an upload, which holds the database lock across calls;
+ * and any second thread makes glibc lock its allocator on every call, which
+ * costs the KDC a few percent.  So there is no thread: a POSIX timer sends
+ * SIGHUP to the process every purge_interval, which krb5kdc's main loop
+ * turns into refresh_config on each realm (it also reopens its log files).
+ * refresh_config does the purge through the admin context
+ * (tk_db_purge_expired).
  */
 
 struct purger {
-    pthread_t thread;
-    pthread_mutex_t lock;
-    pthread_cond_t wake;
-    int stop;
-    krb5_deltat interval;
+    timer_t timer;
 };
 
 static void
@@ -989,66 +984,42 @@ purge_expired(krb5_context ctx, tk_db *db)
         log_failure(writer, ret, "listing principals");
 }
 
-static void *
-purger_main(void *arg)
-{
-    purger *p = arg;
-    struct timespec until;
-    struct sigaction sa;
-
-    pthread_mutex_lock(&p->lock);
-    for (;;) {
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += p->interval;
-        while (!p->stop &&
-               pthread_cond_timedwait(&p->wake, &p->lock, &until) == 0)
-            ;
-        if (p->stop)
-            break;
-        /* Without krb5kdc's handler, SIGHUP would end the process. */
-        if (sigaction(SIGHUP, NULL, &sa) == 0 &&
-            sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN)
-            kill(getpid(), SIGHUP);
-    }
-    pthread_mutex_unlock(&p->lock);
-    return NULL;
-}
-
-static void
-purger_free(purger *p)
-{
-    pthread_cond_destroy(&p->wake);
-    pthread_mutex_destroy(&p->lock);
-    free(p);
-}
-
+/* Arm a periodic SIGHUP for this process, but only once krb5kdc has its
+ * handler installed: a SIGHUP without it would end the process.  (krb5kdc
+ * opens the database once before installing handlers, then again.) */
 static krb5_error_code
 purger_start(krb5_context ctx, tk_db *db, purger **out)
 {
-    krb5_error_code ret;
+    struct sigaction sa;
+    struct sigevent sev;
+    struct itimerspec its;
     purger *p;
-    pthread_condattr_t attr;
-    sigset_t all, old;
 
+    *out = NULL;
+    if (sigaction(SIGHUP, NULL, &sa) != 0 || sa.sa_handler == SIG_DFL ||
+        sa.sa_handler == SIG_IGN)
+        return 0;
     p = calloc(1, sizeof(*p));
     if (p == NULL)
         return ENOMEM;
-    pthread_mutex_init(&p->lock, NULL);
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->wake, &attr);
-    pthread_condattr_destroy(&attr);
-    p->interval = db->cfg.purge_interval;
-    /* Signals belong to the KDC's main loop. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    ret = pthread_create(&p->thread, NULL, purger_main, p);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (ret) {
-        krb5_set_error_message(ctx, ret, "tempkey: cannot start the purge "
-                               "timer: %s", strerror(ret));
-        purger_free(p);
-        return ret;
+    memset(&sev, 0, sizeof(sev));
+    sev.sigev_notify = SIGEV_SIGNAL;
+    sev.sigev_signo = SIGHUP;
+    memset(&its, 0, sizeof(its));
+    its.it_value.tv_sec = db->cfg.purge_interval;
+    its.it_interval.tv_sec = db->cfg.purge_interval;
+    if (timer_create(CLOCK_MONOTONIC, &sev, &p->timer) != 0) {
+        free(p);
+        krb5_set_error_message(ctx, errno, "tempkey: cannot create the "
+                               "purge timer: %s", strerror(errno));
+        return errno;
+    }
+    if (timer_settime(p->timer, 0, &its, NULL) != 0) {
+        timer_delete(p->timer);
+        free(p);
+        krb5_set_error_message(ctx, errno, "tempkey: cannot start the "
+                               "purge timer: %s", strerror(errno));
+        return errno;
     }
     *out = p;
     return 0;
@@ -1059,12 +1030,8 @@ purger_stop(purger *p)
 {
     if (p == NULL)
         return;
-    pthread_mutex_lock(&p->lock);
-    p->stop = 1;
-    pthread_cond_signal(&p->wake);
-    pthread_mutex_unlock(&p->lock);
-    pthread_join(p->thread, NULL);
-    purger_free(p);
+    timer_delete(p->timer);
+    free(p);
 }
 
 /* ---- The entry point. */
