@@ -208,6 +208,7 @@ tk_db_store_upload(krb5_context writer, krb5_context keyctx,
     tk_meta *meta = NULL;
     krb5_keyblock *mkey;
     krb5_kvno next, mkvno;
+    size_t purged = 0;
     char msg[128];
 
     *reason_out = 0;
@@ -249,6 +250,17 @@ tk_db_store_upload(krb5_context writer, krb5_context keyctx,
                  "stored key version %u", up->kvno, next - 1);
         ret = refuse(writer, TK_REASON_KVNO_NOT_ABOVE_STORED, reason_out,
                      msg);
+        goto cleanup;
+    }
+    /* Expired keys go now rather than at the next purge, so that only live
+     * ones count against the cap. */
+    ret = tk_entry_purge(keyctx, entry, time(NULL), &purged);
+    if (ret)
+        goto cleanup;
+    if (meta != NULL && meta->nkeys - purged >= TK_MAX_KEY_VERSIONS) {
+        snprintf(msg, sizeof(msg), "already holds %d live key versions; "
+                 "upload again when older ones expire", TK_MAX_KEY_VERSIONS);
+        ret = refuse(writer, TK_REASON_TOO_MANY_KEYS, reason_out, msg);
         goto cleanup;
     }
     ret = tk_entry_add_keys(keyctx, entry, up->kvno, up->keys, up->nkeys,

@@ -462,6 +462,14 @@ tk_entry_add_keys(krb5_context ctx, krb5_db_entry *entry, krb5_kvno kvno,
         return ret;
     if (meta == NULL && (ret = tk_meta_new(&meta)) != 0)
         return ret;
+    if (meta->nkeys >= TK_MAX_KEY_VERSIONS) {
+        ret = KRB5_KDB_BAD_VERSION;
+        krb5_set_error_message(ctx, ret, "holds %d live key versions, the "
+                               "most allowed; more can be added as older "
+                               "ones expire", TK_MAX_KEY_VERSIONS);
+        name_error(ctx, ret, entry->princ);
+        goto cleanup;
+    }
     memset(&rec, 0, sizeof(rec));
     rec.kvno = kvno;
     rec.expiry = expiry;

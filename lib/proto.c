@@ -168,6 +168,8 @@ static const struct {
       KRB5KDC_ERR_CLIENT_NOT_TRUSTED },
     { TK_REASON_STORE_FAILED, "store-failed",
       KRB5KDC_ERR_REVOCATION_STATUS_UNAVAILABLE },
+    { TK_REASON_TOO_MANY_KEYS, "too-many-live-keys",
+      KRB5KDC_ERR_CLIENT_NOT_TRUSTED },
 };
 
 const char *

@@ -25,6 +25,10 @@
 /* Key versions are stored in 16 bits by every MIT backing module. */
 #define TK_KVNO_MAX 65535
 #define TK_UPLOADER_LEN 32
+/* Live key versions one principal may hold: hourly rotation of one-day
+ * keys needs 25; the cap keeps a runaway client from growing the entry
+ * without bound. */
+#define TK_MAX_KEY_VERSIONS 64
 #define TK_META_VERSION 1
 
 typedef struct tk_key_record {

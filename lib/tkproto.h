@@ -71,7 +71,8 @@ typedef enum {
     TK_REASON_BAD_KEY_LENGTH = 16,
     TK_REASON_NOT_ENROLLABLE = 17,
     TK_REASON_REPLICA = 18,
-    TK_REASON_STORE_FAILED = 19
+    TK_REASON_STORE_FAILED = 19,
+    TK_REASON_TOO_MANY_KEYS = 20
 } tk_reason;
 
 /* The short name of a reason ("kvno-not-above-stored"), never NULL. */

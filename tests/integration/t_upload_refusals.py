@@ -190,6 +190,27 @@ def test_principal_outside_enrollment():
         fail('a refused enrollment changed the database')
 
 
+def test_runaway_client_is_capped():
+    # A client uploading in a loop stops at the cap of live key versions;
+    # the keys it has keep working.
+    r = realm()
+    busy = r.server_cert('HTTP/busy.test')
+    for kvno in range(1, 65):
+        upload(busy, principal='HTTP/busy.test@' + REALM, code=0,
+               msg='stored kvno %d ' % kvno)
+    before = r.dump()
+    upload(busy, principal='HTTP/busy.test@' + REALM,
+           msg='refused too-many-live-keys:')
+    if r.dump() != before:
+        fail('a refused upload changed the database')
+    if 'too-many-live-keys: already holds 64 live key versions' not in \
+            r.kdc_log_text():
+        fail('the KDC log does not record the cap')
+    r.run([KDESTROY])
+    r.kinit('user', 'user-pw')
+    r.run([KVNO, 'HTTP/busy.test'], expected_msg='kvno = 64')
+
+
 def test_stale_freshness_token():
     # A token minted under a krbtgt key the KDC no longer has is stale.
     r = Realm(pki=True)
@@ -233,4 +254,5 @@ Tests(shared=True).run(
     test_oversized_der,
     test_pinned_key_mismatch,
     test_principal_outside_enrollment,
+    test_runaway_client_is_capped,
     test_stale_freshness_token)

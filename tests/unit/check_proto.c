@@ -274,7 +274,7 @@ START_TEST(reasons_have_names_and_passing_codes)
 {
     int r;
 
-    for (r = TK_REASON_MALFORMED; r <= TK_REASON_STORE_FAILED; r++) {
+    for (r = TK_REASON_MALFORMED; r <= TK_REASON_TOO_MANY_KEYS; r++) {
         ck_assert_str_ne(tk_reason_name(r), "unknown-reason");
         /* None may be PREAUTH_FAILED: MIT's KDC would drop the e-data. */
         ck_assert_int_ne(tk_reason_code(r), KRB5KDC_ERR_PREAUTH_FAILED);

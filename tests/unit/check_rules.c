@@ -481,6 +481,35 @@ START_TEST(managed_attribute_among_others)
 }
 END_TEST
 
+START_TEST(live_key_versions_are_capped)
+{
+    krb5_kvno kv[TK_MAX_KEY_VERSIONS];
+    int64_t ex[TK_MAX_KEY_VERSIONS];
+    krb5_keyblock key, mkey;
+    tk_meta *m;
+    krb5_db_entry *e;
+    krb5_error_code ret;
+    int i;
+
+    for (i = 0; i < TK_MAX_KEY_VERSIONS; i++) {
+        kv[i] = i + 1;
+        ex[i] = NOW + 100;
+    }
+    m = meta_with(kv, ex, TK_MAX_KEY_VERSIONS);
+    e = make_entry("HTTP/a@R", NULL, 0, 1, m);
+    ck_assert_int_eq(krb5_c_make_random_key(ctx, 18, &key), 0);
+    ck_assert_int_eq(krb5_c_make_random_key(ctx, 18, &mkey), 0);
+    ret = tk_entry_add_keys(ctx, e, TK_MAX_KEY_VERSIONS + 1, &key, 1,
+                            NOW + 100, NULL, 1, &mkey);
+    ck_assert_int_eq(ret, KRB5_KDB_BAD_VERSION);
+    assert_message(ret, "live key versions, the most allowed");
+    krb5_free_keyblock_contents(ctx, &key);
+    krb5_free_keyblock_contents(ctx, &mkey);
+    krb5_db_free_principal(ctx, e);
+    tk_meta_free(m);
+}
+END_TEST
+
 START_TEST(next_kvno_exhausted)
 {
     const krb5_kvno kv[] = { TK_KVNO_MAX };
@@ -528,6 +557,7 @@ rules_suite(void)
     tcase_add_test(ent, revoke_all_repairs_corrupt_record);
     tcase_add_test(ent, stale_writer_keeps_stored_keys);
     tcase_add_test(ent, managed_attribute_among_others);
+    tcase_add_test(ent, live_key_versions_are_capped);
     tcase_add_test(ent, next_kvno_exhausted);
     suite_add_tcase(s, ent);
     return s;
