@@ -67,7 +67,7 @@ usage(FILE *out)
             progname);
 }
 
-/* Print "tkbench: what: message for code" on stderr. */
+/* Print "tkbench: what: message for code" on stderr (ctx may be NULL). */
 static void
 complain(krb5_context ctx, krb5_error_code code, const char *fmt, ...)
 {
@@ -78,13 +78,9 @@ complain(krb5_context ctx, krb5_error_code code, const char *fmt, ...)
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    if (ctx != NULL) {
-        msg = krb5_get_error_message(ctx, code);
-        fprintf(stderr, ": %s\n", msg);
-        krb5_free_error_message(ctx, msg);
-    } else {
-        fprintf(stderr, ": %s\n", strerror(code));
-    }
+    msg = krb5_get_error_message(ctx, code);
+    fprintf(stderr, ": %s\n", msg != NULL ? msg : "unknown error");
+    krb5_free_error_message(ctx, msg);
 }
 
 static double
