@@ -32,7 +32,9 @@
 
 #include <krb5.h>
 
-static const char *progname = "tkbench";
+#include "benchutil.h"
+
+const char *progname = "tkbench";
 
 typedef enum { MODE_AS, MODE_TGS } bench_mode;
 
@@ -68,62 +70,6 @@ usage(FILE *out)
 }
 
 /* Print "tkbench: what: message for code" on stderr (ctx may be NULL). */
-static void
-complain(krb5_context ctx, krb5_error_code code, const char *fmt, ...)
-{
-    const char *msg;
-    va_list ap;
-
-    fprintf(stderr, "%s: ", progname);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    msg = krb5_get_error_message(ctx, code);
-    fprintf(stderr, ": %s\n", msg != NULL ? msg : "unknown error");
-    krb5_free_error_message(ctx, msg);
-}
-
-static double
-monotonic_now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Sleep until the wall clock reads epoch (no-op if it is already past). */
-static void
-wait_until(double epoch)
-{
-    struct timespec ts;
-
-    ts.tv_sec = (time_t)epoch;
-    ts.tv_nsec = (long)((epoch - (double)ts.tv_sec) * 1e9);
-    if (ts.tv_nsec < 0 || ts.tv_nsec > 999999999)
-        ts.tv_nsec = 0;
-    while (clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &ts, NULL) == EINTR)
-        ;
-}
-
-/* Parse a positive decimal number (fractions allowed unless integer). */
-static int
-parse_number(const char *opt, const char *text, int integer, double *out)
-{
-    char *end;
-    double v;
-
-    errno = 0;
-    v = integer ? (double)strtoul(text, &end, 10) : strtod(text, &end);
-    if (errno != 0 || end == text || *end != '\0' || !(v > 0) ||
-        (integer && strchr(text, '-') != NULL)) {
-        fprintf(stderr, "%s: %s: bad value \"%s\"\n", progname, opt, text);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 /* Fill args from the command line; return 0, or -1 after a message. */
 static int
 parse_args(int argc, char **argv, bench_args *args)

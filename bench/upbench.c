@@ -57,6 +57,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "benchutil.h"
 #include "tkclient.h"
 
 /* libkrb5's registration of a built-in module, as ktupdate uses it. */
@@ -68,7 +69,7 @@ krb5_error_code k5_plugin_register(krb5_context context, int interface_id,
 #define EMPTY_DATA { 0, 0, NULL }
 #define UPLOAD_ENCTYPE ENCTYPE_AES256_CTS_HMAC_SHA1_96
 
-static const char *progname = "upbench";
+const char *progname = "upbench";
 
 typedef enum { MODE_UPLOAD, MODE_CRYPTO } bench_mode;
 
@@ -121,61 +122,6 @@ usage(FILE *out)
 }
 
 /* Print "upbench: what: message for code" on stderr (ctx may be NULL). */
-static void
-complain(krb5_context ctx, krb5_error_code code, const char *fmt, ...)
-{
-    const char *msg;
-    va_list ap;
-
-    fprintf(stderr, "%s: ", progname);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    msg = krb5_get_error_message(ctx, code);
-    fprintf(stderr, ": %s\n", msg != NULL ? msg : "unknown error");
-    krb5_free_error_message(ctx, msg);
-}
-
-static double
-monotonic_now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Sleep until the wall clock reads epoch (no-op if it is already past). */
-static void
-wait_until(double epoch)
-{
-    struct timespec ts;
-
-    ts.tv_sec = (time_t)epoch;
-    ts.tv_nsec = (long)((epoch - (double)ts.tv_sec) * 1e9);
-    if (ts.tv_nsec < 0 || ts.tv_nsec > 999999999)
-        ts.tv_nsec = 0;
-    while (clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &ts, NULL) == EINTR)
-        ;
-}
-
-/* Parse a positive decimal number. */
-static int
-parse_number(const char *opt, const char *text, double *out)
-{
-    char *end;
-    double v;
-
-    errno = 0;
-    v = strtod(text, &end);
-    if (errno != 0 || end == text || *end != '\0' || !(v > 0)) {
-        fprintf(stderr, "%s: %s: bad value \"%s\"\n", progname, opt, text);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 /* Fill args from the command line; return 0, or -1 after a message. */
 static int
 parse_args(int argc, char **argv, bench_args *args)
@@ -208,11 +154,11 @@ parse_args(int argc, char **argv, bench_args *args)
         case 'c': args->cert = optarg; break;
         case 'k': args->key = optarg; break;
         case 't':
-            if (parse_number("--seconds", optarg, &args->seconds) != 0)
+            if (parse_number("--seconds", optarg, 0, &args->seconds) != 0)
                 return -1;
             break;
         case 's':
-            if (parse_number("--start-at", optarg, &args->start_at) != 0)
+            if (parse_number("--start-at", optarg, 0, &args->start_at) != 0)
                 return -1;
             break;
         case 'h':
