@@ -1,4 +1,4 @@
-/* tempkey.h - shared metadata codec and utilities (OpenSSL and libkrb5 only). */
+/* tempkey.h - shared metadata codec and utilities (OpenSSL, libkrb5). */
 #ifndef TEMPKEY_H
 #define TEMPKEY_H
 

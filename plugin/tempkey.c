@@ -59,7 +59,7 @@ typedef struct {
 typedef struct {
     krb5_context inner;         /* context whose database is the backing */
     tk_config cfg;
-    krb5_boolean kdc;           /* opened by krb5kdc: rewrite managed entries */
+    krb5_boolean kdc;           /* opened by krb5kdc: rewrite managed ones */
     purger *purger;
     krb5_context writer;        /* KDC only: admin context for uploads,
                                  * opened on the first one (after fork) */
@@ -151,8 +151,8 @@ relay(krb5_context outer, krb5_context inner, krb5_error_code code)
 {
     const char *msg;
 
-    /* "Not implemented" answers are frequent (issue_pac, check_policy_tgs
-     * on db2) and carry no message worth the copies. */
+    /* "Unsupported method" answers are frequent (issue_pac and
+     * check_policy_tgs on db2) and carry no message worth the copies. */
     if (code == 0 || code == KRB5_PLUGIN_OP_NOTSUPP ||
         code == KRB5_PLUGIN_NO_HANDLE)
         return code;

@@ -39,7 +39,7 @@ typedef struct realm_state {
     char *realm;
     tk_policy policy;
     tk_identity *id;            /* pkinit_identity */
-    tk_trust *trust;            /* pkinit_anchors, pkinit_pool, pkinit_revoke */
+    tk_trust *trust;            /* pkinit_anchors, _pool, _revoke */
     unsigned char cert_hash[TK_HASH_LEN];
 } realm_state;
 
