@@ -338,7 +338,27 @@ kdc_accepts(const tk_key_request *req, krb5_enctype et)
  * to the keytab as pending before anything is sent.
  */
 static krb5_error_code
+prepare_keys(krb5_context ctx, tk_client_session *s);
+
+/* Choose the key to send; on failure say why in the session (a local
+ * problem: nothing was sent). */
+static krb5_error_code
 prepare(krb5_context ctx, tk_client_session *s)
+{
+    krb5_error_code ret = prepare_keys(ctx, s);
+    const char *msg;
+
+    if (ret) {
+        msg = krb5_get_error_message(ctx, ret);
+        snprintf(s->message, sizeof(s->message), "cannot prepare the new "
+                 "key: %s", msg);
+        krb5_free_error_message(ctx, msg);
+    }
+    return ret;
+}
+
+static krb5_error_code
+prepare_keys(krb5_context ctx, tk_client_session *s)
 {
     updater *u = s->arg;
     const tk_key_request *req = s->request;

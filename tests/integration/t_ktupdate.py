@@ -161,10 +161,32 @@ def test_status_and_usage_errors():
     r.ktupdate(cert, expected_code=5, expected_msg='cannot reach the KDC')
 
 
+def test_local_failure_sends_nothing():
+    r = Realm(pki=True)
+    cert = r.server_cert(SVC)
+    before = r.dump()
+    r.ktupdate(cert, keytab=r.path('no', 'such', 'keytab'), expected_code=1,
+               expected_msg='cannot prepare the new key')
+    if 'stored kvno' in r.kdc_log_text() or r.dump() != before:
+        fail('a key was uploaded although the keytab could not take it')
+
+
+def test_self_test_failure():
+    r = Realm(pki=True)
+    cert = r.server_cert(SVC)
+    r.ktupdate(cert)
+    # The KDC now refuses tickets to the service: the key is stored, but
+    # the self-test cannot read a new ticket with it.
+    r.kadmin_local('modprinc -allow_svr ' + SVC)
+    r.ktupdate(cert, expected_code=6, expected_msg='self-test failed')
+
+
 Tests().run(test_untrusted_kdc_refused_before_any_upload,
             test_refused_upload_leaves_the_keytab_as_it_was,
             test_lost_reply_then_convergence,
             test_other_principals_entries_are_kept,
             test_dry_run_changes_nothing,
             test_daemon_refreshes_and_stops_on_sigterm,
-            test_status_and_usage_errors)
+            test_status_and_usage_errors,
+            test_local_failure_sends_nothing,
+            test_self_test_failure)
