@@ -2,7 +2,7 @@
 # configure refuses, with a clear message, MIT headers without the KDB DAL
 # version the module is written for, and a missing kdb.h.
 top=$(cd "${TK_SRCDIR:-$(dirname "$0")/..}" && pwd)
-tmp=$(mktemp -d /tmp/tk-configure-XXXXXX)
+tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 # A copy of what configure reads, so the source tree stays untouched.
 mkdir -p "$tmp/src/plugin" "$tmp/fake"

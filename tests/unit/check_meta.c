@@ -4,6 +4,7 @@
 
 #include <check.h>
 
+#include "derbuf.h"
 #include "tempkey.h"
 
 static krb5_context ctx;
@@ -20,60 +21,7 @@ teardown(void)
     krb5_free_context(ctx);
 }
 
-/* ---- A small DER writer for crafting malformed records. */
-
-typedef struct {
-    unsigned char b[40000];
-    size_t n;
-} buf;
-
-static void
-put(buf *o, const void *p, size_t n)
-{
-    ck_assert(o->n + n <= sizeof(o->b));
-    memcpy(o->b + o->n, p, n);
-    o->n += n;
-}
-
-/* Append tag, definite length and contents. */
-static void
-tlv(buf *o, unsigned char tag, const buf *content)
-{
-    unsigned char hdr[4];
-    size_t h = 0;
-
-    hdr[h++] = tag;
-    if (content->n < 128) {
-        hdr[h++] = (unsigned char)content->n;
-    } else if (content->n < 256) {
-        hdr[h++] = 0x81;
-        hdr[h++] = (unsigned char)content->n;
-    } else {
-        hdr[h++] = 0x82;
-        hdr[h++] = (unsigned char)(content->n >> 8);
-        hdr[h++] = (unsigned char)content->n;
-    }
-    put(o, hdr, h);
-    put(o, content->b, content->n);
-}
-
-static void
-integer(buf *o, long long v)
-{
-    buf c = { .n = 0 };
-    unsigned char bytes[9];
-    int i, n = 0;
-
-    for (i = 7; i >= 0; i--)
-        bytes[n++] = (unsigned char)(v >> (8 * i));
-    /* Strip redundant leading bytes, keeping the sign. */
-    i = 0;
-    while (i < 7 && ((bytes[i] == 0 && !(bytes[i + 1] & 0x80)) ||
-                     (bytes[i] == 0xff && (bytes[i + 1] & 0x80))))
-        i++;
-    put(&c, bytes + i, 8 - i);
-    tlv(o, 0x02, &c);
-}
+/* ---- Records crafted with derbuf.h. */
 
 static void
 record(buf *o, long long kvno, long long expiry, int uploader_len)

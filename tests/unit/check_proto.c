@@ -5,6 +5,7 @@
 
 #include <check.h>
 
+#include "derbuf.h"
 #include "tkproto.h"
 
 static krb5_context ctx;
@@ -21,46 +22,7 @@ teardown(void)
     krb5_free_context(ctx);
 }
 
-/* ---- A small DER writer for crafting messages. */
-
-typedef struct {
-    unsigned char b[80000];
-    size_t n;
-} buf;
-
-static void
-put(buf *o, const void *p, size_t n)
-{
-    ck_assert(o->n + n <= sizeof(o->b));
-    memcpy(o->b + o->n, p, n);
-    o->n += n;
-}
-
-static void
-tlv(buf *o, unsigned char tag, const buf *c)
-{
-    unsigned char hdr[5];
-    size_t h = 0;
-
-    hdr[h++] = tag;
-    if (c->n < 128) {
-        hdr[h++] = (unsigned char)c->n;
-    } else if (c->n < 256) {
-        hdr[h++] = 0x81;
-        hdr[h++] = (unsigned char)c->n;
-    } else if (c->n < 65536) {
-        hdr[h++] = 0x82;
-        hdr[h++] = (unsigned char)(c->n >> 8);
-        hdr[h++] = (unsigned char)c->n;
-    } else {
-        hdr[h++] = 0x83;
-        hdr[h++] = (unsigned char)(c->n >> 16);
-        hdr[h++] = (unsigned char)(c->n >> 8);
-        hdr[h++] = (unsigned char)c->n;
-    }
-    put(o, hdr, h);
-    put(o, c->b, c->n);
-}
+/* ---- Messages crafted with derbuf.h. */
 
 /* [tag] EXPLICIT around a primitive. */
 static void
@@ -76,15 +38,10 @@ field(buf *o, int tag, unsigned char type, const void *p, size_t n)
 static void
 int_field(buf *o, int tag, long long v)
 {
-    unsigned char bytes[8];
-    int i, start = 0;
+    buf c = { .n = 0 };
 
-    for (i = 0; i < 8; i++)
-        bytes[i] = (unsigned char)(v >> (56 - 8 * i));
-    while (start < 7 && ((bytes[start] == 0 && !(bytes[start + 1] & 0x80)) ||
-                         (bytes[start] == 0xff && (bytes[start + 1] & 0x80))))
-        start++;
-    field(o, tag, 0x02, bytes + start, 8 - start);
+    integer(&c, v);
+    tlv(o, 0xa0 | tag, &c);
 }
 
 static void
