@@ -58,6 +58,7 @@ typedef struct {
 typedef struct {
     ASN1_INTEGER *reason;
     ASN1_UTF8STRING *text;
+    ASN1_UTF8STRING *primary;   /* not-primary refusals, when known */
 } TK_ERR;
 
 #define MSG_KEY_REQUEST 0
@@ -115,6 +116,7 @@ ASN1_CHOICE(TK_MSG) = {
 ASN1_SEQUENCE(TK_ERR) = {
     ASN1_EXP(TK_ERR, reason, ASN1_INTEGER, 0),
     ASN1_EXP(TK_ERR, text, ASN1_UTF8STRING, 1),
+    ASN1_EXP_OPT(TK_ERR, primary, ASN1_UTF8STRING, 2),
 } ASN1_SEQUENCE_END(TK_ERR)
 
 IMPLEMENT_ASN1_FUNCTIONS(TK_KEYREQ)
@@ -164,7 +166,7 @@ static const struct {
     { TK_REASON_BAD_KEY_LENGTH, "bad-key-length", KRB5KDC_ERR_ETYPE_NOSUPP },
     { TK_REASON_NOT_ENROLLABLE, "not-enrollable",
       KRB5KDC_ERR_CLIENT_NOT_TRUSTED },
-    { TK_REASON_REPLICA, "replica-refuses-uploads",
+    { TK_REASON_NOT_PRIMARY, "not-primary",
       KRB5KDC_ERR_CLIENT_NOT_TRUSTED },
     { TK_REASON_STORE_FAILED, "store-failed",
       KRB5KDC_ERR_REVOCATION_STATUS_UNAVAILABLE },
@@ -672,7 +674,7 @@ cleanup:
 
 krb5_error_code
 tk_encode_error(krb5_context ctx, int reason, const char *text,
-                krb5_data *der_out)
+                const char *primary, krb5_data *der_out)
 {
     krb5_error_code ret = ENOMEM;
     TK_ERR *e = TK_ERR_new();
@@ -680,7 +682,8 @@ tk_encode_error(krb5_context ctx, int reason, const char *text,
     int len;
 
     if (e == NULL || !set_int(&e->reason, reason) ||
-        !set_str(&e->text, text))
+        !set_str(&e->text, text) ||
+        (primary != NULL && !set_str(&e->primary, primary)))
         goto cleanup;
     len = i2d_TK_ERR(e, &der);
     if (len <= 0)
@@ -700,7 +703,7 @@ cleanup:
 
 krb5_error_code
 tk_decode_error(krb5_context ctx, const krb5_data *der, int *reason_out,
-                char **text_out)
+                char **text_out, char **primary_out)
 {
     const unsigned char *p = (const unsigned char *)der->data;
     TK_ERR *e;
@@ -708,13 +711,19 @@ tk_decode_error(krb5_context ctx, const krb5_data *der, int *reason_out,
     krb5_error_code ret = 0;
 
     *text_out = NULL;
+    *primary_out = NULL;
     e = d2i_TK_ERR(NULL, &p, der->length);
     if (e == NULL || p != (const unsigned char *)der->data + der->length ||
         !get_int(e->reason, 0, INT32_MAX, &v) ||
-        (*text_out = get_str(e->text)) == NULL)
+        (*text_out = get_str(e->text)) == NULL ||
+        (e->primary != NULL && (*primary_out = get_str(e->primary)) == NULL))
         ret = bad(ctx, ASN1_PARSE_ERROR, "not a TempkeyError");
     else
         *reason_out = (int)v;
+    if (ret) {
+        free(*text_out);
+        *text_out = NULL;
+    }
     TK_ERR_free(e);
     return ret;
 }

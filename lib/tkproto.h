@@ -70,7 +70,7 @@ typedef enum {
     TK_REASON_ENCTYPE_NOT_ALLOWED = 15,
     TK_REASON_BAD_KEY_LENGTH = 16,
     TK_REASON_NOT_ENROLLABLE = 17,
-    TK_REASON_REPLICA = 18,
+    TK_REASON_NOT_PRIMARY = 18,
     TK_REASON_STORE_FAILED = 19,
     TK_REASON_TOO_MANY_KEYS = 20
 } tk_reason;
@@ -94,8 +94,11 @@ krb5_error_code tk_encode_upload(krb5_context ctx, const tk_upload *up,
                                  krb5_data *der_out);
 krb5_error_code tk_encode_ack(krb5_context ctx, const tk_ack *ack,
                               krb5_data *der_out);
+/* primary (may be NULL) names the primary KDC, host[:port], in a
+ * not-primary refusal. */
 krb5_error_code tk_encode_error(krb5_context ctx, int reason,
-                                const char *text, krb5_data *der_out);
+                                const char *text, const char *primary,
+                                krb5_data *der_out);
 
 /* Decoders refuse anything malformed with KRB5KDC_ERR_PREAUTH_FAILED-free
  * codes: ASN1_PARSE_ERROR or ASN1_BAD_FORMAT, and a message saying what. */
@@ -105,8 +108,10 @@ krb5_error_code tk_decode_upload(krb5_context ctx, const krb5_data *der,
                                  tk_upload **up_out);
 krb5_error_code tk_decode_ack(krb5_context ctx, const krb5_data *der,
                               tk_ack **ack_out);
+/* *primary_out is NULL unless the error names the primary KDC. */
 krb5_error_code tk_decode_error(krb5_context ctx, const krb5_data *der,
-                                int *reason_out, char **text_out);
+                                int *reason_out, char **text_out,
+                                char **primary_out);
 
 /* ---- Certificates and CMS (pki.c). */
 

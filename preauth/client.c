@@ -347,7 +347,7 @@ tk_cl_tryagain(krb5_context ctx, krb5_clpreauth_moddata md,
 {
     tk_client_session *s = current;
     krb5_data der;
-    char *text = NULL;
+    char *text = NULL, *primary = NULL;
     int reason;
 
     *pa_data_out = NULL;
@@ -357,11 +357,14 @@ tk_cl_tryagain(krb5_context ctx, krb5_clpreauth_moddata md,
             continue;
         der.data = (char *)(*error_padata)->contents;
         der.length = (*error_padata)->length;
-        if (tk_decode_error(ctx, &der, &reason, &text) == 0) {
+        if (tk_decode_error(ctx, &der, &reason, &text, &primary) == 0) {
             s->reason = reason;
             snprintf(s->message, sizeof(s->message), "the KDC refused the "
                      "upload: %s: %s", tk_reason_name(reason), text);
+            snprintf(s->primary, sizeof(s->primary), "%s",
+                     primary != NULL ? primary : "");
             free(text);
+            free(primary);
         }
     }
     /* Never retry: a refused upload is final. */

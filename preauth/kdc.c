@@ -342,6 +342,7 @@ typedef struct {
     char signer_desc[256];      /* subject and fingerprint, for the log */
     int reason;
     char detail[256];
+    const char *primary;        /* named in a not-primary refusal */
 } check_state;
 
 /* Record a refusal; return its Kerberos error code. */
@@ -584,7 +585,7 @@ refusal_edata(check_state *st)
     krb5_data der = EMPTY_DATA;
 
     if (list == NULL || tk_encode_error(st->ctx, st->reason, st->detail,
-                                        &der) != 0 ||
+                                        st->primary, &der) != 0 ||
         (list[0] = make_pa(&der)) == NULL) {
         free(der.data);
         free(list);

@@ -37,6 +37,8 @@ struct tk_client_session {
     krb5_boolean uploaded;      /* an upload was sent */
     tk_ack *ack;                /* the KDC's signed acknowledgement */
     int reason;                 /* the KDC's refusal (tk_reason), or 0 */
+    char primary[256];          /* a not-primary refusal's primary KDC
+                                 * (host or host:port), or empty */
     char message[512];          /* what went wrong, for one line */
 
     /* Fault injection for the tests; ktupdate leaves them NULL.  Change the

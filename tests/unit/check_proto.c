@@ -208,7 +208,7 @@ START_TEST(ack_and_error_round_trip)
 {
     tk_ack in = { "HTTP/x@R", 3, 2000000000, 1999990000 }, *out = NULL;
     krb5_data der = { 0, 0, NULL };
-    char *text = NULL;
+    char *text = NULL, *primary = NULL;
     int reason = 0;
 
     ck_assert_int_eq(tk_encode_ack(ctx, &in, &der), 0);
@@ -218,11 +218,23 @@ START_TEST(ack_and_error_round_trip)
     tk_ack_free(out);
     free(der.data);
     ck_assert_int_eq(tk_encode_error(ctx, TK_REASON_NAME_MISMATCH, "why",
-                                     &der), 0);
-    ck_assert_int_eq(tk_decode_error(ctx, &der, &reason, &text), 0);
+                                     NULL, &der), 0);
+    ck_assert_int_eq(tk_decode_error(ctx, &der, &reason, &text, &primary),
+                     0);
     ck_assert_int_eq(reason, TK_REASON_NAME_MISMATCH);
     ck_assert_str_eq(text, "why");
+    ck_assert_ptr_null(primary);
     free(text);
+    free(der.data);
+    ck_assert_int_eq(tk_encode_error(ctx, TK_REASON_NOT_PRIMARY, "replica",
+                                     "kdc1.example.test:88", &der), 0);
+    ck_assert_int_eq(tk_decode_error(ctx, &der, &reason, &text, &primary),
+                     0);
+    ck_assert_int_eq(reason, TK_REASON_NOT_PRIMARY);
+    ck_assert_str_eq(tk_reason_name(reason), "not-primary");
+    ck_assert_str_eq(primary, "kdc1.example.test:88");
+    free(text);
+    free(primary);
     free(der.data);
 }
 END_TEST
@@ -349,12 +361,13 @@ END_TEST
 START_TEST(error_decoding)
 {
     krb5_data d = { 0, 3, "\x30\x01\x00" };
-    char *text = NULL;
+    char *text = NULL, *primary = NULL;
     int reason;
 
-    ck_assert_int_eq(tk_decode_error(ctx, &d, &reason, &text),
+    ck_assert_int_eq(tk_decode_error(ctx, &d, &reason, &text, &primary),
                      ASN1_PARSE_ERROR);
     ck_assert_ptr_null(text);
+    ck_assert_ptr_null(primary);
 }
 END_TEST
 
