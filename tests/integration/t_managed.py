@@ -228,6 +228,14 @@ def test_admin_set_errors():
         fail('the refused key was left in the keytab')
     r.kadmin_local('getstrs host/plain.test',
                    expected_msg='(No string attributes.)')
+    # The same with a keytab that did not exist: the refusal is still told
+    # in words (taking the pending key out must not replace the message).
+    fresh = r.path('fresh.keytab')
+    out = r.tempkey_admin('set', 'host/plain.test', '--keytab', fresh,
+                          expected_code=1, expected_msg='key version 1 has '
+                          'no temporary-key record')
+    if 'Unknown code' in out:
+        fail('tempkey-admin printed an error code, not its text: ' + out)
     # The default lifetime is tempkey_max_life.
     _, expiry = r.set_key(SVC, '2h', kt)
     if not 7190 < expiry - time.time() <= 7200:
