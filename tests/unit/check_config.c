@@ -61,6 +61,10 @@ teardown(void)
     strcpy(dir, "/tmp/tk-config-XXXXXX");
 }
 
+/* A tempkey database over db2, after a realm's [realms] section. */
+#define BASE_DB "[dbmodules]\n tk = {\n db_library = tempkey\n" \
+    " backing_module = main\n }\n main = {\n db_library = db2\n }\n"
+
 START_TEST(defaults)
 {
     krb5_context ctx = context_for(
@@ -212,6 +216,46 @@ START_TEST(primary_kdc_names)
 }
 END_TEST
 
+START_TEST(enctype_lists)
+{
+    static const struct {
+        const char *list, *what;
+    } bad[] = {
+        { "rot13", "tempkey_enctypes: \"rot13\" is not a supported enctype" },
+        { "aes256-cts des3-cbc-sha1", "\"des3-cbc-sha1\" is a weak" },
+        { "arcfour-hmac", "\"arcfour-hmac\" is a weak" },
+        { "aes256-cts aes128-cts aes256-cts", "\"aes256-cts\" is listed "
+          "twice" },
+        /* Aliases name the same enctype. */
+        { "camellia256-cts camellia256-cts-cmac", "\"camellia256-cts-cmac\" "
+          "is listed twice" },
+    };
+    char text[1024];
+    size_t i;
+
+    for (i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        snprintf(text, sizeof(text), "[realms]\n R = {\n database_module = "
+                 "tk\n tempkey_enctypes = %s\n }\n" BASE_DB, bad[i].list);
+        expect_error(text, bad[i].what);
+    }
+}
+END_TEST
+
+START_TEST(zero_max_life_means_no_limit)
+{
+    krb5_context ctx = context_for(
+        "[realms]\n R = {\n database_module = tk\n max_life = 0\n"
+        " max_renewable_life = 0\n }\n" BASE_DB);
+    tk_config cfg;
+
+    ck_assert_int_eq(tk_config_read(ctx, "R", NULL, &cfg), 0);
+    ck_assert_int_eq(cfg.policy.entry_max_life, 0);
+    ck_assert_int_eq(cfg.policy.entry_max_renewable, 0);
+    tk_config_free(&cfg);
+    krb5_free_context(ctx);
+}
+END_TEST
+
 START_TEST(bad_purge_interval)
 {
     expect_error("[realms]\n R = {\n database_module = tk\n }\n"
@@ -252,6 +296,8 @@ config_suite(void)
     tcase_add_test(tc, defaults);
     tcase_add_test(tc, replica_role);
     tcase_add_test(tc, bad_role);
+    tcase_add_test(tc, enctype_lists);
+    tcase_add_test(tc, zero_max_life_means_no_limit);
     tcase_add_test(tc, primary_kdc_names);
     tcase_add_test(tc, settings);
     tcase_add_test(tc, realm_name_is_default_section);
