@@ -369,8 +369,8 @@ class Realm:
         if primary is not None:
             kdc_conf = kdc_conf.replace(
                 '        database_module =',
-                '        primary_kdc = %s\n        database_module =' % primary,
-                1)
+                '        primary_kdc = %s\n'
+                '        database_module =' % primary, 1)
         with open(self.path('krb5.conf')) as f:
             krb5_conf = f.read()
         if not admin_server:

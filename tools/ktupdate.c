@@ -534,6 +534,7 @@ typedef struct {
 /* The KDCs tried in this run: a redirect never goes back to one. */
 typedef struct {
     char names[MAX_TRIED][KDC_NAME_LEN];
+    krb5_boolean unreached[MAX_TRIED];  /* could not be reached */
     size_t n;
 } tried_set;
 
@@ -622,23 +623,26 @@ same_kdc(const char *a, const char *b)
     return strcasecmp(ha, hb) == 0 && atoi(pa) == atoi(pb);
 }
 
-static krb5_boolean
-was_tried(const tried_set *t, const char *name)
+/* The entry for name in t, or -1. */
+static int
+find_tried(const tried_set *t, const char *name)
 {
     size_t i;
 
     for (i = 0; i < t->n; i++) {
         if (same_kdc(t->names[i], name))
-            return TRUE;
+            return (int)i;
     }
-    return FALSE;
+    return -1;
 }
 
 static void
-add_tried(tried_set *t, const char *name)
+add_tried(tried_set *t, const char *name, krb5_boolean unreached)
 {
-    if (name[0] != '\0' && t->n < MAX_TRIED && !was_tried(t, name))
-        snprintf(t->names[t->n++], KDC_NAME_LEN, "%s", name);
+    if (name[0] == '\0' || t->n == MAX_TRIED || find_tried(t, name) >= 0)
+        return;
+    t->unreached[t->n] = unreached;
+    snprintf(t->names[t->n++], KDC_NAME_LEN, "%s", name);
 }
 
 /* Copy the message for code from ctx (an exchange's context) to u->ctx,
@@ -798,14 +802,22 @@ static int
 follow_redirects(updater *u, attempt *a, tried_set *tried)
 {
     krb5_error_code ret;
-    char named[KDC_NAME_LEN], why[2 * KDC_NAME_LEN];
-    int hops;
+    char named[KDC_NAME_LEN], why[3 * KDC_NAME_LEN];
+    int hops, seen;
 
     for (hops = 0; not_primary(u, a); hops++) {
         snprintf(named, sizeof(named), "%s", u->session.primary);
         if (named[0] == '\0')
             return redirect_failed(u, a, "it names no primary KDC");
-        if (was_tried(tried, named)) {
+        seen = find_tried(tried, named);
+        if (seen >= 0 && tried->unreached[seen]) {
+            /* The primary is known, just down: not a configuration error. */
+            snprintf(why, sizeof(why), "cannot reach the primary KDC %s "
+                     "named by KDC %s; the key stays pending and the next "
+                     "run re-sends it", named, kdc_of(a));
+            return say_error(u, EXIT_UNREACHABLE, 0, why);
+        }
+        if (seen >= 0) {
             snprintf(why, sizeof(why), "the primary it names, %s, was "
                      "already tried", named);
             return redirect_failed(u, a, why);
@@ -818,7 +830,7 @@ follow_redirects(updater *u, attempt *a, tried_set *tried)
         }
         verbose(u, "KDC %s is not the primary; it names %s", kdc_of(a),
                 named);
-        add_tried(tried, named);
+        add_tried(tried, named, FALSE);
         close_attempt(u, a);
         ret = open_attempt(u, named, a);
         if (ret)
@@ -847,9 +859,8 @@ find_primary(updater *u, attempt *a)
     tried.n = 0;
     for (i = 0; primaries != NULL && primaries[i] != NULL &&
              i < MAX_PRIMARIES && a->ctx == NULL; i++) {
-        if (was_tried(&tried, primaries[i]))
+        if (find_tried(&tried, primaries[i]) >= 0)
             continue;
-        add_tried(&tried, primaries[i]);
         ret = open_attempt(u, primaries[i], a);
         if (ret) {
             profile_free_list(primaries);
@@ -859,6 +870,7 @@ find_primary(updater *u, attempt *a)
         verbose(u, "uploading to the primary KDC %s (primary_kdc)",
                 primaries[i]);
         exchange(u, a);
+        add_tried(&tried, primaries[i], unreached(u, a));
         if (unreached(u, a)) {
             msg = krb5_get_error_message(u->ctx, a->ret);
             verbose(u, "the primary KDC %s cannot be reached: %s",
@@ -873,7 +885,7 @@ find_primary(updater *u, attempt *a)
                     "realm's KDC list");
         (void)open_attempt(u, NULL, a);
         exchange(u, a);
-        add_tried(&tried, a->answered);
+        add_tried(&tried, a->answered, FALSE);
     }
     profile_free_list(primaries);
     return follow_redirects(u, a, &tried);

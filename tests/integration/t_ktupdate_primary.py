@@ -197,6 +197,22 @@ def test_named_primary_unreachable_keeps_the_key_pending():
     expect_pending(r, cert, 1)
 
 
+def test_fallback_to_a_replica_naming_the_unreachable_primary():
+    r = Realm(pki=True)
+    cert = r.server_cert(SVC)
+    dead = addr(free_port())
+    replica = r.start_replica_kdc('replica', primary=dead)
+    env = client_env(r, 'client', [addr(replica.port)], [dead])
+    # primary_kdc is down; the listed replica names it again: the primary
+    # is unreachable (5), not misconfigured (4), and is not retried.
+    out = r.ktupdate(cert, '--verbose', env=env, expected_code=5,
+                     expected_msg='cannot reach the primary KDC %s named by '
+                     'KDC %s' % (dead, addr(replica.port)))
+    if out.count('uploading to the primary KDC %s' % dead) != 1:
+        fail('the unreachable primary was tried twice')
+    expect_pending(r, cert, 1)
+
+
 def test_redirect_loop_is_refused():
     r = Realm(pki=True)
     cert = r.server_cert(SVC)
@@ -245,5 +261,6 @@ Tests().run(test_primary_kdc_is_used_first,
             test_replica_redirects_to_the_primary,
             test_replica_naming_no_primary,
             test_named_primary_unreachable_keeps_the_key_pending,
+            test_fallback_to_a_replica_naming_the_unreachable_primary,
             test_redirect_loop_is_refused,
             test_redirects_are_bounded)
