@@ -8,7 +8,8 @@
  * same key, which the KDC accepts again at the same kvno.  Old keys stay in
  * the keytab until no ticket in them can still be presented (their expiry
  * plus the clock skew), recorded beside the keytab in KEYTAB.tempkey.  Other
- * principals' entries are never touched.
+ * principals' entries are never touched.  Uploads go to the primary KDC
+ * ("Which KDC" below); a not-primary refusal never removes the pending key.
  */
 
 #include <errno.h>
