@@ -347,6 +347,7 @@ cmd_set(admin *a, const char *name, const char *lifetime,
     set_state st;
     krb5_deltat life = a->cfg.policy.max_life;
     char when[TK_TIME_LEN], ename[64];
+    const char *msg;
     size_t i;
     int status = 1;
 
@@ -384,11 +385,14 @@ cmd_set(admin *a, const char *name, const char *lifetime,
         krb5_set_error_message(a->ctx, ret, "no such principal; create it "
                                "first with kadmin addprinc -nokey");
     if (ret) {
-        /* The pending key must not outlive a refused store. */
+        /* The pending key must not outlive a refused store.  Taking it out
+         * touches the keytab, which would replace the store's message. */
+        msg = krb5_get_error_message(a->ctx, ret);
         if (keytab != NULL && st.kvno != 0)
             (void)tk_keytab_rewrite(a->ctx, keytab, keep_unless_pending, &st,
                                     NULL, 0);
-        fail(a, ret, name);
+        fprintf(stderr, "%s: %s: %s\n", progname, name, msg);
+        krb5_free_error_message(a->ctx, msg);
         goto cleanup;
     }
     tk_format_time(st.expiry, when);
