@@ -308,8 +308,9 @@ class Realm:
 
     # ---- daemons
 
-    def _start(self, args, ready, log=None):
-        proc = subprocess.Popen(args, env=self.env, stdin=subprocess.DEVNULL,
+    def _start(self, args, ready, log=None, env=None):
+        proc = subprocess.Popen(args, env=env or self.env,
+                                stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
         self.daemons.append(proc)
@@ -340,6 +341,47 @@ class Realm:
         self.kadmind = self._start([KADMIND, '-nofork', '-W'] + list(args),
                                    'starting...')
         return self.kadmind
+
+    def start_replica_kdc(self, name, primary=None, admin_server=True,
+                          port=None):
+        """Another krb5kdc on this realm's database whose tempkey section
+        says role = replica, with its own port, configuration files and log
+        (NAME.kdc.log).  primary, if given, is the primary_kdc of its
+        kdc.conf; admin_server=False leaves admin_server out of its
+        krb5.conf, so that it knows no primary at all.  port (default: a
+        free one) lets replicas name each other.  Returns an object with
+        port, log, proc and log_text()."""
+        port = port or free_port()
+        log = self.path(name + '.kdc.log')
+        with open(self.path('kdc.conf')) as f:
+            kdc_conf = f.read()
+        for old, new in (
+                ('kdc_listen = 127.0.0.1:%d' % self.kdc_port,
+                 'kdc_listen = 127.0.0.1:%d' % port),
+                ('kdc_tcp_listen = 127.0.0.1:%d' % self.kdc_port,
+                 'kdc_tcp_listen = 127.0.0.1:%d' % port),
+                ('kdc = FILE:' + self.kdc_log, 'kdc = FILE:' + log),
+                ('db_library = tempkey\n',
+                 'db_library = tempkey\n        role = replica\n')):
+            if old not in kdc_conf:
+                fail('cannot make a replica configuration: no %r' % old)
+            kdc_conf = kdc_conf.replace(old, new, 1)
+        if primary is not None:
+            kdc_conf = kdc_conf.replace(
+                '        database_module =',
+                '        primary_kdc = %s\n'
+                '        database_module =' % primary, 1)
+        with open(self.path('krb5.conf')) as f:
+            krb5_conf = f.read()
+        if not admin_server:
+            krb5_conf = re.sub(r'\n\s*admin_server = [^\n]*', '', krb5_conf)
+        for suffix, text in (('kdc.conf', kdc_conf), ('krb5.conf', krb5_conf)):
+            with open(self.path('%s.%s' % (name, suffix)), 'w') as f:
+                f.write(text)
+        env = dict(self.env, KRB5_CONFIG=self.path(name + '.krb5.conf'),
+                   KRB5_KDC_PROFILE=self.path(name + '.kdc.conf'))
+        proc = self._start([KRB5KDC, '-n'], 'starting...', env=env)
+        return ReplicaKDC(port, log, proc)
 
     def stop_daemon(self, proc):
         if proc.poll() is None:
@@ -382,6 +424,20 @@ class Realm:
                 return
             time.sleep(step)
         fail('timed out after %ds waiting for %s' % (timeout, what))
+
+
+class ReplicaKDC:
+    """A second KDC started by Realm.start_replica_kdc()."""
+
+    def __init__(self, port, log, proc):
+        self.port, self.log, self.proc = port, log, proc
+
+    def log_text(self):
+        try:
+            with open(self.log) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ''
 
 
 def _indent(text):
