@@ -73,78 +73,6 @@ static void purge_expired(krb5_context ctx, tk_db *db);
 static krb5_error_code get_writer(krb5_context ctx, tk_db *db,
                                   krb5_context *writer_out);
 
-/* ---- The backing module's profile: ours, with database_module replaced. */
-
-typedef struct {
-    profile_t base;
-    char *section;
-    int refs;
-} overlay_profile;
-
-static void
-overlay_profile_unref(overlay_profile *op)
-{
-    if (op == NULL || __atomic_sub_fetch(&op->refs, 1, __ATOMIC_ACQ_REL) > 0)
-        return;
-    profile_release(op->base);
-    free(op->section);
-    free(op);
-}
-
-static long
-op_get_values(void *cbdata, const char *const *names, char ***ret_values)
-{
-    overlay_profile *op = cbdata;
-    char **values;
-
-    if (names[0] != NULL && names[1] != NULL && names[2] != NULL &&
-        names[3] == NULL && strcmp(names[0], "realms") == 0 &&
-        strcmp(names[2], "database_module") == 0) {
-        values = calloc(2, sizeof(*values));
-        if (values == NULL)
-            return ENOMEM;
-        values[0] = strdup(op->section);
-        if (values[0] == NULL) {
-            free(values);
-            return ENOMEM;
-        }
-        *ret_values = values;
-        return 0;
-    }
-    return profile_get_values(op->base, names, ret_values);
-}
-
-static void
-op_free_values(void *cbdata, char **values)
-{
-    profile_free_list(values);
-}
-
-static void
-op_cleanup(void *cbdata)
-{
-    overlay_profile_unref(cbdata);
-}
-
-/* Copies share the read-only data. */
-static long
-op_copy(void *cbdata, void **ret_cbdata)
-{
-    overlay_profile *op = cbdata;
-
-    __atomic_add_fetch(&op->refs, 1, __ATOMIC_ACQ_REL);
-    *ret_cbdata = op;
-    return 0;
-}
-
-static struct profile_vtable overlay_vtable = {
-    .minor_ver = 1,
-    .get_values = op_get_values,
-    .free_values = op_free_values,
-    .cleanup = op_cleanup,
-    .copy = op_copy,
-};
-
 /* Copy the inner context's message for code to the outer context. */
 static krb5_error_code
 relay(krb5_context outer, krb5_context inner, krb5_error_code code)
@@ -162,47 +90,29 @@ relay(krb5_context outer, krb5_context inner, krb5_error_code code)
     return code;
 }
 
-/* Make a context for realm whose database is the backing section. */
+/* Make a context for realm whose database is the backing section: its
+ * profile answers "[realms] REALM database_module" with it. */
 static krb5_error_code
 make_inner(krb5_context ctx, const char *realm, const char *backing,
            krb5_context *inner_out)
 {
     krb5_error_code ret;
-    overlay_profile *op = NULL;
-    profile_t profile = NULL;
+    const char *path[] = { "realms", realm, "database_module", NULL };
+    const char *values[] = { backing, NULL };
+    tk_profile_setting setting = { path, values };
     krb5_context inner = NULL;
 
     *inner_out = NULL;
-    op = calloc(1, sizeof(*op));
-    if (op == NULL)
-        return ENOMEM;
-    op->refs = 1;
-    op->section = strdup(backing);
-    if (op->section == NULL) {
-        ret = ENOMEM;
-        goto cleanup;
+    ret = tk_context_override(ctx, &setting, 1, KRB5_INIT_CONTEXT_KDC,
+                              &inner);
+    if (ret == 0)
+        ret = krb5_set_default_realm(inner, realm);
+    if (ret) {
+        krb5_free_context(inner);
+        return ret;
     }
-    ret = krb5_get_profile(ctx, &op->base);
-    if (ret)
-        goto cleanup;
-    ret = profile_init_vtable(&overlay_vtable, op, &profile);
-    if (ret)
-        goto cleanup;
-    op = NULL;                  /* owned by profile now */
-    ret = krb5_init_context_profile(profile, KRB5_INIT_CONTEXT_KDC, &inner);
-    if (ret)
-        goto cleanup;
-    ret = krb5_set_default_realm(inner, realm);
-    if (ret)
-        goto cleanup;
     *inner_out = inner;
-    inner = NULL;
-
-cleanup:
-    krb5_free_context(inner);
-    profile_release(profile);
-    overlay_profile_unref(op);
-    return ret;
+    return 0;
 }
 
 /* ---- Opening and closing. */
