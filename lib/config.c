@@ -276,7 +276,9 @@ tk_config_read_role(krb5_context ctx, const char *realm,
     if (ret == 0)
         ret = profile_get_string(profile, "dbmodules", section, "db_library",
                                  "", &library);
-    if (ret == 0 && strcmp(library, "tempkey") == 0)
+    if (ret == 0 && strcmp(library, "tempkey") != 0)
+        ret = KRB5_PLUGIN_NO_HANDLE;
+    if (ret == 0)
         ret = read_role(ctx, profile, section, replica_out);
     profile_release_string(library);
     profile_release_string(section);

@@ -158,9 +158,9 @@ krb5_error_code tk_config_read(krb5_context ctx, const char *realm,
                                const char *section, tk_config *cfg);
 void tk_config_free(tk_config *cfg);
 
-/* Set *replica_out to whether realm's tempkey database has role = replica
- * (FALSE when its database module is not tempkey); errors name the
- * setting. */
+/* Set *replica_out to whether realm's tempkey database has role = replica;
+ * KRB5_PLUGIN_NO_HANDLE (no message) if the realm's database is not tempkey.
+ * Errors name the setting. */
 krb5_error_code tk_config_read_role(krb5_context ctx, const char *realm,
                                     krb5_boolean *replica_out);
 /* The realm's primary KDC as a replica names it: the first primary_kdc
