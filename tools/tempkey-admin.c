@@ -496,8 +496,10 @@ cmd_purge(admin *a)
 
 /* ---- main. */
 
+/* Open the realm's database; for writes (set, revoke, purge) as the
+ * module's own writer, which a replica refuses and an iprop primary logs. */
 static int
-open_realm(admin *a, const char *realm)
+open_realm(admin *a, const char *realm, krb5_boolean writes)
 {
     krb5_error_code ret;
 
@@ -516,8 +518,11 @@ open_realm(admin *a, const char *realm)
     ret = tk_config_read(a->ctx, a->realm, NULL, &a->cfg);
     if (ret)
         return fail(a, ret, "reading the configuration");
-    ret = krb5_db_open(a->ctx, NULL,
-                       KRB5_KDB_OPEN_RW | KRB5_KDB_SRV_TYPE_ADMIN);
+    if (writes)
+        ret = tk_db_open_for_writes(a->ctx, a->realm, &a->cfg);
+    else
+        ret = krb5_db_open(a->ctx, NULL,
+                           KRB5_KDB_OPEN_RW | KRB5_KDB_SRV_TYPE_ADMIN);
     if (ret)
         return fail(a, ret, "opening the database");
     return 0;
@@ -580,7 +585,8 @@ main(int argc, char **argv)
         return 2;
     }
 
-    status = open_realm(&a, realm);
+    status = open_realm(&a, realm, strcmp(cmd, "list") != 0 &&
+                        strcmp(cmd, "show") != 0);
     if (status == 0) {
         if (strcmp(cmd, "list") == 0)
             status = cmd_list(&a);
@@ -594,7 +600,7 @@ main(int argc, char **argv)
             status = cmd_purge(&a);
     }
     if (a.ctx != NULL) {
-        (void)krb5_db_fini(a.ctx);
+        tk_db_close_for_writes(a.ctx);
         tk_config_free(&a.cfg);
         krb5_free_default_realm(a.ctx, a.realm);
         krb5_free_context(a.ctx);
