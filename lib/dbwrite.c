@@ -612,3 +612,138 @@ tk_db_store_upload(krb5_context writer, krb5_context keyctx,
         *expiry_out = st.expiry;
     return ret;
 }
+
+/* Copy inner's message for code to ctx. */
+static krb5_error_code
+copy_message(krb5_context ctx, krb5_context inner, krb5_error_code code)
+{
+    const char *msg;
+
+    if (code == 0 || ctx == inner)
+        return code;
+    msg = krb5_get_error_message(inner, code);
+    krb5_set_error_message(ctx, code, "%s", msg);
+    krb5_free_error_message(inner, msg);
+    return code;
+}
+
+/* Compare a foreign writer's copy with the stored one (NULL: none). */
+static krb5_error_code
+reconcile(krb5_context ctx, krb5_db_entry *entry, krb5_db_entry *stored,
+          krb5_boolean logged)
+{
+    if (stored == NULL)
+        return 0;
+    if (logged)
+        return tk_entry_check_current(ctx, entry, stored);
+    return tk_entry_keep_newer_keys(ctx, entry, stored);
+}
+
+krb5_error_code
+tk_db_put_foreign(krb5_context ctx, krb5_context inner, krb5_db_entry *entry,
+                  krb5_boolean logged, tk_put_fn put, void *arg)
+{
+    krb5_error_code ret;
+    krb5_db_entry *stored = NULL, *check = NULL;
+    int i;
+
+    ret = krb5_db_lock(inner, KRB5_DB_LOCKMODE_EXCLUSIVE);
+    if (ret == 0) {
+        ret = copy_message(ctx, inner, fetch(inner, entry->princ, &stored));
+        if (ret == 0)
+            ret = reconcile(ctx, entry, stored, logged);
+        if (ret == 0)
+            ret = put(entry, arg);
+        krb5_db_unlock(inner);
+        krb5_db_free_principal(inner, stored);
+        return ret;
+    }
+    if (ret != KRB5_PLUGIN_OP_NOTSUPP)
+        return copy_message(ctx, inner, ret);
+    krb5_clear_error_message(inner);
+    /* No lock: compare with a copy that is still the stored one just
+     * before the put. */
+    for (i = 0; i < TK_WRITE_TRIES; i++) {
+        ret = copy_message(ctx, inner, fetch(inner, entry->princ, &stored));
+        if (ret == 0)
+            ret = reconcile(ctx, entry, stored, logged);
+        if (ret == 0)
+            ret = copy_message(ctx, inner,
+                               fetch(inner, entry->princ, &check));
+        if (ret == 0 && same_state(stored, check))
+            ret = put(entry, arg);
+        else if (ret == 0)
+            ret = KRB5_KDB_DB_INUSE;
+        krb5_db_free_principal(inner, stored);
+        krb5_db_free_principal(inner, check);
+        stored = check = NULL;
+        if (ret != KRB5_KDB_DB_INUSE)
+            return ret;
+    }
+    krb5_set_error_message(ctx, ret, "tempkey: the temporary keys of this "
+                           "principal changed during %d tries; try again",
+                           TK_WRITE_TRIES);
+    return ret;
+}
+
+/* Whether tl_data of this type is one kldap keeps in an attribute of its
+ * own, rather than in the krbExtraData that every write replaces. */
+static krb5_boolean
+kept_apart(krb5_int16 type)
+{
+    return type == KRB5_TL_LAST_PWD_CHANGE || type == KRB5_TL_KADM_DATA ||
+        type == KLDAP_TL_USER_INFO ||
+        type == KRB5_TL_CONSTRAINED_DELEGATION_ACL ||
+        type == KRB5_TL_LAST_ADMIN_UNLOCK;
+}
+
+/* Drop the tl_data a lockout write-back would store in krbExtraData: with
+ * no lock, that copy could undo a key change stored meanwhile. */
+static void
+strip_extra_data(krb5_context ctx, krb5_db_entry *entry)
+{
+    krb5_tl_data **tlp = &entry->tl_data, *tl;
+
+    while (*tlp != NULL) {
+        tl = *tlp;
+        if (kept_apart(tl->tl_data_type)) {
+            tlp = &tl->tl_data_next;
+            continue;
+        }
+        *tlp = tl->tl_data_next;
+        free(tl->tl_data_contents);
+        free(tl);
+        entry->n_tl_data--;
+    }
+}
+
+void
+tk_db_audit(krb5_context ctx, krb5_const_principal princ, tk_audit_fn fn,
+            void *arg)
+{
+    krb5_error_code ret;
+    krb5_db_entry *fresh = NULL;
+    char *auth_ind = NULL;
+
+    ret = krb5_db_lock(ctx, KRB5_DB_LOCKMODE_EXCLUSIVE);
+    if (ret == 0) {
+        if (fetch(ctx, princ, &fresh) == 0 && fresh != NULL)
+            fn(fresh, arg);
+        krb5_db_unlock(ctx);
+        krb5_db_free_principal(ctx, fresh);
+        return;
+    }
+    if (ret != KRB5_PLUGIN_OP_NOTSUPP || fetch(ctx, princ, &fresh) != 0 ||
+        fresh == NULL)
+        return;
+    /* kldap rewrites its auth indicators from a require_auth string found
+     * in the tl_data, and would delete them if it were stripped: skip the
+     * write-back of such an entry rather than risk its keys. */
+    if (krb5_dbe_get_string(ctx, fresh, KRB5_KDB_SK_REQUIRE_AUTH,
+                            &auth_ind) == 0 && auth_ind == NULL) {
+        strip_extra_data(ctx, fresh);
+        fn(fresh, arg);
+    }
+    krb5_dbe_free_string(ctx, auth_ind);
+    krb5_db_free_principal(ctx, fresh);
+}
