@@ -56,12 +56,13 @@ def check_prerequisites():
 _live = []
 
 
-def _stop_all():
+def stop_all():
+    """Stop and remove every server started so far."""
     for s in list(_live):
         s.destroy()
 
 
-atexit.register(_stop_all)
+atexit.register(stop_all)
 
 
 class Slapd:

@@ -561,6 +561,18 @@ run_once(updater *u)
             }
             status = EXIT_REFUSED;
         } else if (s->request == NULL && s->message[0] == '\0' &&
+                   (ret == KRB5KRB_ERR_GENERIC ||
+                    ret == KRB5KDC_ERR_SVC_UNAVAILABLE)) {
+            /* Not a verdict on the principal: the KDC failed to look it up
+             * (its database unreachable, e.g. an LDAP server down). */
+            const char *why = krb5_get_error_message(u->ctx, ret);
+
+            snprintf(s->message, sizeof(s->message), "the KDC could not "
+                     "look up this principal (is its database reachable?); "
+                     "nothing was sent, try again later: %s", why);
+            krb5_free_error_message(u->ctx, why);
+            status = EXIT_UNREACHABLE;
+        } else if (s->request == NULL && s->message[0] == '\0' &&
                    is_kdc_answer(ret)) {
             snprintf(s->message, sizeof(s->message), "%s",
                      ret == KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN ?
