@@ -24,7 +24,8 @@
  *   purge_interval, on the main thread (see "Removing expired keys").
  * - Uploads from the preauth module arrive as put_principal of an entry
  *   carrying TK_TL_UPLOAD and are stored through an admin context under the
- *   database lock, on a freshly fetched entry.
+ *   database lock, on a freshly fetched entry (checked writes where the
+ *   backing module has no lock, as kldap: lib/dbwrite.c).
  * - All state lives in the context: krb5kdc -w reopens the database in each
  *   worker after fork.
  */
@@ -602,11 +603,24 @@ put_checked(krb5_context ctx, tk_db *db, krb5_db_entry *entry,
     return relay(ctx, db->inner, krb5_db_put_principal(db->inner, entry));
 }
 
+typedef struct {
+    krb5_context ctx;
+    tk_db *db;
+    char **db_args;
+} put_call;
+
+static krb5_error_code
+put_call_fn(krb5_db_entry *entry, void *arg)
+{
+    put_call *call = arg;
+
+    return put_checked(call->ctx, call->db, entry, call->db_args);
+}
+
 static krb5_error_code
 tk_put_principal(krb5_context ctx, krb5_db_entry *entry, char **db_args)
 {
-    krb5_error_code ret;
-    krb5_db_entry *stored = NULL;
+    put_call call;
 
     GET_DB(ctx, db);
     if (db->kdc && find_tl(entry, TK_TL_UPLOAD) != NULL)
@@ -620,25 +634,14 @@ tk_put_principal(krb5_context ctx, krb5_db_entry *entry, char **db_args)
      * log the stored keys win over the copy's; on an iprop primary a merge
      * would store something other than what libkdb5 has already logged and
      * the replicas would diverge, so the copy is refused and the writer
-     * retries.  Compared under the lock that uploads take.
+     * retries.  Compared under the lock that uploads take, or checked where
+     * there is none (tk_db_put_foreign).
      */
-    ret = krb5_db_lock(db->inner, KRB5_DB_LOCKMODE_EXCLUSIVE);
-    if (ret)
-        return relay(ctx, db->inner, ret);
-    ret = krb5_db_get_principal(db->inner, entry->princ, 0, &stored);
-    if (ret == 0 && db->cfg.logged)
-        ret = tk_entry_check_current(ctx, entry, stored);
-    else if (ret == 0)
-        ret = tk_entry_keep_newer_keys(ctx, entry, stored);
-    else if (ret == KRB5_KDB_NOENTRY)
-        ret = 0;
-    else
-        relay(ctx, db->inner, ret);
-    if (ret == 0)
-        ret = put_checked(ctx, db, entry, db_args);
-    krb5_db_unlock(db->inner);
-    krb5_db_free_principal(db->inner, stored);
-    return ret;
+    call.ctx = ctx;
+    call.db = db;
+    call.db_args = db_args;
+    return tk_db_put_foreign(ctx, db->inner, entry, db->cfg.logged,
+                             put_call_fn, &call);
 }
 
 static krb5_error_code
@@ -731,6 +734,25 @@ tk_check_policy_tgs(krb5_context ctx, krb5_kdc_req *request,
                                           status, e_data));
 }
 
+typedef struct {
+    krb5_context inner;
+    krb5_kdc_req *request;
+    const krb5_address *local_addr, *remote_addr;
+    krb5_db_entry *server;
+    krb5_timestamp authtime;
+    krb5_error_code error_code;
+} audit_call;
+
+static void
+audit_fresh(krb5_db_entry *fresh, void *arg)
+{
+    audit_call *a = arg;
+
+    krb5_db_audit_as_req(a->inner, a->request, a->local_addr,
+                         a->remote_addr, fresh, a->server, a->authtime,
+                         a->error_code);
+}
+
 /* The backing module may write back the client entry (lockout, last
  * success), so a rewritten managed entry is replaced by a fresh raw one. */
 static void
@@ -741,8 +763,8 @@ tk_audit_as_req(krb5_context ctx, krb5_kdc_req *request,
                 krb5_error_code error_code)
 {
     tk_db *db = get_db(ctx);
-    krb5_db_entry *fresh = NULL;
     krb5_boolean managed = FALSE;
+    audit_call a;
 
     if (db == NULL)
         return;
@@ -753,15 +775,16 @@ tk_audit_as_req(krb5_context ctx, krb5_kdc_req *request,
         return;
     }
     /* Under the lock uploads take, so that an upload stored by another
-     * worker between the fetch and the write-back is not undone. */
-    if (krb5_db_lock(db->inner, KRB5_DB_LOCKMODE_EXCLUSIVE) != 0)
-        return;
-    if (krb5_db_get_principal(db->inner, client->princ, 0, &fresh) == 0) {
-        krb5_db_audit_as_req(db->inner, request, local_addr, remote_addr,
-                             fresh, server, authtime, error_code);
-        krb5_db_free_principal(db->inner, fresh);
-    }
-    krb5_db_unlock(db->inner);
+     * worker between the fetch and the write-back is not undone (see
+     * tk_db_audit for a backing module without one). */
+    a.inner = db->inner;
+    a.request = request;
+    a.local_addr = local_addr;
+    a.remote_addr = remote_addr;
+    a.server = server;
+    a.authtime = authtime;
+    a.error_code = error_code;
+    tk_db_audit(db->inner, client->princ, audit_fresh, &a);
 }
 
 /* krb5kdc calls this on SIGHUP, which the purge timer sends. */

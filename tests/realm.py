@@ -89,9 +89,19 @@ class Realm:
                  purge_interval='2s', kdc_extra='', dbmodules_extra='',
                  tk_section=None, realm_extra='', pki=False,
                  libdefaults_extra='',
-                 enroll='HTTP/*.test host/*.test', pki_keytype='ec'):
+                 enroll='HTTP/*.test host/*.test', pki_keytype='ec',
+                 backing='db2', ldap=None, share=None):
+        """backing='kldap' keeps the database in the directory of ldap (a
+        tests/ldap.py Slapd) instead of db2.  share=another Realm makes a
+        second KDC of the same realm on the same database: its master key
+        stash and PKI are reused and nothing is created."""
         self.realm = realm
         self.tempkey = tempkey
+        self.backing = backing
+        self.ldap = ldap
+        self.share = share
+        if share is not None:
+            create = False
         self.dir = tempfile.mkdtemp(prefix='tk-realm-')
         self.daemons = []
         self.kdc_port = free_port()
@@ -115,15 +125,24 @@ class Realm:
         self.dbmodules_extra = dbmodules_extra
         self.realm_extra = realm_extra
         self.plugins = ''
-        if pki:
+        self.ldap_pwfile = self.path('ldap.pw')
+        if share is not None and hasattr(share, 'ca'):
+            self._share_pki(share, enroll)
+        elif pki:
             self._make_pki(enroll, pki_keytype)
         self.write_config()
         self.env = self._make_env()
         _live_realms.append(self)
-        if create:
+        if backing == 'kldap':
+            self._stash_ldap_passwords()
+        if share is not None:
+            shutil.copy(share.stash, self.stash)
+        if create and backing == 'kldap':
+            self._create_ldap_realm()
+        elif create:
             self.run([KDB5_UTIL, 'create', '-s', '-P', PASSWORD])
-            with open(self.path('kadm5.acl'), 'w') as f:
-                f.write('admin/admin@%s *\n' % realm)
+        with open(self.path('kadm5.acl'), 'w') as f:
+            f.write('admin/admin@%s *\n' % realm)
         if start_kdc:
             self.start_kdc(*kdc_args)
         if start_kadmind:
@@ -150,6 +169,57 @@ class Realm:
     }}
 '''
 
+    def _share_pki(self, other, enroll):
+        """The other realm's CA and KDC certificate (one realm, two KDCs)."""
+        self.ca = other.ca
+        self.kdc_cert = other.kdc_cert
+        self.realm_extra += f'''
+        pkinit_identity = FILE:{self.kdc_cert.cert_pem},{self.kdc_cert.key_pem}
+        pkinit_anchors = FILE:{self.ca.cert_pem}
+        tempkey_enroll = {enroll}
+'''
+        self.plugins = other.plugins
+
+    # ---- kldap
+
+    def _kldap_section(self):
+        import ldap
+        return f'''    main = {{
+        db_library = kldap
+        ldap_servers = {self.ldap.uri}
+        ldap_kerberos_container_dn = {ldap.SUFFIX}
+        ldap_kdc_dn = {ldap.KDC_DN}
+        ldap_kadmind_dn = {ldap.ADM_DN}
+        ldap_service_password_file = {self.ldap_pwfile}
+        ldap_conns_per_server = 2
+    }}'''
+
+    def _stash_ldap_passwords(self):
+        """kdb5_ldap_util reads the kldap section itself (given the tempkey
+        one it crashes), so the profile names it as the realm's
+        database_module meanwhile."""
+        import ldap
+        self.write_config(database_module='main')
+        try:
+            for dn in (ldap.KDC_DN, ldap.ADM_DN):
+                self.run([ldap.KDB5_LDAP_UTIL, 'stashsrvpw', '-f',
+                          self.ldap_pwfile, dn],
+                         input='%s\n%s\n' % (ldap.SERVICE_PW,
+                                               ldap.SERVICE_PW))
+        finally:
+            self.write_config()
+
+    def _create_ldap_realm(self):
+        import ldap
+        self.ldap.add_service_accounts()
+        self.write_config(database_module='main')
+        try:
+            self.run([ldap.KDB5_LDAP_UTIL, '-D', ldap.ROOT_DN, '-w',
+                      ldap.ROOT_PW, '-H', self.ldap.uri, 'create', '-r',
+                      self.realm, '-s', '-P', PASSWORD])
+        finally:
+            self.write_config()
+
     def server_cert(self, service, name=None, **kw):
         """A certificate from the realm's CA naming service@REALM, kept
         under name (default: the service)."""
@@ -172,6 +242,13 @@ class Realm:
         if database_module is None:
             database_module = 'tk' if self.tempkey else 'main'
         r = self.realm
+        if self.backing == 'kldap':
+            main = self._kldap_section()
+        else:
+            main = f'''    main = {{
+        db_library = db2
+        database_name = {self.path('principal')}
+    }}'''
         with open(self.path('krb5.conf'), 'w') as f:
             f.write(f'''[libdefaults]
     default_realm = {r}
@@ -214,10 +291,7 @@ class Realm:
 [dbmodules]
     db_module_dir = {PLUGIN_DIR}
 {self.tk_section}
-    main = {{
-        db_library = db2
-        database_name = {self.path('principal')}
-    }}
+{main}
 {self.dbmodules_extra}
 [logging]
     kdc = FILE:{self.kdc_log}

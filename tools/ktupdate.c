@@ -912,6 +912,18 @@ failed(updater *u, attempt *a)
         }
         status = EXIT_REFUSED;
     } else if (s->request == NULL && s->message[0] == '\0' &&
+               (a->ret == KRB5KRB_ERR_GENERIC ||
+                a->ret == KRB5KDC_ERR_SVC_UNAVAILABLE)) {
+        /* Not a verdict on the principal: the KDC failed to look it up
+         * (its database unreachable, e.g. an LDAP server down). */
+        const char *why = krb5_get_error_message(a->ctx, a->ret);
+
+        snprintf(s->message, sizeof(s->message), "the KDC could not look "
+                 "up this principal (is its database reachable?); nothing "
+                 "was sent, try again later: %s", why);
+        krb5_free_error_message(a->ctx, why);
+        status = EXIT_UNREACHABLE;
+    } else if (s->request == NULL && s->message[0] == '\0' &&
                is_kdc_answer(a->ret)) {
         snprintf(s->message, sizeof(s->message), "%s",
                  a->ret == KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN ?
