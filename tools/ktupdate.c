@@ -920,8 +920,11 @@ failed(updater *u, attempt *a)
     int status;
 
     if (s->reason != 0) {
-        /* Refused: the pending key must go. */
-        if (rewrite_keytab(u, s->kvno, 0, NULL, 0, 0) == 0 &&
+        /* Refused: the pending key must go, unless the KDC already holds a
+         * key at its version (a re-send after a lost reply): that may be
+         * this very key, which tickets can already be encrypted in. */
+        if ((s->request == NULL || s->kvno > s->request->current_kvno) &&
+            rewrite_keytab(u, s->kvno, 0, NULL, 0, 0) == 0 &&
             (r = find_record(u, s->kvno)) != NULL) {
             drop_record(u, r);
             save_records(u);

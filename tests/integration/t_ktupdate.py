@@ -82,6 +82,46 @@ def test_lost_reply_then_convergence():
     r.ktupdate(cert, expected_msg='stored kvno 2 ')
 
 
+def lose_first_reply(r, cert):
+    """An upload of kvno 1 whose reply is lost: the KDC holds the key, the
+    keytab has it pending."""
+    proxy = KDCProxy(r.kdc_port, mode='drop')
+    try:
+        r.ktupdate(cert, env=proxied_config(r, proxy), expected_code=5,
+                   expected_msg='the key stays pending')
+    finally:
+        proxy.stop()
+
+
+def test_resend_under_a_renewed_certificate_is_accepted():
+    # The certificate was renewed between the lost reply and the next run:
+    # the same keys signed by the new certificate are what the KDC holds.
+    r = Realm(pki=True)
+    r.addprinc('user', 'user-pw')
+    lose_first_reply(r, r.server_cert(SVC))
+    renewed = r.server_cert(SVC, name='renewed')
+    r.ktupdate(renewed, expected_msg='stored kvno 1 ')
+    r.kinit('user', 'user-pw')
+    r.run([KVNO, '-k', r.keytab, SVC],
+          expected_msg='kvno = 1, keytab entry valid')
+
+
+def test_refused_resend_keeps_a_key_the_kdc_holds():
+    # A re-send refused for another reason (here the key purpose) must not
+    # take out of the keytab a key the KDC already holds and may encrypt
+    # tickets in.
+    r = Realm(pki=True)
+    r.addprinc('user', 'user-pw')
+    lose_first_reply(r, r.server_cert(SVC))
+    wrong = r.server_cert(SVC, name='wrong-eku', eku=('client',))
+    r.ktupdate(wrong, expected_code=4,
+               expected_msg='the KDC refused the upload: wrong-key-purpose')
+    r.kinit('user', 'user-pw')
+    r.run([KVNO, '-k', r.keytab, SVC],
+          expected_msg='kvno = 1, keytab entry valid')
+    r.ktupdate(wrong, '--status', expected_msg='(pending)')
+
+
 def test_other_principals_entries_are_kept():
     r = Realm(pki=True)
     r.addprinc('host/other.test')
@@ -256,4 +296,6 @@ Tests().run(test_untrusted_kdc_refused_before_any_upload,
             test_local_failure_sends_nothing,
             test_self_test_failure,
             test_concurrent_runs_on_one_keytab_keep_every_key,
+            test_resend_under_a_renewed_certificate_is_accepted,
+            test_refused_resend_keeps_a_key_the_kdc_holds,
             test_symlinked_keytab_keeps_its_link)
