@@ -69,6 +69,7 @@ tk_policy_free(tk_policy *pol)
     for (p = pol->enroll; p != NULL && *p != NULL; p++)
         free(*p);
     free(pol->enroll);
+    free(pol->realm);
     free(pol->eku);
     free(pol->enctypes);
     memset(pol, 0, sizeof(*pol));
@@ -182,9 +183,14 @@ tk_policy_read(krb5_context ctx, const char *realm, tk_policy *pol)
 
     memset(pol, 0, sizeof(*pol));
     pol->max_life = TK_DEFAULT_MAX_LIFE;
+    pol->realm = strdup(realm);
+    if (pol->realm == NULL)
+        return ENOMEM;
     ret = krb5_get_profile(ctx, &profile);
-    if (ret)
+    if (ret) {
+        tk_policy_free(pol);
         return ret;
+    }
     ret = read_duration(ctx, profile, "realms", realm, "tempkey_max_life",
                         FALSE, &pol->max_life);
     if (ret)
@@ -222,6 +228,25 @@ cleanup:
     return ret;
 }
 
+/* Names that carry the realm's own machinery: a temporary key on one of
+ * them would hand its keys to whoever holds a matching certificate. */
+static krb5_boolean
+is_reserved(const char *name)
+{
+    static const char *const services[] = {
+        "krbtgt/", "kadmin/", "kiprop/", "WELLKNOWN/", NULL
+    };
+    const char *const *s;
+
+    if (strcmp(name, "K/M") == 0)
+        return TRUE;
+    for (s = services; *s != NULL; s++) {
+        if (strncmp(name, *s, strlen(*s)) == 0)
+            return TRUE;
+    }
+    return FALSE;
+}
+
 krb5_boolean
 tk_policy_may_enroll(krb5_context ctx, const tk_policy *pol,
                      krb5_const_principal princ)
@@ -229,11 +254,16 @@ tk_policy_may_enroll(krb5_context ctx, const tk_policy *pol,
     char *name = NULL, **p;
     krb5_boolean ok = FALSE;
 
+    if (pol->realm == NULL || princ->realm.length != strlen(pol->realm) ||
+        memcmp(princ->realm.data, pol->realm, princ->realm.length) != 0)
+        return FALSE;
     if (krb5_unparse_name_flags(ctx, princ, KRB5_PRINCIPAL_UNPARSE_NO_REALM,
                                 &name) != 0)
         return FALSE;
     for (p = pol->enroll; !ok && p != NULL && *p != NULL; p++)
         ok = (fnmatch(*p, name, FNM_PATHNAME) == 0);
+    if (ok && is_reserved(name))
+        ok = FALSE;
     krb5_free_unparsed_name(ctx, name);
     return ok;
 }

@@ -503,29 +503,30 @@ typedef struct {
     int reason;                 /* out: a tk_reason on refusal */
 } upload_state;
 
-/* Refuse an entry that is neither managed nor may enroll (a new entry is
- * made for a name that may). */
+/* Refuse an entry that is not managed: enrollment creates a new entry for
+ * a name that may enroll, and never takes over one that exists (an
+ * administrator marks that one managed, with its policy and flags). */
 static krb5_error_code
 upload_target(krb5_context writer, upload_state *st, krb5_db_entry **entry)
 {
     krb5_error_code ret;
-    krb5_boolean managed = FALSE, may;
+    krb5_boolean managed = FALSE;
 
-    may = tk_policy_may_enroll(writer, st->pol, st->princ);
-    if (*entry == NULL && may)
-        return new_entry(st->keyctx, st->pol, st->princ, entry);
-    if (*entry != NULL) {
-        ret = tk_entry_is_managed(writer, *entry, &managed);
-        if (ret)
-            return ret;
-    }
-    if (*entry == NULL ||
-        (!managed && ((*entry)->n_key_data > 0 || !may))) {
+    if (*entry == NULL) {
+        if (tk_policy_may_enroll(writer, st->pol, st->princ))
+            return new_entry(st->keyctx, st->pol, st->princ, entry);
         return refuse(writer, TK_REASON_NOT_ENROLLABLE, &st->reason,
                       "neither managed by tempkey nor allowed to enroll by "
                       "tempkey_enroll");
     }
-    return 0;
+    ret = tk_entry_is_managed(writer, *entry, &managed);
+    if (ret == 0 && !managed) {
+        ret = refuse(writer, TK_REASON_NOT_ENROLLABLE, &st->reason,
+                     "the principal exists and is not managed by tempkey; "
+                     "an administrator makes it managed (kadmin setstr "
+                     "PRINCIPAL tempkey yes)");
+    }
+    return ret;
 }
 
 /* The upload as a change of the fresh entry: the kvno checks, the expired

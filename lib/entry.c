@@ -157,6 +157,37 @@ tk_entry_kdc_view(krb5_context ctx, krb5_db_entry *entry, int64_t now,
     return ret;
 }
 
+/*
+ * Cap entry's ticket lifetimes at the expiry of its newest live key (entry
+ * holds live keys only): as a server no ticket outlives the key it is
+ * encrypted in, and as a client no ticket ends or renews after the key that
+ * proved it is gone.
+ */
+static krb5_error_code
+cap_at_newest(krb5_db_entry *entry, const tk_meta *meta, int64_t now)
+{
+    const tk_key_record *newest;
+    krb5_kvno top = 0;
+    int i;
+
+    /* The KDC encrypts in the highest kvno; kldap returns keys unsorted. */
+    for (i = 0; i < entry->n_key_data; i++) {
+        if (entry->key_data[i].key_data_kvno > top)
+            top = entry->key_data[i].key_data_kvno;
+    }
+    newest = tk_meta_find(meta, top);
+    if (newest == NULL)
+        return KRB5_KDB_NO_MATCHING_KEY;
+    entry->max_life = tk_cap_life(entry->max_life, newest->expiry, now);
+    if (entry->max_renewable_life != 0) {
+        entry->max_renewable_life = tk_cap_life(entry->max_renewable_life,
+                                                newest->expiry, now);
+    }
+    /* A postdated ticket could start after its key has expired. */
+    entry->attributes |= KRB5_KDB_DISALLOW_POSTDATED;
+    return 0;
+}
+
 krb5_error_code
 tk_entry_kdc_view_meta(krb5_context ctx, krb5_db_entry *entry,
                        const tk_meta *meta, int64_t now,
@@ -164,19 +195,18 @@ tk_entry_kdc_view_meta(krb5_context ctx, krb5_db_entry *entry,
 {
     krb5_error_code ret = 0;
     tk_meta empty;
-    const tk_key_record *newest;
     char when[TK_TIME_LEN];
     int64_t end;
-    krb5_kvno top;
-    int i;
 
     memset(&empty, 0, sizeof(empty));
     keep_recorded_keys(ctx, entry, meta != NULL ? meta : &empty, now);
     if (!server_lookup) {
         /* As a client only an upload or a temporary key may prove it.  (On
-         * a server the flag would refuse users' unpreauthenticated TGTs.) */
+         * a server the flag would refuse users' unpreauthenticated TGTs.)
+         * With no live key only the upload exchange is left (the module's
+         * check_policy_as), whose ticket the preauth module caps. */
         entry->attributes |= KRB5_KDB_REQUIRES_PRE_AUTH;
-        return 0;
+        return entry->n_key_data > 0 ? cap_at_newest(entry, meta, now) : 0;
     }
     if (entry->n_key_data == 0) {
         ret = KRB5_KDB_NO_MATCHING_KEY;
@@ -192,21 +222,7 @@ tk_entry_kdc_view_meta(krb5_context ctx, krb5_db_entry *entry,
         }
         return name_error(ctx, ret, entry->princ);
     }
-    /* The KDC encrypts in the highest kvno; kldap returns keys unsorted. */
-    top = 0;
-    for (i = 0; i < entry->n_key_data; i++) {
-        if (entry->key_data[i].key_data_kvno > top)
-            top = entry->key_data[i].key_data_kvno;
-    }
-    newest = tk_meta_find(meta, top);
-    entry->max_life = tk_cap_life(entry->max_life, newest->expiry, now);
-    if (entry->max_renewable_life != 0) {
-        entry->max_renewable_life = tk_cap_life(entry->max_renewable_life,
-                                                newest->expiry, now);
-    }
-    /* A postdated ticket could start after its key has expired. */
-    entry->attributes |= KRB5_KDB_DISALLOW_POSTDATED;
-    return 0;
+    return cap_at_newest(entry, meta, now);
 }
 
 krb5_error_code

@@ -122,6 +122,7 @@ void tk_keytab_unlock(int fd);
 
 /* A realm's policy for temporary keys ([realms] settings, tempkey(5)). */
 typedef struct tk_policy {
+    char *realm;                /* the realm whose [realms] section it is */
     krb5_deltat max_life;       /* tempkey_max_life: longest key lifetime */
     char **enroll;              /* tempkey_enroll: name patterns, NULL-ended */
     char *eku;                  /* tempkey_eku: required key purpose */
@@ -153,8 +154,10 @@ typedef struct tk_config {
 krb5_error_code tk_policy_read(krb5_context ctx, const char *realm,
                                tk_policy *pol);
 void tk_policy_free(tk_policy *pol);
-/* Whether princ (a name in realm) matches a tempkey_enroll pattern; '*' does
- * not cross a '/'. */
+/* Whether princ may enroll: a name of the policy's realm matching a
+ * tempkey_enroll pattern ('*' does not cross a '/'), and not a reserved
+ * name (krbtgt/, kadmin/, kiprop/, WELLKNOWN/, K/M), whatever the patterns
+ * say. */
 krb5_boolean tk_policy_may_enroll(krb5_context ctx, const tk_policy *pol,
                                   krb5_const_principal princ);
 

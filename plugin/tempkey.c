@@ -711,13 +711,78 @@ tk_check_transited_realms(krb5_context ctx, const krb5_data *tr_contents,
                                                 client_realm, server_realm));
 }
 
+/* Whether request carries nothing but what a tempkey upload (or the round
+ * that asks for one) carries.  PKINIT, S4U2Self's PA-TGS-REQ or any other
+ * mechanism make it another exchange. */
+static krb5_boolean
+is_upload_exchange(const krb5_kdc_req *request)
+{
+    krb5_pa_data **pa;
+
+    for (pa = request->padata; pa != NULL && *pa != NULL; pa++) {
+        switch ((*pa)->pa_type) {
+        case TK_PADATA:
+        case KRB5_PADATA_FX_COOKIE:
+        case KRB5_PADATA_AS_FRESHNESS:
+        case KRB5_ENCPADATA_REQ_ENC_PA_REP:
+        case KRB5_PADATA_PAC_REQUEST:
+        case KRB5_PADATA_PAC_OPTIONS:
+            continue;
+        default:
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
+/*
+ * A managed client without a live key (the in-memory entry of a name that
+ * may enroll is one) exists for the upload exchange only: it must not log
+ * in by PKINIT or be impersonated by S4U2Self (which the KDC also checks
+ * here).  Such an entry has no key, so no other mechanism can succeed on it
+ * anyway, but a certificate can.
+ */
+static krb5_error_code
+check_keyless_client(krb5_context ctx, krb5_kdc_req *request,
+                     krb5_db_entry *client, const char **status)
+{
+    krb5_boolean managed = FALSE;
+    char *value = NULL;
+    krb5_error_code ret;
+
+    if (client == NULL || client->n_key_data > 0 ||
+        tk_entry_is_managed(ctx, client, &managed) != 0 || !managed ||
+        is_upload_exchange(request))
+        return 0;
+    if (krb5_dbe_get_string(ctx, client, TK_ATTR_MANAGED, &value) == 0 &&
+        value != NULL && strcmp(value, TK_ATTR_ENROLLING) == 0) {
+        /* Not a principal yet: as if the name were unknown. */
+        *status = "CLIENT_NOT_FOUND (tempkey: an enrolling name is only for "
+            "the upload exchange)";
+        ret = KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN;
+    } else {
+        *status = "tempkey: no live temporary key; only an upload is "
+            "accepted";
+        ret = KRB5KDC_ERR_POLICY;
+    }
+    krb5_dbe_free_string(ctx, value);
+    return ret;
+}
+
 static krb5_error_code
 tk_check_policy_as(krb5_context ctx, krb5_kdc_req *request,
                    krb5_db_entry *client, krb5_db_entry *server,
                    krb5_timestamp kdc_time, const char **status,
                    krb5_pa_data ***e_data)
 {
+    krb5_error_code ret;
+
     GET_DB(ctx, db);
+    if (db->kdc) {
+        ret = check_keyless_client(ctx, request, client, status);
+        if (ret)
+            return ret;
+    }
     return relay(ctx, db->inner,
                  krb5_db_check_policy_as(db->inner, request, client, server,
                                          kdc_time, status, e_data));

@@ -262,18 +262,17 @@ static krb5_boolean
 is_ours(krb5_context ctx, krb5_kdcpreauth_callbacks cb,
         krb5_kdcpreauth_rock rock, realm_state *rs)
 {
-    krb5_db_entry *entry = cb->client_entry(ctx, rock);
     char *value = NULL;
 
     if (rs == NULL)
         return FALSE;
-    if (cb->get_string(ctx, rock, TK_ATTR_MANAGED, &value) == 0 &&
-        value != NULL) {
-        cb->free_string(ctx, rock, value);
-        return TRUE;
-    }
-    return entry->n_key_data == 0 &&
-        tk_policy_may_enroll(ctx, &rs->policy, entry->princ);
+    /* Managed, or the KDB module's in-memory entry for a name that may
+     * enroll: both carry the attribute. */
+    if (cb->get_string(ctx, rock, TK_ATTR_MANAGED, &value) != 0 ||
+        value == NULL)
+        return FALSE;
+    cb->free_string(ctx, rock, value);
+    return TRUE;
 }
 
 static krb5_pa_data *
@@ -619,6 +618,19 @@ store(check_state *st, const krb5_data *upload_der, int64_t *expiry_out)
     return ret;
 }
 
+/* The ticket of an upload exchange was proved by the new key alone: it
+ * neither ends nor renews after that key expires.  (The KDC computed its
+ * times before preauthentication, from the entry as it was.) */
+static void
+cap_ticket(krb5_ticket_times *times, int64_t expiry)
+{
+    /* MIT's timestamps are unsigned 32-bit seconds. */
+    if ((int64_t)(uint32_t)times->endtime > expiry)
+        times->endtime = (krb5_timestamp)expiry;
+    if ((int64_t)(uint32_t)times->renew_till > expiry)
+        times->renew_till = (krb5_timestamp)expiry;
+}
+
 /* The e-data of a refusal: our reason, for ktupdate to report. */
 static krb5_pa_data **
 refusal_edata(check_state *st)
@@ -728,6 +740,7 @@ tk_kdc_verify(krb5_context ctx, krb5_data *req_pkt, krb5_kdc_req *request,
     if (ret)
         goto done;
     enc_tkt_reply->flags |= TKT_FLG_PRE_AUTH;
+    cap_ticket(&enc_tkt_reply->times, expiry);
     modreq = calloc(1, sizeof(*modreq));
     if (modreq == NULL || (modreq->ack.principal =
                            strdup(st.client_name)) == NULL) {

@@ -53,6 +53,28 @@ def test_ticket_in_temporary_key_ends_at_expiry():
             expected_code=1, expected_msg='ineligible for postdating')
 
 
+def test_service_as_client_gets_nothing_past_its_key():
+    # kinit -k with a 60 s temporary key used to give a 10 h TGT renewable
+    # for 7 days.
+    r = managed_realm()
+    kt = r.path('http.keytab')
+    _, expiry = r.set_key(SVC, '60s', kt)
+    ccache = r.path('svc.ccache')
+    r.run(['/usr/bin/kinit', '-k', '-t', kt, '-c', ccache, '-l', '10h',
+           '-r', '7d', SVC])
+    start, end, renew = klist_times(r, ccache)['krbtgt/%s@%s' % (REALM,
+                                                                  REALM)]
+    if end > expiry or (renew is not None and renew > expiry):
+        fail('the service\'s TGT ends %d (renew %s), after its key expires '
+             'at %d' % (end, renew, expiry))
+    # Renewal cannot reach past the key either.
+    if renew is not None:
+        r.run(['/usr/bin/kinit', '-R', '-c', ccache])
+        if klist_times(r, ccache)['krbtgt/%s@%s' % (REALM, REALM)][1] > \
+                expiry:
+            fail('a renewed TGT outlives the key')
+
+
 def test_rotation_keeps_old_tickets_valid():
     r = managed_realm()
     kt = r.path('http.keytab')
@@ -249,6 +271,7 @@ def test_admin_set_errors():
 
 
 Tests().run(test_ticket_in_temporary_key_ends_at_expiry,
+            test_service_as_client_gets_nothing_past_its_key,
             test_rotation_keeps_old_tickets_valid,
             test_expired_key_refused_then_removed,
             test_never_keyed_managed_service_refused,

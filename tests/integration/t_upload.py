@@ -8,7 +8,7 @@ import time
 import pki
 from realm import (Realm, Tests, fail, entry_keys, klist_times, parse_iso,
                    KTUPDATE, KVNO, KDESTROY, KLIST, KDB5_UTIL, PASSWORD,
-                   REALM)
+                   REALM, TK_UPLOAD)
 
 SVC = 'HTTP/www.test'
 SVC_FULL = SVC + '@' + REALM
@@ -157,6 +157,49 @@ def test_misconfigured_module_is_reported():
         open(r.kdc_log, 'w').close()
 
 
+def test_upload_ticket_ends_with_the_new_key():
+    # The TGT an upload exchange returns was proved by the new key alone.
+    r = Realm(pki=True)
+    cert = r.server_cert(SVC)
+    out = r.run([TK_UPLOAD, '--cert', cert.chain_pem, '--key', cert.key_pem,
+                 '--anchors', r.ca.cert_pem, '--principal', SVC_FULL,
+                 '--lifetime', '2m'])
+    m = re.search(r'stored kvno 1 expires (\S+) ticket-ends (\S+) '
+                  r'renew-till (\S+)', out)
+    if not m:
+        fail('unexpected tk-upload output: ' + out)
+    expiry = parse_iso(m.group(1))
+    if parse_iso(m.group(2)) > expiry or (m.group(3) != 'none' and
+                                          parse_iso(m.group(3)) > expiry):
+        fail('the upload\'s ticket outlives the new key: ' + out)
+
+
+def test_enrolling_names_exist_only_for_the_upload():
+    # A name that may enroll but has not: the KDC's in-memory entry for it
+    # serves the upload exchange and nothing else.
+    r = Realm(pki=True)
+    r.addprinc('user', 'user-pw')
+    stored(r.ktupdate(r.server_cert(SVC)))
+    # A certificate for a name that may enroll but never did logs in by
+    # PKINIT no more than a password would.
+    never = r.server_cert('HTTP/never.test')
+    r.run(['/usr/bin/kinit', '-X', 'X509_user_identity=FILE:%s,%s' %
+           (never.chain_pem, never.key_pem), '-X',
+           'X509_anchors=FILE:' + r.ca.cert_pem, '-c', r.path('p.ccache'),
+           'HTTP/never.test'], expected_code=1,
+          expected_msg='not found in Kerberos database')
+    if 'CLIENT_NOT_FOUND (tempkey: an enrolling name is only for the ' \
+            'upload exchange)' not in r.kdc_log_text():
+        fail('the KDC log does not show the refused PKINIT login')
+    # The same certificate still enrolls the name by an upload.
+    stored(r.ktupdate(never, keytab=r.path('never.keytab')))
+    # The same service name in a foreign realm (an enterprise name, which
+    # the KDC looks up as HTTP/www.test@OTHER.TEST) is not ours to create.
+    r.run(['/usr/bin/kinit', '-E', '-c', r.path('x.ccache'),
+           'HTTP/new.test@OTHER.TEST'], input='pw\n', expected_code=1,
+          expected_msg='not found in Kerberos database')
+
+
 def test_a_broken_realm_leaves_the_other_realms_working():
     # One krb5kdc serving two tempkey realms, the second without
     # pkinit_identity: that realm is reported and offers no uploads, the
@@ -207,4 +250,6 @@ Tests().run(test_enroll_without_prior_configuration,
             test_intermediate_ca_from_the_pool,
             test_rsa_certificates,
             test_misconfigured_module_is_reported,
-            test_a_broken_realm_leaves_the_other_realms_working)
+            test_a_broken_realm_leaves_the_other_realms_working,
+            test_upload_ticket_ends_with_the_new_key,
+            test_enrolling_names_exist_only_for_the_upload)

@@ -196,6 +196,28 @@ def test_principal_outside_enrollment():
         fail('a refused enrollment changed the database')
 
 
+def test_reserved_names_and_existing_entries_never_enroll():
+    # Patterns as wide as */*.test still never reach the realm's own
+    # machinery, and never take over an entry an administrator made.
+    r = Realm(pki=True, enroll='*/*.test K/M')
+    r.addprinc('user', 'user-pw')
+    r.kadmin_local('addprinc -nokey HTTP/existing.test')
+    before = r.dump()
+    for name in ('kadmin/kdc1.test', 'kiprop/kdc1.test', 'krbtgt/kdc1.test',
+                 'WELLKNOWN/kdc1.test', 'K/M', 'HTTP/existing.test'):
+        cert = r.server_cert(name, name=name.replace('/', '_') + '-cert')
+        r.ktupdate(cert, keytab=r.path('reserved.keytab'), expected_code=4)
+    if r.dump() != before:
+        fail('a reserved name or an existing entry got a key')
+    if 'stored kvno' in r.kdc_log_text():
+        fail('the KDC stored a key for a reserved name')
+    # A name the patterns allow still enrolls.
+    upload_ok = r.ktupdate(r.server_cert('HTTP/new.test'),
+                           keytab=r.path('new.keytab'))
+    if 'stored kvno 1 ' not in upload_ok:
+        fail('an allowed name did not enroll: ' + upload_ok)
+
+
 def test_runaway_client_is_capped():
     # A client uploading in a loop stops at the cap of live key versions;
     # the keys it has keep working.
@@ -260,5 +282,6 @@ Tests(shared=True).run(
     test_oversized_der,
     test_pinned_key_mismatch,
     test_principal_outside_enrollment,
+    test_reserved_names_and_existing_entries_never_enroll,
     test_runaway_client_is_capped,
     test_stale_freshness_token)

@@ -6,9 +6,9 @@
  *        [--other-cert FILE] [--save-token FILE] [--token FILE]
  * Faults: kdc-hash, no-token, checksum, expiry, short-key, other-principal,
  * bad-signature, other-kdc (with --other-cert), empty, truncated, garbage,
- * oversized.  Prints "stored kvno N expires T" (exit 0), "refused REASON:
- * TEXT" (exit 4), or an error (exit 1).  The keys are random and written
- * nowhere.
+ * oversized.  Prints "stored kvno N expires T ticket-ends E renew-till R"
+ * (exit 0), "refused REASON: TEXT" (exit 4), or an error (exit 1).  The
+ * keys are random and written nowhere.
  */
 
 #define _GNU_SOURCE
@@ -193,6 +193,9 @@ main(int argc, char **argv)
         goto cleanup;
     }
     krb5_get_init_creds_opt_set_preauth_list(gic, pa_list, 1);
+    /* Ask for more than any temporary key lasts. */
+    krb5_get_init_creds_opt_set_tkt_life(gic, 10 * 3600);
+    krb5_get_init_creds_opt_set_renew_life(gic, 7 * 86400);
     etypes[0] = forced_enctype;
     krb5_get_init_creds_opt_set_etype_list(gic, etypes, 2);
     s.principal = client;
@@ -206,7 +209,12 @@ main(int argc, char **argv)
     tk_client_set_session(NULL);
     if (ret == 0 && s.ack != NULL) {
         tk_format_time(s.ack->expiry, when);
-        printf("stored kvno %u expires %s\n", s.ack->kvno, when);
+        printf("stored kvno %u expires %s", s.ack->kvno, when);
+        /* The ticket the exchange gave, for the tests of its caps. */
+        tk_format_time((uint32_t)creds.times.endtime, when);
+        printf(" ticket-ends %s", when);
+        tk_format_time((uint32_t)creds.times.renew_till, when);
+        printf(" renew-till %s\n", creds.times.renew_till ? when : "none");
         status = 0;
     } else if (s.reason != 0) {
         printf("refused %s: %s\n", tk_reason_name(s.reason), s.message);

@@ -242,6 +242,44 @@ START_TEST(enctype_lists)
 }
 END_TEST
 
+static krb5_boolean
+may_enroll(krb5_context ctx, const tk_config *cfg, const char *name)
+{
+    krb5_principal p;
+    krb5_boolean ok;
+
+    ck_assert_int_eq(krb5_parse_name(ctx, name, &p), 0);
+    ok = tk_policy_may_enroll(ctx, &cfg->policy, p);
+    krb5_free_principal(ctx, p);
+    return ok;
+}
+
+START_TEST(enrollment_never_reaches_reserved_or_foreign_names)
+{
+    krb5_context ctx = context_for(
+        "[realms]\n R = {\n database_module = tk\n"
+        " tempkey_enroll = */*.example.test K/M host/*\n }\n" BASE_DB);
+    tk_config cfg;
+
+    ck_assert_int_eq(tk_config_read(ctx, "R", NULL, &cfg), 0);
+    ck_assert(may_enroll(ctx, &cfg, "HTTP/www.example.test@R"));
+    ck_assert(may_enroll(ctx, &cfg, "host/kdc1@R"));
+    ck_assert(!may_enroll(ctx, &cfg, "HTTP/www.other.test@R"));
+    /* '*' does not cross a '/'. */
+    ck_assert(!may_enroll(ctx, &cfg, "HTTP/a/b.example.test@R"));
+    /* The realm's machinery, whatever the patterns say. */
+    ck_assert(!may_enroll(ctx, &cfg, "kadmin/kdc1.example.test@R"));
+    ck_assert(!may_enroll(ctx, &cfg, "kiprop/kdc1.example.test@R"));
+    ck_assert(!may_enroll(ctx, &cfg, "krbtgt/kdc1.example.test@R"));
+    ck_assert(!may_enroll(ctx, &cfg, "WELLKNOWN/ANONYMOUS.example.test@R"));
+    ck_assert(!may_enroll(ctx, &cfg, "K/M@R"));
+    /* Only names of the realm itself. */
+    ck_assert(!may_enroll(ctx, &cfg, "HTTP/www.example.test@OTHER"));
+    tk_config_free(&cfg);
+    krb5_free_context(ctx);
+}
+END_TEST
+
 START_TEST(zero_max_life_means_no_limit)
 {
     krb5_context ctx = context_for(
@@ -414,6 +452,7 @@ config_suite(void)
     tcase_add_test(tc, bad_role);
     tcase_add_test(tc, enctype_lists);
     tcase_add_test(tc, zero_max_life_means_no_limit);
+    tcase_add_test(tc, enrollment_never_reaches_reserved_or_foreign_names);
     tcase_add_test(tc, primary_kdc_names);
     tcase_add_test(tc, settings);
     tcase_add_test(tc, realm_name_is_default_section);
