@@ -214,6 +214,91 @@ tk_policy_may_enroll(krb5_context ctx, const tk_policy *pol,
     return ok;
 }
 
+/* Read [dbmodules] section role: primary (the default) or replica. */
+static krb5_error_code
+read_role(krb5_context ctx, profile_t profile, const char *section,
+          krb5_boolean *replica_out)
+{
+    krb5_error_code ret;
+    char *role = NULL;
+
+    *replica_out = FALSE;
+    ret = profile_get_string(profile, "dbmodules", section, "role", "primary",
+                             &role);
+    if (ret)
+        return ret;
+    if (strcmp(role, "replica") == 0)
+        *replica_out = TRUE;
+    else if (strcmp(role, "primary") != 0)
+        ret = config_error(ctx, "tempkey: [dbmodules] %s role = %s: must be "
+                           "primary or replica", section, role);
+    profile_release_string(role);
+    return ret;
+}
+
+krb5_error_code
+tk_config_read_role(krb5_context ctx, const char *realm,
+                    krb5_boolean *replica_out)
+{
+    krb5_error_code ret;
+    profile_t profile = NULL;
+    char *section = NULL, *library = NULL;
+
+    *replica_out = FALSE;
+    ret = krb5_get_profile(ctx, &profile);
+    if (ret == 0)
+        ret = profile_get_string(profile, "realms", realm, "database_module",
+                                 realm, &section);
+    if (ret == 0)
+        ret = profile_get_string(profile, "dbmodules", section, "db_library",
+                                 "", &library);
+    if (ret == 0 && strcmp(library, "tempkey") == 0)
+        ret = read_role(ctx, profile, section, replica_out);
+    profile_release_string(library);
+    profile_release_string(section);
+    profile_release(profile);
+    return ret;
+}
+
+krb5_error_code
+tk_primary_kdc(krb5_context ctx, const char *realm, char **name_out)
+{
+    krb5_error_code ret;
+    profile_t profile = NULL;
+    char *value = NULL, *name = NULL, *colon;
+
+    *name_out = NULL;
+    ret = krb5_get_profile(ctx, &profile);
+    if (ret)
+        return ret;
+    ret = profile_get_string(profile, "realms", realm, "primary_kdc", NULL,
+                             &value);
+    if (ret == 0 && value == NULL)
+        ret = profile_get_string(profile, "realms", realm, "master_kdc", NULL,
+                                 &value);
+    if (ret == 0 && value != NULL) {
+        name = strdup(value);
+    } else if (ret == 0) {
+        /* admin_server's port is kadmind's, not the KDC's. */
+        ret = profile_get_string(profile, "realms", realm, "admin_server",
+                                 NULL, &value);
+        if (ret == 0 && value != NULL) {
+            name = strdup(value);
+            colon = (name == NULL || name[0] == '[') ? NULL :
+                strchr(name, ':');
+            if (colon != NULL)
+                *colon = '\0';
+        }
+    }
+    if (ret == 0 && value != NULL && name == NULL)
+        ret = ENOMEM;
+    if (ret == 0)
+        *name_out = name;
+    profile_release_string(value);
+    profile_release(profile);
+    return ret;
+}
+
 krb5_error_code
 tk_config_read(krb5_context ctx, const char *realm, const char *section,
                tk_config *cfg)
@@ -222,6 +307,7 @@ tk_config_read(krb5_context ctx, const char *realm, const char *section,
     profile_t profile = NULL;
     char *value = NULL, *library = NULL, **names = NULL;
     const char *path[2];
+    int iprop = 0;
 
     memset(cfg, 0, sizeof(*cfg));
     cfg->purge_interval = TK_DEFAULT_PURGE_INTERVAL;
@@ -291,8 +377,14 @@ tk_config_read(krb5_context ctx, const char *realm, const char *section,
 
     ret = read_duration(ctx, profile, "dbmodules", section, "purge_interval",
                         &cfg->purge_interval);
+    if (ret == 0)
+        ret = read_role(ctx, profile, section, &cfg->replica);
+    if (ret == 0)
+        ret = profile_get_boolean(profile, "realms", realm, "iprop_enable",
+                                  0, &iprop);
     if (ret)
         goto cleanup;
+    cfg->logged = iprop && !cfg->replica;
     ret = tk_policy_read(ctx, realm, &cfg->policy);
 
 cleanup:

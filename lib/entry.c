@@ -561,3 +561,43 @@ cleanup:
     tk_meta_free(theirs);
     return ret;
 }
+
+krb5_error_code
+tk_entry_check_current(krb5_context ctx, krb5_db_entry *entry,
+                       krb5_db_entry *stored)
+{
+    krb5_error_code ret = 0;
+    tk_meta *mine = NULL, *theirs = NULL;
+    char *name = NULL;
+
+    /* An unreadable stored record has nothing to keep: the writer may be
+     * repairing it (tempkey-admin revoke). */
+    if (tk_entry_get_meta(ctx, stored, &theirs) != 0) {
+        krb5_clear_error_message(ctx);
+        return 0;
+    }
+    if (theirs == NULL)
+        goto cleanup;
+    ret = tk_entry_get_meta(ctx, entry, &mine);
+    if (ret)
+        goto cleanup;
+    if (mine != NULL && mine->generation >= theirs->generation)
+        goto cleanup;
+    ret = KRB5_KDB_DB_CHANGED;
+    if (krb5_unparse_name(ctx, entry->princ, &name) != 0)
+        name = NULL;
+    krb5_set_error_message(ctx, ret, "tempkey: %s: its temporary keys "
+                           "changed while this change was being made "
+                           "(record generation %llu stored, %llu in this "
+                           "copy); nothing was written, retry the change",
+                           name != NULL ? name : "principal",
+                           (unsigned long long)theirs->generation,
+                           (unsigned long long)(mine != NULL ?
+                                                mine->generation : 0));
+
+cleanup:
+    krb5_free_unparsed_name(ctx, name);
+    tk_meta_free(mine);
+    tk_meta_free(theirs);
+    return ret;
+}

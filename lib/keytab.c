@@ -120,8 +120,12 @@ tk_keytab_rewrite(krb5_context ctx, const char *path, tk_keytab_keep_fn keep,
     if (ret)
         return ret;
     ret = copy_entries(ctx, path, out, keep, keep_arg);
-    for (i = 0; ret == 0 && i < nadd; i++)
+    for (i = 0; ret == 0 && i < nadd; i++) {
         ret = krb5_kt_add_entry(ctx, out, (krb5_keytab_entry *)&add[i]);
+        if (ret)
+            krb5_prepend_error_message(ctx, ret, "cannot write keytab %s",
+                                       path);
+    }
     krb5_kt_close(ctx, out);
     if (ret == 0 && access(tmp, F_OK) != 0) {
         /* Nothing was written: refuse rather than leave an empty file. */

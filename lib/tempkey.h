@@ -125,6 +125,9 @@ typedef struct tk_config {
     char *section;              /* our [dbmodules] section */
     char *backing;              /* [dbmodules] section of the backing module */
     krb5_deltat purge_interval; /* how often the KDC removes expired keys */
+    krb5_boolean replica;       /* role = replica: never writes key state */
+    krb5_boolean logged;        /* a primary with [realms] iprop_enable:
+                                 * every write goes to the update log */
     tk_policy policy;
 } tk_config;
 
@@ -153,5 +156,16 @@ krb5_boolean tk_policy_may_enroll(krb5_context ctx, const tk_policy *pol,
 krb5_error_code tk_config_read(krb5_context ctx, const char *realm,
                                const char *section, tk_config *cfg);
 void tk_config_free(tk_config *cfg);
+
+/* Set *replica_out to whether realm's tempkey database has role = replica
+ * (FALSE when its database module is not tempkey); errors name the
+ * setting. */
+krb5_error_code tk_config_read_role(krb5_context ctx, const char *realm,
+                                    krb5_boolean *replica_out);
+/* The realm's primary KDC as a replica names it: the first primary_kdc
+ * value, else admin_server's host; *name_out is NULL if neither is set.
+ * Free with free(). */
+krb5_error_code tk_primary_kdc(krb5_context ctx, const char *realm,
+                               char **name_out);
 
 #endif /* TEMPKEY_H */

@@ -19,14 +19,24 @@ krb5_error_code tk_entry_set_meta(krb5_context ctx, krb5_db_entry *entry,
 
 /*
  * Before storing entry for a writer that does not own the key records
- * (kadmind, kadmin.local): if the stored copy's records are of a later
- * generation, the writer read them before a temporary-key change and would
- * undo it, so take the stored keys and records instead, keeping the
- * writer's other changes.
+ * (kadmind, kadmin.local, kdb5_util load -update): if the stored copy's
+ * records are of a later generation, the writer read them before a
+ * temporary-key change and would undo it.
+ *
+ * Without an update log, take the stored keys and records instead, keeping
+ * the writer's other changes.
  */
 krb5_error_code tk_entry_keep_newer_keys(krb5_context ctx,
                                          krb5_db_entry *entry,
                                          krb5_db_entry *stored);
+/*
+ * On an iprop primary libkdb5 has already logged the entry as given, so a
+ * merge would make the replicas diverge: refuse the stale copy with
+ * KRB5_KDB_DB_CHANGED and a message asking to retry.
+ */
+krb5_error_code tk_entry_check_current(krb5_context ctx,
+                                       krb5_db_entry *entry,
+                                       krb5_db_entry *stored);
 
 /*
  * Rewrite a managed entry into what the KDC may use at now: only keys whose
@@ -85,6 +95,19 @@ krb5_error_code tk_entry_add_keys(krb5_context ctx, krb5_db_entry *entry,
 /* The kvno the next key for entry must have. */
 krb5_error_code tk_entry_next_kvno(krb5_context ctx, krb5_db_entry *entry,
                                    krb5_kvno *kvno_out);
+
+/* ---- The module's own writers (ulog.c). */
+
+/*
+ * Open ctx's database read-write for the module's own writes (uploads,
+ * purges, tempkey-admin).  On an iprop primary the update log is mapped
+ * first, as kadmind maps it, so that every write reaches the replicas.  A
+ * replica (cfg->replica) refuses: only the primary changes key state.
+ * Close with tk_db_close_for_writes().
+ */
+krb5_error_code tk_db_open_for_writes(krb5_context ctx, const char *realm,
+                                      const tk_config *cfg);
+void tk_db_close_for_writes(krb5_context ctx);
 
 /* ---- Database writes (dbwrite.c): every one is a locked get-modify-put on a
  * context opened through the tempkey module, so its checks always apply. */

@@ -230,7 +230,7 @@ free_db(tk_db *db)
     }
     purger_stop(db->purger);
     if (db->writer != NULL) {
-        (void)krb5_db_fini(db->writer);
+        tk_db_close_for_writes(db->writer);
         krb5_free_context(db->writer);
     }
     if (db->inner != NULL) {
@@ -289,7 +289,7 @@ open_db(krb5_context ctx, char *section, char **db_args, int mode,
                                    db->cfg.backing);
         goto cleanup;
     }
-    if (db->kdc && db->cfg.purge_interval > 0) {
+    if (db->kdc && !db->cfg.replica && db->cfg.purge_interval > 0) {
         ret = purger_start(ctx, db, &db->purger);
         if (ret)
             goto cleanup;
@@ -565,8 +565,9 @@ find_tl(krb5_db_entry *entry, krb5_int16 type)
     return NULL;
 }
 
-/* The admin context that uploads are written through: opened read-write on
- * the first upload in this process (after krb5kdc forks its workers). */
+/* The admin context that uploads and purges are written through: opened
+ * read-write on first use in this process (after krb5kdc forks its
+ * workers), with the update log mapped on an iprop primary. */
 static krb5_error_code
 get_writer(krb5_context ctx, tk_db *db, krb5_context *writer_out)
 {
@@ -585,10 +586,11 @@ get_writer(krb5_context ctx, tk_db *db, krb5_context *writer_out)
         if (ret == 0)
             ret = krb5_set_default_realm(writer, realm);
         if (ret == 0)
-            ret = krb5_db_open(writer, NULL,
-                               KRB5_KDB_OPEN_RW | KRB5_KDB_SRV_TYPE_ADMIN);
-        if (ret && writer != NULL)
+            ret = tk_db_open_for_writes(writer, realm, &db->cfg);
+        if (ret && writer != NULL) {
             relay(ctx, writer, ret);
+            tk_db_close_for_writes(writer);
+        }
         krb5_free_default_realm(ctx, realm);
         profile_release(profile);
         if (ret) {
@@ -648,6 +650,13 @@ store_upload(krb5_context ctx, tk_db *db, krb5_db_entry *entry)
     int64_t expiry = 0;
     int reason = 0;
 
+    if (db->cfg.replica) {
+        krb5_set_error_message(ctx, tk_reason_code(TK_REASON_NOT_PRIMARY),
+                               "this KDC is a replica (role = replica): "
+                               "uploads go to the primary");
+        return set_result(entry, TK_REASON_NOT_PRIMARY, 0) ? ENOMEM :
+            tk_reason_code(TK_REASON_NOT_PRIMARY);
+    }
     if (tl->tl_data_length <= TK_UPLOADER_LEN)
         return EINVAL;
     der.data = (char *)tl->tl_data_contents + TK_UPLOADER_LEN;
@@ -692,16 +701,24 @@ tk_put_principal(krb5_context ctx, krb5_db_entry *entry, char **db_args)
     GET_DB(ctx, db);
     if (db->kdc && find_tl(entry, TK_TL_UPLOAD) != NULL)
         return store_upload(ctx, db, entry);
-    if (find_tl(entry, TK_TL_META) == NULL)
+    /* A replica stores what kpropd replays, exactly as given. */
+    if (find_tl(entry, TK_TL_META) == NULL || db->cfg.replica)
         return put_checked(ctx, db, entry, db_args);
-    /* A writer's copy of temporary keys may be older than the stored ones
-     * (kadmind does not lock between its get and put): compare under the
-     * lock that uploads take. */
+    /*
+     * A writer's copy of temporary keys may be older than the stored ones
+     * (kadmind does not lock between its get and put).  Without an update
+     * log the stored keys win over the copy's; on an iprop primary a merge
+     * would store something other than what libkdb5 has already logged and
+     * the replicas would diverge, so the copy is refused and the writer
+     * retries.  Compared under the lock that uploads take.
+     */
     ret = krb5_db_lock(db->inner, KRB5_DB_LOCKMODE_EXCLUSIVE);
     if (ret)
         return relay(ctx, db->inner, ret);
     ret = krb5_db_get_principal(db->inner, entry->princ, 0, &stored);
-    if (ret == 0)
+    if (ret == 0 && db->cfg.logged)
+        ret = tk_entry_check_current(ctx, entry, stored);
+    else if (ret == 0)
         ret = tk_entry_keep_newer_keys(ctx, entry, stored);
     else if (ret == KRB5_KDB_NOENTRY)
         ret = 0;
@@ -846,7 +863,8 @@ tk_refresh_config(krb5_context ctx)
     if (db == NULL)
         return;
     krb5_db_refresh_config(db->inner);
-    if (db->kdc)
+    /* A replica learns of purges from the primary's update log. */
+    if (db->kdc && !db->cfg.replica)
         purge_expired(ctx, db);
 }
 

@@ -41,6 +41,9 @@ typedef struct realm_state {
     tk_identity *id;            /* pkinit_identity */
     tk_trust *trust;            /* pkinit_anchors, _pool, _revoke */
     unsigned char cert_hash[TK_HASH_LEN];
+    krb5_boolean replica;       /* the database's role = replica */
+    char *primary;              /* the primary KDC a replica names, or
+                                 * NULL if unknown */
 } realm_state;
 
 struct krb5_kdcpreauth_moddata_st {
@@ -60,6 +63,7 @@ free_realm(realm_state *rs)
     if (rs == NULL)
         return;
     free(rs->realm);
+    free(rs->primary);
     tk_policy_free(&rs->policy);
     tk_identity_free(rs->id);
     tk_trust_free(rs->trust);
@@ -98,6 +102,10 @@ load_realm(krb5_context ctx, const char *realm, realm_state **rs_out)
     ret = tk_policy_read(ctx, realm, &rs->policy);
     if (ret == 0)
         ret = tk_check_eku(ctx, rs->policy.eku);
+    if (ret == 0)
+        ret = tk_config_read_role(ctx, realm, &rs->replica);
+    if (ret == 0 && rs->replica)
+        ret = tk_primary_kdc(ctx, realm, &rs->primary);
     if (ret)
         goto cleanup;
     ret = krb5_get_profile(ctx, &profile);
@@ -352,6 +360,22 @@ refuse(check_state *st, int reason, const char *detail)
     st->reason = reason;
     snprintf(st->detail, sizeof(st->detail), "%s", detail);
     return tk_reason_code(reason);
+}
+
+/* A replica's refusal, naming the primary when the realm says which. */
+static krb5_error_code
+refuse_not_primary(check_state *st)
+{
+    char detail[sizeof(st->detail)];
+
+    st->primary = st->rs->primary;
+    if (st->primary == NULL)
+        return refuse(st, TK_REASON_NOT_PRIMARY, "this KDC is a replica "
+                      "and knows no primary KDC (set primary_kdc or "
+                      "admin_server for the realm)");
+    snprintf(detail, sizeof(detail), "this KDC is a replica; upload to the "
+             "primary KDC %s", st->primary);
+    return refuse(st, TK_REASON_NOT_PRIMARY, detail);
 }
 
 /* The context's message for code, as a refusal detail. */
@@ -639,6 +663,11 @@ tk_kdc_verify(krb5_context ctx, krb5_data *req_pkt, krb5_kdc_req *request,
     if (!is_ours(ctx, cb, rock, st.rs)) {
         ret = refuse(&st, TK_REASON_NOT_ENROLLABLE, "neither managed by "
                      "tempkey nor allowed to enroll by tempkey_enroll");
+        goto done;
+    }
+    /* Before any key is decrypted: a replica never stores one. */
+    if (st.rs->replica) {
+        ret = refuse_not_primary(&st);
         goto done;
     }
     env.data = (char *)data->contents;

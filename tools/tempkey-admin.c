@@ -347,6 +347,7 @@ cmd_set(admin *a, const char *name, const char *lifetime,
     set_state st;
     krb5_deltat life = a->cfg.policy.max_life;
     char when[TK_TIME_LEN], ename[64];
+    const char *msg;
     size_t i;
     int status = 1;
 
@@ -384,11 +385,14 @@ cmd_set(admin *a, const char *name, const char *lifetime,
         krb5_set_error_message(a->ctx, ret, "no such principal; create it "
                                "first with kadmin addprinc -nokey");
     if (ret) {
-        /* The pending key must not outlive a refused store. */
+        /* The pending key must not outlive a refused store.  Taking it out
+         * touches the keytab, which would replace the store's message. */
+        msg = krb5_get_error_message(a->ctx, ret);
         if (keytab != NULL && st.kvno != 0)
             (void)tk_keytab_rewrite(a->ctx, keytab, keep_unless_pending, &st,
                                     NULL, 0);
-        fail(a, ret, name);
+        fprintf(stderr, "%s: %s: %s\n", progname, name, msg);
+        krb5_free_error_message(a->ctx, msg);
         goto cleanup;
     }
     tk_format_time(st.expiry, when);
@@ -496,8 +500,10 @@ cmd_purge(admin *a)
 
 /* ---- main. */
 
+/* Open the realm's database; for writes (set, revoke, purge) as the
+ * module's own writer, which a replica refuses and an iprop primary logs. */
 static int
-open_realm(admin *a, const char *realm)
+open_realm(admin *a, const char *realm, krb5_boolean writes)
 {
     krb5_error_code ret;
 
@@ -516,8 +522,11 @@ open_realm(admin *a, const char *realm)
     ret = tk_config_read(a->ctx, a->realm, NULL, &a->cfg);
     if (ret)
         return fail(a, ret, "reading the configuration");
-    ret = krb5_db_open(a->ctx, NULL,
-                       KRB5_KDB_OPEN_RW | KRB5_KDB_SRV_TYPE_ADMIN);
+    if (writes)
+        ret = tk_db_open_for_writes(a->ctx, a->realm, &a->cfg);
+    else
+        ret = krb5_db_open(a->ctx, NULL,
+                           KRB5_KDB_OPEN_RW | KRB5_KDB_SRV_TYPE_ADMIN);
     if (ret)
         return fail(a, ret, "opening the database");
     return 0;
@@ -580,7 +589,8 @@ main(int argc, char **argv)
         return 2;
     }
 
-    status = open_realm(&a, realm);
+    status = open_realm(&a, realm, strcmp(cmd, "list") != 0 &&
+                        strcmp(cmd, "show") != 0);
     if (status == 0) {
         if (strcmp(cmd, "list") == 0)
             status = cmd_list(&a);
@@ -594,7 +604,7 @@ main(int argc, char **argv)
             status = cmd_purge(&a);
     }
     if (a.ctx != NULL) {
-        (void)krb5_db_fini(a.ctx);
+        tk_db_close_for_writes(a.ctx);
         tk_config_free(&a.cfg);
         krb5_free_default_realm(a.ctx, a.realm);
         krb5_free_context(a.ctx);

@@ -210,7 +210,8 @@ def test_admin_set_errors():
     if os.path.exists(kt):
         fail('a refused set left a keytab behind')
     r.tempkey_admin('set', SVC, '--keytab', r.path('no', 'such', 'kt'),
-                    expected_code=1, expected_msg='No such file or directory')
+                    expected_code=1, expected_msg='cannot write keytab %s' %
+                    r.path('no', 'such', 'kt'))
     if entry_keys(r.dump_entry(SVC_FULL)):
         fail('a key was stored although its keytab could not be written')
 
@@ -228,6 +229,14 @@ def test_admin_set_errors():
         fail('the refused key was left in the keytab')
     r.kadmin_local('getstrs host/plain.test',
                    expected_msg='(No string attributes.)')
+    # The same with a keytab that did not exist: the refusal is still told
+    # in words (taking the pending key out must not replace the message).
+    fresh = r.path('fresh.keytab')
+    out = r.tempkey_admin('set', 'host/plain.test', '--keytab', fresh,
+                          expected_code=1, expected_msg='key version 1 has '
+                          'no temporary-key record')
+    if 'Unknown code' in out:
+        fail('tempkey-admin printed an error code, not its text: ' + out)
     # The default lifetime is tempkey_max_life.
     _, expiry = r.set_key(SVC, '2h', kt)
     if not 7190 < expiry - time.time() <= 7200:

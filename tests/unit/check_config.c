@@ -74,6 +74,8 @@ START_TEST(defaults)
     ck_assert_str_eq(cfg.backing, "main");
     ck_assert_int_eq(cfg.purge_interval, TK_DEFAULT_PURGE_INTERVAL);
     ck_assert_int_eq(cfg.policy.max_life, TK_DEFAULT_MAX_LIFE);
+    ck_assert(!cfg.replica);
+    ck_assert(!cfg.logged);
     tk_config_free(&cfg);
     krb5_free_context(ctx);
 }
@@ -147,6 +149,69 @@ START_TEST(backing_is_tempkey)
 }
 END_TEST
 
+START_TEST(replica_role)
+{
+    krb5_context ctx = context_for(
+        "[realms]\n R = {\n database_module = tk\n }\n"
+        " N = {\n database_module = main\n }\n"
+        " P = {\n database_module = tkp\n iprop_enable = true\n }\n"
+        "[dbmodules]\n tk = {\n db_library = tempkey\n backing_module = main\n"
+        " role = replica\n }\n main = {\n db_library = db2\n }\n"
+        " tkp = {\n db_library = tempkey\n backing_module = main\n }\n");
+    tk_config cfg;
+    krb5_boolean replica = FALSE;
+
+    ck_assert_int_eq(tk_config_read(ctx, "R", NULL, &cfg), 0);
+    ck_assert(cfg.replica);
+    /* A replica's kpropd replays; the module itself logs nothing. */
+    ck_assert(!cfg.logged);
+    tk_config_free(&cfg);
+    ck_assert_int_eq(tk_config_read(ctx, "P", NULL, &cfg), 0);
+    ck_assert(!cfg.replica);
+    ck_assert(cfg.logged);
+    tk_config_free(&cfg);
+    ck_assert_int_eq(tk_config_read_role(ctx, "R", &replica), 0);
+    ck_assert(replica);
+    /* A realm whose database is not tempkey has no role of ours. */
+    ck_assert_int_eq(tk_config_read_role(ctx, "N", &replica), 0);
+    ck_assert(!replica);
+    krb5_free_context(ctx);
+}
+END_TEST
+
+START_TEST(bad_role)
+{
+    expect_error("[realms]\n R = {\n database_module = tk\n }\n"
+                 "[dbmodules]\n tk = {\n db_library = tempkey\n"
+                 " backing_module = main\n role = primray\n }\n"
+                 " main = {\n db_library = db2\n }\n",
+                 "tempkey: [dbmodules] tk role = primray: must be primary "
+                 "or replica");
+}
+END_TEST
+
+START_TEST(primary_kdc_names)
+{
+    krb5_context ctx = context_for(
+        "[realms]\n A = {\n primary_kdc = kdc1.example:8888\n"
+        " admin_server = adm.example:749\n }\n"
+        " B = {\n admin_server = adm.example:749\n }\n"
+        " C = {\n kdc = kdc2.example\n }\n");
+    char *name = NULL;
+
+    ck_assert_int_eq(tk_primary_kdc(ctx, "A", &name), 0);
+    ck_assert_str_eq(name, "kdc1.example:8888");
+    free(name);
+    /* admin_server's port is kadmind's: only the host names the KDC. */
+    ck_assert_int_eq(tk_primary_kdc(ctx, "B", &name), 0);
+    ck_assert_str_eq(name, "adm.example");
+    free(name);
+    ck_assert_int_eq(tk_primary_kdc(ctx, "C", &name), 0);
+    ck_assert_ptr_null(name);
+    krb5_free_context(ctx);
+}
+END_TEST
+
 START_TEST(bad_purge_interval)
 {
     expect_error("[realms]\n R = {\n database_module = tk\n }\n"
@@ -185,6 +250,9 @@ config_suite(void)
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, defaults);
+    tcase_add_test(tc, replica_role);
+    tcase_add_test(tc, bad_role);
+    tcase_add_test(tc, primary_kdc_names);
     tcase_add_test(tc, settings);
     tcase_add_test(tc, realm_name_is_default_section);
     tcase_add_test(tc, no_backing_module);

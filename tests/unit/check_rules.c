@@ -453,6 +453,46 @@ START_TEST(stale_writer_keeps_stored_keys)
 }
 END_TEST
 
+START_TEST(stale_writer_is_refused)
+{
+    const krb5_kvno old_kv[] = { 1 }, new_kv[] = { 1, 2 };
+    const int64_t ex[] = { NOW + 100, NOW + 200 };
+    tk_meta *m_old = meta_with(old_kv, ex, 1), *m_new = meta_with(new_kv,
+                                                                   ex, 2);
+    krb5_db_entry *stale, *stored, *fresh;
+    const char *msg;
+
+    /* stored: generation advanced past the writer's copy. */
+    m_old->generation = 10;
+    m_new->generation = 20;
+    stale = make_entry("HTTP/a@R", old_kv, 1, 1, m_old);
+    stored = make_entry("HTTP/a@R", new_kv, 2, 1, m_new);
+    ck_assert_int_eq(tk_entry_check_current(ctx, stale, stored),
+                     KRB5_KDB_DB_CHANGED);
+    msg = krb5_get_error_message(ctx, KRB5_KDB_DB_CHANGED);
+    ck_assert_msg(strstr(msg, "HTTP/a@R") != NULL &&
+                  strstr(msg, "generation 21 stored, 11 in this copy") &&
+                  strstr(msg, "retry") != NULL, "message: %s", msg);
+    krb5_free_error_message(ctx, msg);
+    /* The writer's copy is left as it was. */
+    ck_assert_int_eq(stale->n_key_data, 2);
+    krb5_db_free_principal(ctx, stored);
+
+    /* A writer whose generation is not behind may store its copy. */
+    m_old->generation = 30;
+    m_new->generation = 20;
+    fresh = make_entry("HTTP/a@R", old_kv, 1, 1, m_old);
+    stored = make_entry("HTTP/a@R", new_kv, 2, 1, m_new);
+    ck_assert_int_eq(tk_entry_check_current(ctx, fresh, stored), 0);
+    ck_assert_int_eq(fresh->n_key_data, 2);
+    krb5_db_free_principal(ctx, stored);
+    krb5_db_free_principal(ctx, fresh);
+    krb5_db_free_principal(ctx, stale);
+    tk_meta_free(m_old);
+    tk_meta_free(m_new);
+}
+END_TEST
+
 START_TEST(managed_attribute_among_others)
 {
     krb5_db_entry *e = make_entry("HTTP/a@R", NULL, 0, 0, NULL);
@@ -556,6 +596,7 @@ rules_suite(void)
     tcase_add_test(ent, purge_and_revoke_entry);
     tcase_add_test(ent, revoke_all_repairs_corrupt_record);
     tcase_add_test(ent, stale_writer_keeps_stored_keys);
+    tcase_add_test(ent, stale_writer_is_refused);
     tcase_add_test(ent, managed_attribute_among_others);
     tcase_add_test(ent, live_key_versions_are_capped);
     tcase_add_test(ent, next_kvno_exhausted);
