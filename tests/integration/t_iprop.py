@@ -66,6 +66,20 @@ def serial(realm):
     return last[0] if last else 0
 
 
+def first_serial(realm):
+    out = realm.run([KPROPLOG, '-h'])
+    m = re.search(r'First serial # : (\d+)', out)
+    return int(m.group(1)) if m else 0
+
+
+def tk_upload(realm, cert, princ, *args, **kw):
+    """One upload by tk-upload (a random key, written nowhere) to the KDCs
+    of realm's krb5.conf."""
+    return realm.run([TK_UPLOAD, '--cert', cert.chain_pem, '--key',
+                      cert.key_pem, '--anchors', realm.ca.cert_pem,
+                      '--principal', princ] + list(args), **kw)
+
+
 def upload_on_primary(cert, keytab, *args, princ=SVC_FULL):
     """ktupdate to the primary; check that the KDC logged the write.
     Return (kvno, expiry)."""
@@ -147,9 +161,8 @@ def test_replica_refuses_uploads_and_names_primary():
     log_before = len(r.kdc_log_text())
     # tk-upload sends to the KDCs of its krb5.conf, the replica's: only
     # the replica, and it never follows a refusal.
-    out = r.run([TK_UPLOAD, '--cert', cert.chain_pem, '--key', cert.key_pem,
-                 '--anchors', p.ca.cert_pem, '--principal', SVC_FULL],
-                expected_code=4, expected_msg='refused not-primary:')
+    out = tk_upload(r, cert, SVC_FULL, expected_code=4,
+                    expected_msg='refused not-primary:')
     named = 'primary KDC: 127.0.0.1:%d' % p.kdc_port
     if named not in out:
         fail('the refusal does not name the primary (%s):\n%s' % (named,
@@ -264,21 +277,23 @@ def test_kadmin_racing_uploads_leaves_dumps_equal():
                     tally['ok'] += 1
                     accepted.add(minutes)
 
+    start_serial = serial(p)
+    log_start = len(p.kdc_log_text())
     writers = [threading.Thread(target=modprinc_loop, args=(n,))
                for n in range(3)]
     for t in writers:
         t.start()
     # Uploads (tk-upload: the upload alone, no keytab or self-test) for as
-    # long as the writers run, 20 at most.
+    # long as the writers run, 8 at most: the entry stays under the update
+    # log's 2 KB block (see test_entry_outgrowing_the_log_block).
     newest = None
+    uploads = 0
     try:
-        for _ in range(20):
+        for _ in range(8):
             if not any(t.is_alive() for t in writers):
                 break
-            out = p.run([TK_UPLOAD, '--cert', cert.chain_pem, '--key',
-                         cert.key_pem, '--anchors', p.ca.cert_pem,
-                         '--principal', full, '--lifetime', '1h'])
-            newest = stored(out)[0]
+            newest = stored(tk_upload(p, cert, full, '--lifetime', '1h'))[0]
+            uploads += 1
     finally:
         done.set()
         for t in writers:
@@ -291,6 +306,20 @@ def test_kadmin_racing_uploads_leaves_dumps_equal():
     if tally['ok'] == 0 or newest is None:
         fail('nothing raced: %d modprinc succeeded, newest upload %r' %
              (tally['ok'], newest))
+    # Each accepted write is one update-log entry, whichever of the KDC's
+    # two workers stored the upload; refused writes none.
+    first = first_serial(p)
+    if first > start_serial + 1:
+        fail('the update log was reset during the race (first serial %d, '
+             'was %d)' % (first, start_serial))
+    logged = ulog_principals(p, start_serial).count(full)
+    if logged != uploads + tally['ok']:
+        fail('%d uploads and %d accepted modprinc, but %d update-log entries '
+             'for %s' % (uploads, tally['ok'], logged, full))
+    workers = set(re.findall(r'krb5kdc\[(\d+)\]\([^)]*\): (?:tempkey: )?'
+                             r'stored kvno \d+ of ' + re.escape(full),
+                             p.kdc_log_text()[log_start:]))
+    print('uploads stored by %d KDC worker(s)' % len(workers))
     pr.wait_synced()
     pr.assert_dumps_equal('modprinc racing uploads')
     # Nothing was lost: the newest upload, and an accepted change.
@@ -370,6 +399,37 @@ def test_full_resync_carries_keys():
     pr.assert_dumps_equal('a full resync')
 
 
+def test_entry_outgrowing_the_log_block():
+    # An update-log entry larger than the log's block (2 KB at first)
+    # makes libkdb5 re-initialise the whole log with a larger block: every
+    # earlier entry is dropped and the replica needs a full resync.  A
+    # managed principal's entry grows with each live key version; at 14
+    # versions it is past 2 KB.
+    pr = pair()
+    p, r = pr.primary, pr.replica
+    svc = 'HTTP/big.test'
+    full = svc + '@' + REALM
+    cert = p.server_cert(svc)
+    kt = p.path('big.keytab')
+    upload_on_primary(cert, kt, '--lifetime', '1h', princ=full)
+    pr.wait_synced()
+    start_serial = serial(p)
+    start = len(pr.kpropd_text())
+    for _ in range(12):
+        tk_upload(p, cert, full, '--lifetime', '1h')
+    kvno, _ = upload_on_primary(cert, kt, '--lifetime', '1h', princ=full)
+    if kvno != 14:
+        fail('expected kvno 14, stored %d' % kvno)
+    reset = first_serial(p) > start_serial + 1
+    print('update log %s' % ('re-initialised with a larger block' if reset
+                             else 'kept its entries'))
+    pr.wait_synced(timeout=60)
+    if reset and 'Full resync needed' not in pr.kpropd_text(start):
+        fail('the log was re-initialised but kpropd did no full resync')
+    replica_serves(svc, kt, kvno)
+    pr.assert_dumps_equal('an entry outgrowing the log block')
+
+
 def with_role(r, role):
     """r's tempkey section with role = role added."""
     assert r.tk_section.endswith('    }')
@@ -397,9 +457,8 @@ def test_replica_without_known_primary():
     r.start_kdc()
     cert = r.server_cert(SVC)
     before = r.dump()
-    out = r.run([TK_UPLOAD, '--cert', cert.chain_pem, '--key', cert.key_pem,
-                 '--anchors', r.ca.cert_pem, '--principal', SVC_FULL],
-                expected_code=4, expected_msg='refused not-primary:')
+    out = tk_upload(r, cert, SVC_FULL, expected_code=4,
+                    expected_msg='refused not-primary:')
     if 'primary KDC:' in out:
         fail('the refusal names a primary the realm does not know:\n' + out)
     refusal = out.splitlines()[-1]
@@ -417,6 +476,7 @@ Tests(shared=True).run(test_admin_change_reaches_replica,
                        test_dumps_equal_after_every_kind_of_write,
                        test_purge_on_primary_reaches_replica,
                        test_full_resync_carries_keys,
+                       test_entry_outgrowing_the_log_block,
                        # Last of the pair's: a lost race breaks the pair.
                        test_kadmin_racing_uploads_leaves_dumps_equal,
                        test_misspelt_role_stops_the_kdc,

@@ -15,12 +15,11 @@ which takes the log's lock only for itself).  Nothing holds a lock across
 """
 
 import os
+import re
 import shutil
-import time
 
 from iprop import IpropPair
-from realm import (Failure, Tests, fail, skip, KADMIN_LOCAL, REALM,
-                   TK_UPLOAD)
+from realm import Tests, fail, skip, KADMIN_LOCAL, REALM, TK_UPLOAD
 
 GDB = shutil.which('gdb')
 if GDB is None:
@@ -84,7 +83,6 @@ def modprinc_paused_at(breakpoint, svc, cert, minutes):
 
 
 def maxlife_minutes(realm, svc):
-    import re
     out = realm.kadmin_local('getprinc ' + svc)
     m = re.search(r'Maximum ticket life: (\d+) days (\d+):(\d+):00', out)
     return (int(m.group(1)) * 24 + int(m.group(2))) * 60 + int(m.group(3))
