@@ -1,5 +1,6 @@
 /* config.c - the module's kdc.conf settings, checked once at open. */
 #include "tempkey.h"
+#include "tkproto.h"
 
 #include <errno.h>
 #include <fnmatch.h>
@@ -16,13 +17,16 @@ config_error(krb5_context ctx, const char *fmt, const char *a, const char *b)
     return KRB5_CONFIG_BADFORMAT;
 }
 
-/* Read one optional duration setting at names into *out. */
+/* Read one optional duration setting at names into *out; zero_ok for MIT
+ * settings where 0 is valid (a max_life of 0 means no limit). */
 static krb5_error_code
 read_duration(krb5_context ctx, profile_t profile, const char *section,
-              const char *subsection, const char *setting, krb5_deltat *out)
+              const char *subsection, const char *setting,
+              krb5_boolean zero_ok, krb5_deltat *out)
 {
     krb5_error_code ret;
     char *text = NULL, label[256];
+    krb5_deltat d;
 
     ret = profile_get_string(profile, section, subsection, setting, NULL,
                              &text);
@@ -30,7 +34,10 @@ read_duration(krb5_context ctx, profile_t profile, const char *section,
         return ret;
     snprintf(label, sizeof(label), "[%s] %s %s", section, subsection,
              setting);
-    ret = tk_parse_duration(ctx, label, text, out);
+    if (zero_ok && krb5_string_to_deltat(text, &d) == 0 && d == 0)
+        *out = 0;
+    else
+        ret = tk_parse_duration(ctx, label, text, out);
     profile_release_string(text);
     return ret;
 }
@@ -122,14 +129,56 @@ cleanup:
     return ret;
 }
 
+/* The accepted upload enctypes, parsed as every enctype list is: supported,
+ * not weak, no duplicates, at most as many as one upload carries. */
+static krb5_error_code
+read_enctypes(krb5_context ctx, profile_t profile, const char *realm,
+              tk_policy *pol)
+{
+    krb5_error_code ret;
+    char **words = NULL, *list = NULL, label[256];
+    size_t i, len = 1;
+
+    ret = read_words(profile, realm, "tempkey_enctypes", TK_DEFAULT_ENCTYPES,
+                     &words);
+    for (i = 0; ret == 0 && words[i] != NULL; i++)
+        len += strlen(words[i]) + 1;
+    if (ret == 0 && (list = calloc(1, len)) == NULL)
+        ret = ENOMEM;
+    for (i = 0; ret == 0 && words[i] != NULL; i++) {
+        strcat(list, words[i]);
+        strcat(list, " ");
+    }
+    if (ret == 0 &&
+        (pol->enctypes = calloc(TK_MAX_KEYS, sizeof(*pol->enctypes))) == NULL)
+        ret = ENOMEM;
+    if (ret == 0) {
+        snprintf(label, sizeof(label), "tempkey: [realms] %s "
+                 "tempkey_enctypes", realm);
+        ret = tk_parse_enctypes(ctx, label, list, pol->enctypes, TK_MAX_KEYS,
+                                &pol->nenctypes);
+        if (ret && ret != ENOMEM) {
+            /* A configuration error, whatever the list's fault. */
+            const char *msg = krb5_get_error_message(ctx, ret);
+
+            krb5_set_error_message(ctx, KRB5_CONFIG_BADFORMAT, "%s", msg);
+            krb5_free_error_message(ctx, msg);
+            ret = KRB5_CONFIG_BADFORMAT;
+        }
+    }
+    for (i = 0; words != NULL && words[i] != NULL; i++)
+        free(words[i]);
+    free(words);
+    free(list);
+    return ret;
+}
+
 krb5_error_code
 tk_policy_read(krb5_context ctx, const char *realm, tk_policy *pol)
 {
     krb5_error_code ret;
     profile_t profile = NULL;
-    char **names = NULL, *eku = NULL;
-    krb5_enctype et;
-    size_t i, n;
+    char *eku = NULL;
 
     memset(pol, 0, sizeof(*pol));
     pol->max_life = TK_DEFAULT_MAX_LIFE;
@@ -137,17 +186,18 @@ tk_policy_read(krb5_context ctx, const char *realm, tk_policy *pol)
     if (ret)
         return ret;
     ret = read_duration(ctx, profile, "realms", realm, "tempkey_max_life",
-                        &pol->max_life);
+                        FALSE, &pol->max_life);
     if (ret)
         goto cleanup;
     /* Enrolled principals get the realm's ticket lifetimes, as kadmin's new
      * principals do. */
     pol->entry_max_life = 86400;
-    ret = read_duration(ctx, profile, "realms", realm, "max_life",
+    ret = read_duration(ctx, profile, "realms", realm, "max_life", TRUE,
                         &pol->entry_max_life);
     if (ret == 0)
         ret = read_duration(ctx, profile, "realms", realm,
-                            "max_renewable_life", &pol->entry_max_renewable);
+                            "max_renewable_life", TRUE,
+                            &pol->entry_max_renewable);
     if (ret)
         goto cleanup;
     ret = read_words(profile, realm, "tempkey_enroll", NULL, &pol->enroll);
@@ -162,37 +212,11 @@ tk_policy_read(krb5_context ctx, const char *realm, tk_policy *pol)
         ret = ENOMEM;
         goto cleanup;
     }
-    ret = read_words(profile, realm, "tempkey_enctypes", TK_DEFAULT_ENCTYPES,
-                     &names);
-    if (ret)
-        goto cleanup;
-    for (n = 0; names[n] != NULL; n++)
-        ;
-    pol->enctypes = calloc(n + 1, sizeof(*pol->enctypes));
-    if (pol->enctypes == NULL) {
-        ret = ENOMEM;
-        goto cleanup;
-    }
-    for (i = 0; i < n; i++) {
-        if (krb5_string_to_enctype(names[i], &et) != 0 ||
-            !krb5_c_valid_enctype(et)) {
-            ret = config_error(ctx, "tempkey: [realms] %s tempkey_enctypes: "
-                               "\"%s\" is not a supported enctype", realm,
-                               names[i]);
-            goto cleanup;
-        }
-        pol->enctypes[pol->nenctypes++] = et;
-    }
-    if (pol->nenctypes == 0)
-        ret = config_error(ctx, "tempkey: [realms] %s tempkey_enctypes: no "
-                           "enctype%s", realm, "");
+    ret = read_enctypes(ctx, profile, realm, pol);
 
 cleanup:
     if (ret)
         tk_policy_free(pol);
-    for (n = 0; names != NULL && names[n] != NULL; n++)
-        free(names[n]);
-    free(names);
     profile_release_string(eku);
     profile_release(profile);
     return ret;
@@ -252,7 +276,9 @@ tk_config_read_role(krb5_context ctx, const char *realm,
     if (ret == 0)
         ret = profile_get_string(profile, "dbmodules", section, "db_library",
                                  "", &library);
-    if (ret == 0 && strcmp(library, "tempkey") == 0)
+    if (ret == 0 && strcmp(library, "tempkey") != 0)
+        ret = KRB5_PLUGIN_NO_HANDLE;
+    if (ret == 0)
         ret = read_role(ctx, profile, section, replica_out);
     profile_release_string(library);
     profile_release_string(section);
@@ -376,7 +402,7 @@ tk_config_read(krb5_context ctx, const char *realm, const char *section,
     }
 
     ret = read_duration(ctx, profile, "dbmodules", section, "purge_interval",
-                        &cfg->purge_interval);
+                        FALSE, &cfg->purge_interval);
     if (ret == 0)
         ret = read_role(ctx, profile, section, &cfg->replica);
     if (ret == 0)

@@ -1,4 +1,19 @@
-/* dbwrite.c - locked get-modify-put of managed entries, and the purge. */
+/* dbwrite.c - get-modify-put of managed entries (locked, or checked where
+ * the backing module has no lock), the purge, and the KDC's audit. */
+/*
+ * Every write of temporary-key state goes through write_entry():
+ * - With a lock (db2, klmdb): lock, fetch, change, put, unlock.
+ * - Without one (kldap answers KRB5_PLUGIN_OP_NOTSUPP): fetch, change (the
+ *   change's own kvno checks run on that fresh copy), fetch again just
+ *   before the put and start over if the records or keys moved meanwhile,
+ *   put with a mask naming what changed (kldap writes nothing else), then
+ *   fetch once more and confirm the change is in place: every record added
+ *   is stored, or was removed since with the highest kvno kept (a purge or
+ *   revocation, never a rollback), and every record removed is still gone.
+ *   A change undone by another writer is applied again on the fresh copy,
+ *   at most TK_WRITE_TRIES times.  Changes are re-runnable: a purge or a
+ *   revocation that finds its work done changes nothing.
+ */
 #include "tkentry.h"
 #include "tkproto.h"
 
@@ -8,27 +23,304 @@
 #include <string.h>
 #include <time.h>
 
+#include <kadm5/admin.h>
 #include <openssl/crypto.h>
+
+#define TK_WRITE_TRIES 5
+
+/* kldap's tl_data type for its own bookkeeping (the entry's DN). */
+#define KLDAP_TL_USER_INFO 0xff
+
+/* A change of *entry (NULL: no such principal; the change may create it).
+ * Set *changed if the entry must be stored. */
+typedef krb5_error_code (*change_fn)(krb5_context ctx,
+                                     krb5_db_entry **entry, void *arg,
+                                     krb5_boolean *changed);
+
+static krb5_tl_data *
+find_tl(krb5_db_entry *entry, krb5_int16 type)
+{
+    krb5_tl_data *tl;
+
+    for (tl = entry->tl_data; tl != NULL; tl = tl->tl_data_next) {
+        if (tl->tl_data_type == type)
+            return tl;
+    }
+    return NULL;
+}
+
+/* Whether b holds a key with exactly a's version, enctype and blob. */
+static krb5_boolean
+has_key(const krb5_db_entry *b, const krb5_key_data *a)
+{
+    int i;
+
+    for (i = 0; i < b->n_key_data; i++) {
+        const krb5_key_data *k = &b->key_data[i];
+
+        if (k->key_data_kvno == a->key_data_kvno &&
+            k->key_data_type[0] == a->key_data_type[0] &&
+            k->key_data_length[0] == a->key_data_length[0] &&
+            memcmp(k->key_data_contents[0], a->key_data_contents[0],
+                   a->key_data_length[0]) == 0)
+            return TRUE;
+    }
+    return FALSE;
+}
+
+/* Whether two copies of an entry hold the same records and keys (kldap
+ * returns keys in no particular order). */
+static krb5_boolean
+same_state(krb5_db_entry *a, krb5_db_entry *b)
+{
+    krb5_tl_data *ta, *tb;
+    int i;
+
+    if (a == NULL || b == NULL)
+        return a == b;
+    ta = find_tl(a, TK_TL_META);
+    tb = find_tl(b, TK_TL_META);
+    if ((ta == NULL) != (tb == NULL) || a->n_key_data != b->n_key_data)
+        return FALSE;
+    if (ta != NULL && (ta->tl_data_length != tb->tl_data_length ||
+                       memcmp(ta->tl_data_contents, tb->tl_data_contents,
+                              ta->tl_data_length) != 0))
+        return FALSE;
+    for (i = 0; i < a->n_key_data; i++) {
+        if (!has_key(b, &a->key_data[i]))
+            return FALSE;
+    }
+    return TRUE;
+}
+
+static int
+count_keys(const krb5_db_entry *entry, krb5_kvno kvno)
+{
+    int i, n = 0;
+
+    for (i = 0; i < entry->n_key_data; i++)
+        n += (entry->key_data[i].key_data_kvno == kvno);
+    return n;
+}
+
+/*
+ * Whether the change from records base to mine (either NULL for none) is in
+ * place in stored.  An added record may have gone since only with the
+ * highest kvno kept at or above it; a rollback lowers it.
+ */
+static krb5_error_code
+change_holds(krb5_context ctx, const tk_meta *base, const tk_meta *mine,
+             krb5_db_entry *stored, krb5_boolean *holds_out)
+{
+    krb5_error_code ret;
+    tk_meta *now = NULL;
+    const tk_key_record *rec;
+    krb5_kvno top;
+    size_t i;
+
+    *holds_out = FALSE;
+    if (stored == NULL)
+        return 0;
+    ret = tk_entry_get_meta(ctx, stored, &now);
+    if (ret)
+        return ret;
+    top = (now != NULL) ? now->highest_kvno : 0;
+    if (mine != NULL && mine->highest_kvno > top)
+        goto cleanup;
+    for (i = 0; mine != NULL && i < mine->nkeys; i++) {
+        rec = &mine->keys[i];
+        if (tk_meta_find(base, rec->kvno) != NULL)
+            continue;
+        if (tk_meta_find(now, rec->kvno) != NULL &&
+            count_keys(stored, rec->kvno) == 0)
+            goto cleanup;
+    }
+    for (i = 0; base != NULL && i < base->nkeys; i++) {
+        rec = &base->keys[i];
+        if (tk_meta_find(mine, rec->kvno) == NULL &&
+            tk_meta_find(now, rec->kvno) != NULL)
+            goto cleanup;
+    }
+    *holds_out = TRUE;
+
+cleanup:
+    tk_meta_free(now);
+    return 0;
+}
+
+/* What kldap must write: the keys and tl_data always (it writes keys only
+ * when told), and for a new entry what it needs to create one.  db2 and
+ * klmdb store the whole entry whatever the mask says. */
+static void
+set_write_mask(krb5_db_entry *entry, krb5_boolean is_new)
+{
+    entry->mask |= KADM5_KEY_DATA | KADM5_TL_DATA;
+    if (is_new) {
+        entry->mask |= KADM5_PRINCIPAL | KADM5_ATTRIBUTES | KADM5_MAX_LIFE |
+            KADM5_MAX_RLIFE;
+    }
+}
+
+static krb5_error_code
+fetch(krb5_context ctx, krb5_const_principal princ, krb5_db_entry **out)
+{
+    krb5_error_code ret;
+
+    *out = NULL;
+    ret = krb5_db_get_principal(ctx, princ, 0, out);
+    if (ret == KRB5_KDB_NOENTRY) {
+        krb5_clear_error_message(ctx);
+        *out = NULL;
+        return 0;
+    }
+    return ret;
+}
+
+/* Fetch and decode the records of the entry the change was computed on,
+ * and of its result; either may be NULL. */
+static krb5_error_code
+metas(krb5_context ctx, krb5_db_entry *before, krb5_db_entry *after,
+      tk_meta **base_out, tk_meta **mine_out)
+{
+    krb5_error_code ret;
+
+    *base_out = *mine_out = NULL;
+    if (before != NULL) {
+        ret = tk_entry_get_meta(ctx, before, base_out);
+        if (ret)
+            return ret;
+    }
+    ret = tk_entry_get_meta(ctx, after, mine_out);
+    if (ret) {
+        tk_meta_free(*base_out);
+        *base_out = NULL;
+    }
+    return ret;
+}
+
+/*
+ * One get-modify-put.  With checked (no lock), the entry is read again
+ * before the put and after it as described at the top; *again_out says
+ * the try must be repeated.
+ */
+static krb5_error_code
+write_once(krb5_context ctx, krb5_const_principal princ, change_fn fn,
+           void *arg, krb5_boolean checked, krb5_boolean *again_out)
+{
+    krb5_error_code ret;
+    krb5_db_entry *entry = NULL, *before = NULL, *check = NULL;
+    tk_meta *base = NULL, *mine = NULL;
+    krb5_boolean changed = FALSE, is_new, holds;
+
+    *again_out = FALSE;
+    ret = fetch(ctx, princ, &entry);
+    if (ret == 0 && checked && entry != NULL)
+        ret = fetch(ctx, princ, &before);   /* the state fn decides on */
+    if (ret)
+        goto cleanup;
+    is_new = (entry == NULL);
+    ret = fn(ctx, &entry, arg, &changed);
+    if (ret || !changed)
+        goto cleanup;
+    set_write_mask(entry, is_new);
+    if (checked) {
+        ret = metas(ctx, before, entry, &base, &mine);
+        if (ret == 0)
+            ret = fetch(ctx, princ, &check);
+        if (ret)
+            goto cleanup;
+        if (!same_state(before, check)) {
+            *again_out = TRUE;          /* moved under us: decide again */
+            goto cleanup;
+        }
+        krb5_db_free_principal(ctx, check);
+        check = NULL;
+    }
+    ret = krb5_db_put_principal(ctx, entry);
+    if (!checked)
+        goto cleanup;
+    if (ret && is_new && fetch(ctx, princ, &check) == 0 && check != NULL) {
+        /* Another writer created it first (kldap: "already exists"). */
+        krb5_clear_error_message(ctx);
+        *again_out = TRUE;
+        ret = 0;
+        goto cleanup;
+    }
+    if (ret == 0)
+        ret = fetch(ctx, princ, &check);
+    if (ret == 0)
+        ret = change_holds(ctx, base, mine, check, &holds);
+    if (ret == 0 && !holds)
+        *again_out = TRUE;
+
+cleanup:
+    tk_meta_free(base);
+    tk_meta_free(mine);
+    krb5_db_free_principal(ctx, entry);
+    krb5_db_free_principal(ctx, before);
+    krb5_db_free_principal(ctx, check);
+    return ret;
+}
+
+/* Apply fn to princ's entry under the database lock, or checked where the
+ * backing module has none. */
+static krb5_error_code
+write_entry(krb5_context ctx, krb5_const_principal princ, change_fn fn,
+            void *arg)
+{
+    krb5_error_code ret;
+    krb5_boolean again;
+    char *name = NULL;
+    int i;
+
+    ret = krb5_db_lock(ctx, KRB5_DB_LOCKMODE_EXCLUSIVE);
+    if (ret == 0) {
+        ret = write_once(ctx, princ, fn, arg, FALSE, &again);
+        krb5_db_unlock(ctx);
+        return ret;
+    }
+    if (ret != KRB5_PLUGIN_OP_NOTSUPP)
+        return ret;
+    krb5_clear_error_message(ctx);
+    for (i = 0; i < TK_WRITE_TRIES; i++) {
+        ret = write_once(ctx, princ, fn, arg, TRUE, &again);
+        if (ret || !again)
+            return ret;
+    }
+    ret = KRB5_KDB_DB_INUSE;
+    if (krb5_unparse_name(ctx, princ, &name) == 0) {
+        krb5_set_error_message(ctx, ret, "tempkey: %s: other writers "
+                               "changed the entry during %d tries; try "
+                               "again", name, TK_WRITE_TRIES);
+        krb5_free_unparsed_name(ctx, name);
+    }
+    return ret;
+}
+
+typedef struct {
+    tk_update_fn fn;
+    void *arg;
+} update_call;
+
+static krb5_error_code
+update_change(krb5_context ctx, krb5_db_entry **entry, void *arg,
+              krb5_boolean *changed)
+{
+    update_call *call = arg;
+
+    *changed = FALSE;
+    if (*entry == NULL)
+        return KRB5_KDB_NOENTRY;
+    return call->fn(ctx, *entry, call->arg, changed);
+}
 
 krb5_error_code
 tk_db_update(krb5_context ctx, krb5_const_principal princ, tk_update_fn fn,
              void *arg)
 {
-    krb5_error_code ret;
-    krb5_db_entry *entry = NULL;
-    krb5_boolean changed = FALSE;
+    update_call call = { fn, arg };
 
-    ret = krb5_db_lock(ctx, KRB5_DB_LOCKMODE_EXCLUSIVE);
-    if (ret)
-        return ret;
-    ret = krb5_db_get_principal(ctx, princ, 0, &entry);
-    if (ret == 0)
-        ret = fn(ctx, entry, arg, &changed);
-    if (ret == 0 && changed)
-        ret = krb5_db_put_principal(ctx, entry);
-    krb5_db_unlock(ctx);
-    krb5_db_free_principal(ctx, entry);
-    return ret;
+    return write_entry(ctx, princ, update_change, &call);
 }
 
 typedef struct {
@@ -196,6 +488,104 @@ refuse(krb5_context ctx, int reason, int *reason_out, const char *msg)
     return code;
 }
 
+typedef struct {
+    krb5_context keyctx;        /* crypto and the master key */
+    const tk_policy *pol;
+    krb5_const_principal princ;
+    const tk_upload *up;
+    const unsigned char *uploader;
+    krb5_kvno mkvno;
+    krb5_keyblock *mkey;
+    int64_t expiry;             /* out: the stored expiry */
+    int reason;                 /* out: a tk_reason on refusal */
+} upload_state;
+
+/* Refuse an entry that is neither managed nor may enroll (a new entry is
+ * made for a name that may). */
+static krb5_error_code
+upload_target(krb5_context writer, upload_state *st, krb5_db_entry **entry)
+{
+    krb5_error_code ret;
+    krb5_boolean managed = FALSE, may;
+
+    may = tk_policy_may_enroll(writer, st->pol, st->princ);
+    if (*entry == NULL && may)
+        return new_entry(st->keyctx, st->pol, st->princ, entry);
+    if (*entry != NULL) {
+        ret = tk_entry_is_managed(writer, *entry, &managed);
+        if (ret)
+            return ret;
+    }
+    if (*entry == NULL ||
+        (!managed && ((*entry)->n_key_data > 0 || !may))) {
+        return refuse(writer, TK_REASON_NOT_ENROLLABLE, &st->reason,
+                      "neither managed by tempkey nor allowed to enroll by "
+                      "tempkey_enroll");
+    }
+    return 0;
+}
+
+/* The upload as a change of the fresh entry: the kvno checks, the expired
+ * keys and the cap, then the new keys.  A retransmission changes nothing. */
+static krb5_error_code
+upload_change(krb5_context writer, krb5_db_entry **entryp, void *arg,
+              krb5_boolean *changed)
+{
+    upload_state *st = arg;
+    const tk_upload *up = st->up;
+    krb5_error_code ret;
+    krb5_db_entry *entry;
+    tk_meta *meta = NULL;
+    krb5_kvno next;
+    size_t purged = 0;
+    char msg[128];
+
+    *changed = FALSE;
+    st->reason = 0;
+    ret = upload_target(writer, st, entryp);
+    if (ret)
+        return ret;
+    entry = *entryp;
+    ret = tk_entry_get_meta(writer, entry, &meta);
+    if (ret == 0)
+        ret = tk_entry_next_kvno(writer, entry, &next);
+    if (ret)
+        goto cleanup;
+    if (up->kvno == next - 1 && meta != NULL &&
+        same_upload(st->keyctx, entry, meta, up, st->uploader)) {
+        st->expiry = tk_meta_find(meta, up->kvno)->expiry;
+        goto cleanup;           /* already stored: a retransmission */
+    }
+    if (up->kvno < next) {
+        snprintf(msg, sizeof(msg), "key version %u is not above the "
+                 "stored key version %u", up->kvno, next - 1);
+        ret = refuse(writer, TK_REASON_KVNO_NOT_ABOVE_STORED, &st->reason,
+                     msg);
+        goto cleanup;
+    }
+    /* Expired keys go now rather than at the next purge, so that only live
+     * ones count against the cap. */
+    ret = tk_entry_purge(st->keyctx, entry, time(NULL), &purged);
+    if (ret)
+        goto cleanup;
+    if (meta != NULL && meta->nkeys - purged >= TK_MAX_KEY_VERSIONS) {
+        snprintf(msg, sizeof(msg), "already holds %d live key versions; "
+                 "upload again when older ones expire", TK_MAX_KEY_VERSIONS);
+        ret = refuse(writer, TK_REASON_TOO_MANY_KEYS, &st->reason, msg);
+        goto cleanup;
+    }
+    ret = tk_entry_add_keys(st->keyctx, entry, up->kvno, up->keys, up->nkeys,
+                            up->expiry, st->uploader, st->mkvno, st->mkey);
+    if (ret)
+        goto cleanup;
+    st->expiry = up->expiry;
+    *changed = TRUE;
+
+cleanup:
+    tk_meta_free(meta);
+    return ret;
+}
+
 krb5_error_code
 tk_db_store_upload(krb5_context writer, krb5_context keyctx,
                    const tk_policy *pol, krb5_const_principal princ,
@@ -203,76 +593,157 @@ tk_db_store_upload(krb5_context writer, krb5_context keyctx,
                    int64_t *expiry_out, int *reason_out)
 {
     krb5_error_code ret;
-    krb5_db_entry *entry = NULL;
-    krb5_boolean managed = FALSE;
-    tk_meta *meta = NULL;
-    krb5_keyblock *mkey;
-    krb5_kvno next, mkvno;
-    size_t purged = 0;
-    char msg[128];
+    upload_state st;
 
     *reason_out = 0;
+    memset(&st, 0, sizeof(st));
+    st.keyctx = keyctx;
+    st.pol = pol;
+    st.princ = princ;
+    st.up = up;
+    st.uploader = uploader;
     /* Before the lock: this reads the database through keyctx's handle. */
-    ret = tk_active_mkey(keyctx, princ, &mkvno, &mkey);
+    ret = tk_active_mkey(keyctx, princ, &st.mkvno, &st.mkey);
     if (ret)
         return ret;
-    ret = krb5_db_lock(writer, KRB5_DB_LOCKMODE_EXCLUSIVE);
-    if (ret)
-        return ret;
-    ret = krb5_db_get_principal(writer, princ, 0, &entry);
-    if (ret == KRB5_KDB_NOENTRY && tk_policy_may_enroll(writer, pol, princ))
-        ret = new_entry(keyctx, pol, princ, &entry);
-    else if (ret == 0)
-        ret = tk_entry_is_managed(writer, entry, &managed);
-    if (ret == KRB5_KDB_NOENTRY ||
-        (ret == 0 && !managed &&
-         (entry->n_key_data > 0 || !tk_policy_may_enroll(writer, pol,
-                                                         princ)))) {
-        ret = refuse(writer, TK_REASON_NOT_ENROLLABLE, reason_out,
-                     "neither managed by tempkey nor allowed to enroll by "
-                     "tempkey_enroll");
-        goto cleanup;
-    }
-    if (ret)
-        goto cleanup;
-    ret = tk_entry_get_meta(writer, entry, &meta);
+    ret = write_entry(writer, princ, upload_change, &st);
+    *reason_out = st.reason;
     if (ret == 0)
-        ret = tk_entry_next_kvno(writer, entry, &next);
-    if (ret)
-        goto cleanup;
-    if (up->kvno == next - 1 && meta != NULL &&
-        same_upload(keyctx, entry, meta, up, uploader)) {
-        *expiry_out = tk_meta_find(meta, up->kvno)->expiry;
-        goto cleanup;           /* already stored: a retransmission */
-    }
-    if (up->kvno < next) {
-        snprintf(msg, sizeof(msg), "key version %u is not above the "
-                 "stored key version %u", up->kvno, next - 1);
-        ret = refuse(writer, TK_REASON_KVNO_NOT_ABOVE_STORED, reason_out,
-                     msg);
-        goto cleanup;
-    }
-    /* Expired keys go now rather than at the next purge, so that only live
-     * ones count against the cap. */
-    ret = tk_entry_purge(keyctx, entry, time(NULL), &purged);
-    if (ret)
-        goto cleanup;
-    if (meta != NULL && meta->nkeys - purged >= TK_MAX_KEY_VERSIONS) {
-        snprintf(msg, sizeof(msg), "already holds %d live key versions; "
-                 "upload again when older ones expire", TK_MAX_KEY_VERSIONS);
-        ret = refuse(writer, TK_REASON_TOO_MANY_KEYS, reason_out, msg);
-        goto cleanup;
-    }
-    ret = tk_entry_add_keys(keyctx, entry, up->kvno, up->keys, up->nkeys,
-                            up->expiry, uploader, mkvno, mkey);
-    if (ret == 0)
-        ret = krb5_db_put_principal(writer, entry);
-    if (ret == 0)
-        *expiry_out = up->expiry;
-
-cleanup:
-    krb5_db_unlock(writer);
-    tk_meta_free(meta);
-    krb5_db_free_principal(writer, entry);
+        *expiry_out = st.expiry;
     return ret;
+}
+
+/* Copy inner's message for code to ctx. */
+static krb5_error_code
+copy_message(krb5_context ctx, krb5_context inner, krb5_error_code code)
+{
+    const char *msg;
+
+    if (code == 0 || ctx == inner)
+        return code;
+    msg = krb5_get_error_message(inner, code);
+    krb5_set_error_message(ctx, code, "%s", msg);
+    krb5_free_error_message(inner, msg);
+    return code;
+}
+
+/* Compare a foreign writer's copy with the stored one (NULL: none). */
+static krb5_error_code
+reconcile(krb5_context ctx, krb5_db_entry *entry, krb5_db_entry *stored,
+          krb5_boolean logged)
+{
+    if (stored == NULL)
+        return 0;
+    if (logged)
+        return tk_entry_check_current(ctx, entry, stored);
+    return tk_entry_keep_newer_keys(ctx, entry, stored);
+}
+
+krb5_error_code
+tk_db_put_foreign(krb5_context ctx, krb5_context inner, krb5_db_entry *entry,
+                  krb5_boolean logged, tk_put_fn put, void *arg)
+{
+    krb5_error_code ret;
+    krb5_db_entry *stored = NULL, *check = NULL;
+    int i;
+
+    ret = krb5_db_lock(inner, KRB5_DB_LOCKMODE_EXCLUSIVE);
+    if (ret == 0) {
+        ret = copy_message(ctx, inner, fetch(inner, entry->princ, &stored));
+        if (ret == 0)
+            ret = reconcile(ctx, entry, stored, logged);
+        if (ret == 0)
+            ret = put(entry, arg);
+        krb5_db_unlock(inner);
+        krb5_db_free_principal(inner, stored);
+        return ret;
+    }
+    if (ret != KRB5_PLUGIN_OP_NOTSUPP)
+        return copy_message(ctx, inner, ret);
+    krb5_clear_error_message(inner);
+    /* No lock: compare with a copy that is still the stored one just
+     * before the put. */
+    for (i = 0; i < TK_WRITE_TRIES; i++) {
+        ret = copy_message(ctx, inner, fetch(inner, entry->princ, &stored));
+        if (ret == 0)
+            ret = reconcile(ctx, entry, stored, logged);
+        if (ret == 0)
+            ret = copy_message(ctx, inner,
+                               fetch(inner, entry->princ, &check));
+        if (ret == 0 && same_state(stored, check))
+            ret = put(entry, arg);
+        else if (ret == 0)
+            ret = KRB5_KDB_DB_INUSE;
+        krb5_db_free_principal(inner, stored);
+        krb5_db_free_principal(inner, check);
+        stored = check = NULL;
+        if (ret != KRB5_KDB_DB_INUSE)
+            return ret;
+    }
+    krb5_set_error_message(ctx, ret, "tempkey: the temporary keys of this "
+                           "principal changed during %d tries; try again",
+                           TK_WRITE_TRIES);
+    return ret;
+}
+
+/* Whether tl_data of this type is one kldap keeps in an attribute of its
+ * own, rather than in the krbExtraData that every write replaces. */
+static krb5_boolean
+kept_apart(krb5_int16 type)
+{
+    return type == KRB5_TL_LAST_PWD_CHANGE || type == KRB5_TL_KADM_DATA ||
+        type == KLDAP_TL_USER_INFO ||
+        type == KRB5_TL_CONSTRAINED_DELEGATION_ACL ||
+        type == KRB5_TL_LAST_ADMIN_UNLOCK;
+}
+
+/* Drop the tl_data a lockout write-back would store in krbExtraData: with
+ * no lock, that copy could undo a key change stored meanwhile. */
+static void
+strip_extra_data(krb5_context ctx, krb5_db_entry *entry)
+{
+    krb5_tl_data **tlp = &entry->tl_data, *tl;
+
+    while (*tlp != NULL) {
+        tl = *tlp;
+        if (kept_apart(tl->tl_data_type)) {
+            tlp = &tl->tl_data_next;
+            continue;
+        }
+        *tlp = tl->tl_data_next;
+        free(tl->tl_data_contents);
+        free(tl);
+        entry->n_tl_data--;
+    }
+}
+
+void
+tk_db_audit(krb5_context ctx, krb5_const_principal princ, tk_audit_fn fn,
+            void *arg)
+{
+    krb5_error_code ret;
+    krb5_db_entry *fresh = NULL;
+    char *auth_ind = NULL;
+
+    ret = krb5_db_lock(ctx, KRB5_DB_LOCKMODE_EXCLUSIVE);
+    if (ret == 0) {
+        if (fetch(ctx, princ, &fresh) == 0 && fresh != NULL)
+            fn(fresh, arg);
+        krb5_db_unlock(ctx);
+        krb5_db_free_principal(ctx, fresh);
+        return;
+    }
+    if (ret != KRB5_PLUGIN_OP_NOTSUPP || fetch(ctx, princ, &fresh) != 0 ||
+        fresh == NULL)
+        return;
+    /* kldap rewrites its auth indicators from a require_auth string found
+     * in the tl_data, and would delete them if it were stripped: skip the
+     * write-back of such an entry rather than risk its keys. */
+    if (krb5_dbe_get_string(ctx, fresh, KRB5_KDB_SK_REQUIRE_AUTH,
+                            &auth_ind) == 0 && auth_ind == NULL) {
+        strip_extra_data(ctx, fresh);
+        fn(fresh, arg);
+    }
+    krb5_dbe_free_string(ctx, auth_ind);
+    krb5_db_free_principal(ctx, fresh);
 }

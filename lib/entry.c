@@ -167,6 +167,8 @@ tk_entry_kdc_view_meta(krb5_context ctx, krb5_db_entry *entry,
     const tk_key_record *newest;
     char when[TK_TIME_LEN];
     int64_t end;
+    krb5_kvno top;
+    int i;
 
     memset(&empty, 0, sizeof(empty));
     keep_recorded_keys(ctx, entry, meta != NULL ? meta : &empty, now);
@@ -190,8 +192,13 @@ tk_entry_kdc_view_meta(krb5_context ctx, krb5_db_entry *entry,
         }
         return name_error(ctx, ret, entry->princ);
     }
-    /* Keys are sorted by descending kvno: the KDC encrypts in the first. */
-    newest = tk_meta_find(meta, entry->key_data[0].key_data_kvno);
+    /* The KDC encrypts in the highest kvno; kldap returns keys unsorted. */
+    top = 0;
+    for (i = 0; i < entry->n_key_data; i++) {
+        if (entry->key_data[i].key_data_kvno > top)
+            top = entry->key_data[i].key_data_kvno;
+    }
+    newest = tk_meta_find(meta, top);
     entry->max_life = tk_cap_life(entry->max_life, newest->expiry, now);
     if (entry->max_renewable_life != 0) {
         entry->max_renewable_life = tk_cap_life(entry->max_renewable_life,

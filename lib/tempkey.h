@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <krb5.h>
+#include <profile.h>
 
 /* tl_data type holding a managed principal's metadata (DER, doc/protocol.md).
  * Chosen far from MIT's own types (0x0001-0x0700, 0x7fff). */
@@ -157,9 +158,9 @@ krb5_error_code tk_config_read(krb5_context ctx, const char *realm,
                                const char *section, tk_config *cfg);
 void tk_config_free(tk_config *cfg);
 
-/* Set *replica_out to whether realm's tempkey database has role = replica
- * (FALSE when its database module is not tempkey); errors name the
- * setting. */
+/* Set *replica_out to whether realm's tempkey database has role = replica;
+ * KRB5_PLUGIN_NO_HANDLE (no message) if the realm's database is not tempkey.
+ * Errors name the setting. */
 krb5_error_code tk_config_read_role(krb5_context ctx, const char *realm,
                                     krb5_boolean *replica_out);
 /* The realm's primary KDC as a replica names it: the first primary_kdc
@@ -167,5 +168,28 @@ krb5_error_code tk_config_read_role(krb5_context ctx, const char *realm,
  * Free with free(). */
 krb5_error_code tk_primary_kdc(krb5_context ctx, const char *realm,
                                char **name_out);
+
+/* One replaced profile relation: path names it ({"realms", "R", "kdc",
+ * NULL}); values (NULL-terminated) replace all its values, and an empty or
+ * NULL list makes it absent. */
+typedef struct tk_profile_setting {
+    const char *const *path;
+    const char *const *values;
+} tk_profile_setting;
+
+/*
+ * A read-only profile answering the given relations with their new values
+ * and every other query (lookups and iteration) from ctx's profile.  The
+ * settings are copied.  Release *profile_out with profile_release().
+ */
+krb5_error_code tk_profile_override(krb5_context ctx,
+                                    const tk_profile_setting *settings,
+                                    size_t nsettings, profile_t *profile_out);
+/* A new context (krb5_init_context_profile flags) on such a profile; free
+ * it with krb5_free_context(). */
+krb5_error_code tk_context_override(krb5_context ctx,
+                                    const tk_profile_setting *settings,
+                                    size_t nsettings, krb5_flags flags,
+                                    krb5_context *ctx_out);
 
 #endif /* TEMPKEY_H */

@@ -109,15 +109,20 @@ krb5_error_code tk_db_open_for_writes(krb5_context ctx, const char *realm,
                                       const tk_config *cfg);
 void tk_db_close_for_writes(krb5_context ctx);
 
-/* ---- Database writes (dbwrite.c): every one is a locked get-modify-put on a
- * context opened through the tempkey module, so its checks always apply. */
+/* ---- Database writes (dbwrite.c): every one is a get-modify-put on a
+ * context opened through the tempkey module, so its checks always apply,
+ * under the database lock; where the backing module has none (kldap), a
+ * checked write instead: the change is decided on a fresh copy, written
+ * only if the entry is unchanged just before the put, with the mask kldap
+ * needs, and confirmed in place afterwards, or applied again (at most five
+ * tries, then KRB5_KDB_DB_INUSE asking to try again). */
 
 /* Change the entry; set *changed if it must be stored. */
 typedef krb5_error_code (*tk_update_fn)(krb5_context ctx,
                                         krb5_db_entry *entry, void *arg,
                                         krb5_boolean *changed);
-/* Lock the database exclusively, fetch princ, apply fn, store the entry if
- * fn changed it, unlock. */
+/* Fetch princ, apply fn, store the entry if fn changed it.  fn may run
+ * more than once (on fresh copies) and must decide from the entry alone. */
 krb5_error_code tk_db_update(krb5_context ctx, krb5_const_principal princ,
                              tk_update_fn fn, void *arg);
 
@@ -133,7 +138,33 @@ krb5_error_code tk_db_purge_expired(krb5_context ctx, int64_t now,
                                     tk_purge_report_fn report, void *arg);
 
 /*
- * Store a verified upload for princ, under writer's exclusive lock, with keys
+ * Store entry, from a writer that does not own the key records (kadmind,
+ * kadmin.local, kdb5_util load -update), by calling put, after comparing it
+ * with the stored copy read from inner (the backing module's context;
+ * messages go to ctx): with logged (an iprop primary) a stale copy is
+ * refused (tk_entry_check_current), otherwise the stored keys win
+ * (tk_entry_keep_newer_keys).
+ */
+typedef krb5_error_code (*tk_put_fn)(krb5_db_entry *entry, void *arg);
+krb5_error_code tk_db_put_foreign(krb5_context ctx, krb5_context inner,
+                                  krb5_db_entry *entry, krb5_boolean logged,
+                                  tk_put_fn put, void *arg);
+
+/*
+ * Call fn with a fresh copy of princ read from ctx (the backing module's
+ * context), for the backing module's AS audit to write back.  Under the
+ * lock; without one the copy carries no tl_data that kldap keeps in
+ * krbExtraData, so the write-back changes only the login counters and
+ * never the keys' records (an entry with a require_auth string attribute
+ * is then not written back at all).  Errors are not reported: an audit
+ * does not fail a request.
+ */
+typedef void (*tk_audit_fn)(krb5_db_entry *fresh, void *arg);
+void tk_db_audit(krb5_context ctx, krb5_const_principal princ,
+                 tk_audit_fn fn, void *arg);
+
+/*
+ * Store a verified upload for princ, through writer (see above), with keys
  * encrypted under keyctx's active master key: the keys go in at up->kvno
  * with expiry up->expiry, creating the principal if pol lets it enroll.  An
  * identical upload at the newest stored kvno succeeds again without a write

@@ -25,6 +25,27 @@ tk_parse_duration(krb5_context ctx, const char *setting, const char *text,
     return 0;
 }
 
+/* MIT 1.20's deprecated enctypes (single DES is no longer valid at all):
+ * a temporary key is no reason to bring them back. */
+static krb5_boolean
+is_weak(krb5_enctype et)
+{
+    return et == ENCTYPE_DES3_CBC_SHA1 || et == ENCTYPE_ARCFOUR_HMAC ||
+        et == ENCTYPE_ARCFOUR_HMAC_EXP;
+}
+
+static krb5_boolean
+listed(const krb5_enctype *list, size_t n, krb5_enctype et)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (list[i] == et)
+            return TRUE;
+    }
+    return FALSE;
+}
+
 krb5_error_code
 tk_parse_enctypes(krb5_context ctx, const char *setting, const char *list,
                   krb5_enctype *out, size_t max, size_t *count_out)
@@ -45,6 +66,18 @@ tk_parse_enctypes(krb5_context ctx, const char *setting, const char *list,
             ret = KRB5_PROG_ETYPE_NOSUPP;
             krb5_set_error_message(ctx, ret, "%s: \"%s\" is not a supported "
                                    "enctype", setting, tok);
+            break;
+        }
+        if (is_weak(et)) {
+            ret = KRB5_PROG_ETYPE_NOSUPP;
+            krb5_set_error_message(ctx, ret, "%s: \"%s\" is a weak "
+                                   "(deprecated) enctype", setting, tok);
+            break;
+        }
+        if (listed(out, n, et)) {
+            ret = EINVAL;
+            krb5_set_error_message(ctx, ret, "%s: \"%s\" is listed twice",
+                                   setting, tok);
             break;
         }
         if (n == max) {

@@ -24,7 +24,8 @@
  *   purge_interval, on the main thread (see "Removing expired keys").
  * - Uploads from the preauth module arrive as put_principal of an entry
  *   carrying TK_TL_UPLOAD and are stored through an admin context under the
- *   database lock, on a freshly fetched entry.
+ *   database lock, on a freshly fetched entry (checked writes where the
+ *   backing module has no lock, as kldap: lib/dbwrite.c).
  * - All state lives in the context: krb5kdc -w reopens the database in each
  *   worker after fork.
  */
@@ -73,78 +74,6 @@ static void purge_expired(krb5_context ctx, tk_db *db);
 static krb5_error_code get_writer(krb5_context ctx, tk_db *db,
                                   krb5_context *writer_out);
 
-/* ---- The backing module's profile: ours, with database_module replaced. */
-
-typedef struct {
-    profile_t base;
-    char *section;
-    int refs;
-} overlay_profile;
-
-static void
-overlay_profile_unref(overlay_profile *op)
-{
-    if (op == NULL || __atomic_sub_fetch(&op->refs, 1, __ATOMIC_ACQ_REL) > 0)
-        return;
-    profile_release(op->base);
-    free(op->section);
-    free(op);
-}
-
-static long
-op_get_values(void *cbdata, const char *const *names, char ***ret_values)
-{
-    overlay_profile *op = cbdata;
-    char **values;
-
-    if (names[0] != NULL && names[1] != NULL && names[2] != NULL &&
-        names[3] == NULL && strcmp(names[0], "realms") == 0 &&
-        strcmp(names[2], "database_module") == 0) {
-        values = calloc(2, sizeof(*values));
-        if (values == NULL)
-            return ENOMEM;
-        values[0] = strdup(op->section);
-        if (values[0] == NULL) {
-            free(values);
-            return ENOMEM;
-        }
-        *ret_values = values;
-        return 0;
-    }
-    return profile_get_values(op->base, names, ret_values);
-}
-
-static void
-op_free_values(void *cbdata, char **values)
-{
-    profile_free_list(values);
-}
-
-static void
-op_cleanup(void *cbdata)
-{
-    overlay_profile_unref(cbdata);
-}
-
-/* Copies share the read-only data. */
-static long
-op_copy(void *cbdata, void **ret_cbdata)
-{
-    overlay_profile *op = cbdata;
-
-    __atomic_add_fetch(&op->refs, 1, __ATOMIC_ACQ_REL);
-    *ret_cbdata = op;
-    return 0;
-}
-
-static struct profile_vtable overlay_vtable = {
-    .minor_ver = 1,
-    .get_values = op_get_values,
-    .free_values = op_free_values,
-    .cleanup = op_cleanup,
-    .copy = op_copy,
-};
-
 /* Copy the inner context's message for code to the outer context. */
 static krb5_error_code
 relay(krb5_context outer, krb5_context inner, krb5_error_code code)
@@ -162,47 +91,29 @@ relay(krb5_context outer, krb5_context inner, krb5_error_code code)
     return code;
 }
 
-/* Make a context for realm whose database is the backing section. */
+/* Make a context for realm whose database is the backing section: its
+ * profile answers "[realms] REALM database_module" with it. */
 static krb5_error_code
 make_inner(krb5_context ctx, const char *realm, const char *backing,
            krb5_context *inner_out)
 {
     krb5_error_code ret;
-    overlay_profile *op = NULL;
-    profile_t profile = NULL;
+    const char *path[] = { "realms", realm, "database_module", NULL };
+    const char *values[] = { backing, NULL };
+    tk_profile_setting setting = { path, values };
     krb5_context inner = NULL;
 
     *inner_out = NULL;
-    op = calloc(1, sizeof(*op));
-    if (op == NULL)
-        return ENOMEM;
-    op->refs = 1;
-    op->section = strdup(backing);
-    if (op->section == NULL) {
-        ret = ENOMEM;
-        goto cleanup;
+    ret = tk_context_override(ctx, &setting, 1, KRB5_INIT_CONTEXT_KDC,
+                              &inner);
+    if (ret == 0)
+        ret = krb5_set_default_realm(inner, realm);
+    if (ret) {
+        krb5_free_context(inner);
+        return ret;
     }
-    ret = krb5_get_profile(ctx, &op->base);
-    if (ret)
-        goto cleanup;
-    ret = profile_init_vtable(&overlay_vtable, op, &profile);
-    if (ret)
-        goto cleanup;
-    op = NULL;                  /* owned by profile now */
-    ret = krb5_init_context_profile(profile, KRB5_INIT_CONTEXT_KDC, &inner);
-    if (ret)
-        goto cleanup;
-    ret = krb5_set_default_realm(inner, realm);
-    if (ret)
-        goto cleanup;
     *inner_out = inner;
-    inner = NULL;
-
-cleanup:
-    krb5_free_context(inner);
-    profile_release(profile);
-    overlay_profile_unref(op);
-    return ret;
+    return 0;
 }
 
 /* ---- Opening and closing. */
@@ -692,11 +603,24 @@ put_checked(krb5_context ctx, tk_db *db, krb5_db_entry *entry,
     return relay(ctx, db->inner, krb5_db_put_principal(db->inner, entry));
 }
 
+typedef struct {
+    krb5_context ctx;
+    tk_db *db;
+    char **db_args;
+} put_call;
+
+static krb5_error_code
+put_call_fn(krb5_db_entry *entry, void *arg)
+{
+    put_call *call = arg;
+
+    return put_checked(call->ctx, call->db, entry, call->db_args);
+}
+
 static krb5_error_code
 tk_put_principal(krb5_context ctx, krb5_db_entry *entry, char **db_args)
 {
-    krb5_error_code ret;
-    krb5_db_entry *stored = NULL;
+    put_call call;
 
     GET_DB(ctx, db);
     if (db->kdc && find_tl(entry, TK_TL_UPLOAD) != NULL)
@@ -710,25 +634,14 @@ tk_put_principal(krb5_context ctx, krb5_db_entry *entry, char **db_args)
      * log the stored keys win over the copy's; on an iprop primary a merge
      * would store something other than what libkdb5 has already logged and
      * the replicas would diverge, so the copy is refused and the writer
-     * retries.  Compared under the lock that uploads take.
+     * retries.  Compared under the lock that uploads take, or checked where
+     * there is none (tk_db_put_foreign).
      */
-    ret = krb5_db_lock(db->inner, KRB5_DB_LOCKMODE_EXCLUSIVE);
-    if (ret)
-        return relay(ctx, db->inner, ret);
-    ret = krb5_db_get_principal(db->inner, entry->princ, 0, &stored);
-    if (ret == 0 && db->cfg.logged)
-        ret = tk_entry_check_current(ctx, entry, stored);
-    else if (ret == 0)
-        ret = tk_entry_keep_newer_keys(ctx, entry, stored);
-    else if (ret == KRB5_KDB_NOENTRY)
-        ret = 0;
-    else
-        relay(ctx, db->inner, ret);
-    if (ret == 0)
-        ret = put_checked(ctx, db, entry, db_args);
-    krb5_db_unlock(db->inner);
-    krb5_db_free_principal(db->inner, stored);
-    return ret;
+    call.ctx = ctx;
+    call.db = db;
+    call.db_args = db_args;
+    return tk_db_put_foreign(ctx, db->inner, entry, db->cfg.logged,
+                             put_call_fn, &call);
 }
 
 static krb5_error_code
@@ -821,6 +734,25 @@ tk_check_policy_tgs(krb5_context ctx, krb5_kdc_req *request,
                                           status, e_data));
 }
 
+typedef struct {
+    krb5_context inner;
+    krb5_kdc_req *request;
+    const krb5_address *local_addr, *remote_addr;
+    krb5_db_entry *server;
+    krb5_timestamp authtime;
+    krb5_error_code error_code;
+} audit_call;
+
+static void
+audit_fresh(krb5_db_entry *fresh, void *arg)
+{
+    audit_call *a = arg;
+
+    krb5_db_audit_as_req(a->inner, a->request, a->local_addr,
+                         a->remote_addr, fresh, a->server, a->authtime,
+                         a->error_code);
+}
+
 /* The backing module may write back the client entry (lockout, last
  * success), so a rewritten managed entry is replaced by a fresh raw one. */
 static void
@@ -831,8 +763,8 @@ tk_audit_as_req(krb5_context ctx, krb5_kdc_req *request,
                 krb5_error_code error_code)
 {
     tk_db *db = get_db(ctx);
-    krb5_db_entry *fresh = NULL;
     krb5_boolean managed = FALSE;
+    audit_call a;
 
     if (db == NULL)
         return;
@@ -843,15 +775,16 @@ tk_audit_as_req(krb5_context ctx, krb5_kdc_req *request,
         return;
     }
     /* Under the lock uploads take, so that an upload stored by another
-     * worker between the fetch and the write-back is not undone. */
-    if (krb5_db_lock(db->inner, KRB5_DB_LOCKMODE_EXCLUSIVE) != 0)
-        return;
-    if (krb5_db_get_principal(db->inner, client->princ, 0, &fresh) == 0) {
-        krb5_db_audit_as_req(db->inner, request, local_addr, remote_addr,
-                             fresh, server, authtime, error_code);
-        krb5_db_free_principal(db->inner, fresh);
-    }
-    krb5_db_unlock(db->inner);
+     * worker between the fetch and the write-back is not undone (see
+     * tk_db_audit for a backing module without one). */
+    a.inner = db->inner;
+    a.request = request;
+    a.local_addr = local_addr;
+    a.remote_addr = remote_addr;
+    a.server = server;
+    a.authtime = authtime;
+    a.error_code = error_code;
+    tk_db_audit(db->inner, client->princ, audit_fresh, &a);
 }
 
 /* krb5kdc calls this on SIGHUP, which the purge timer sends. */

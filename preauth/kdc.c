@@ -99,11 +99,11 @@ load_realm(krb5_context ctx, const char *realm, realm_state **rs_out)
         ret = ENOMEM;
         goto cleanup;
     }
-    ret = tk_policy_read(ctx, realm, &rs->policy);
+    ret = tk_config_read_role(ctx, realm, &rs->replica);
+    if (ret == 0)
+        ret = tk_policy_read(ctx, realm, &rs->policy);
     if (ret == 0)
         ret = tk_check_eku(ctx, rs->policy.eku);
-    if (ret == 0)
-        ret = tk_config_read_role(ctx, realm, &rs->replica);
     if (ret == 0 && rs->replica)
         ret = tk_primary_kdc(ctx, realm, &rs->primary);
     if (ret)
@@ -162,20 +162,41 @@ static krb5_error_code
 tk_kdc_init(krb5_context ctx, krb5_kdcpreauth_moddata *md_out,
             const char **realmnames)
 {
-    krb5_error_code ret = 0;
+    krb5_error_code ret = 0, broken = 0;
     krb5_kdcpreauth_moddata md;
     realm_state *rs;
+    const char *msg;
 
     md = calloc(1, sizeof(*md));
     if (md == NULL)
         return ENOMEM;
+    /* Each realm stands alone: one whose database is not tempkey is not
+     * ours, and one whose settings are broken is reported and left out, so
+     * that it cannot take the other realms of a KDC down with it. */
     for (; realmnames != NULL && *realmnames != NULL; realmnames++) {
         ret = load_realm(ctx, *realmnames, &rs);
-        if (ret)
+        if (ret == KRB5_PLUGIN_NO_HANDLE) {
+            ret = 0;
+            continue;
+        }
+        if (ret == ENOMEM)
             break;
+        if (ret) {
+            msg = krb5_get_error_message(ctx, ret);
+            com_err("tempkey", 0, "realm %s: %s; no uploads in this realm",
+                    *realmnames, msg);
+            krb5_free_error_message(ctx, msg);
+            broken = ret;
+            ret = 0;
+            continue;
+        }
         rs->next = md->realms;
         md->realms = rs;
     }
+    /* Failing only when nothing is left keeps MIT's "failed to initialize"
+     * report for a KDC whose every tempkey realm is broken. */
+    if (ret == 0 && md->realms == NULL)
+        ret = broken;
     if (ret) {
         while ((rs = md->realms) != NULL) {
             md->realms = rs->next;

@@ -93,9 +93,24 @@ class Realm:
                  tk_section=None, realm_extra='', pki=False,
                  libdefaults_extra='',
                  enroll='HTTP/*.test host/*.test', pki_keytype='ec',
+                 backing='db2', ldap=None, share=None,
                  dir=None, ca=None, iprop=False, admin_server=True):
+        """backing='kldap' keeps the database in the directory of ldap (a
+        tests/ldap.py Slapd) instead of db2.  share=another Realm makes a
+        second KDC of the same realm on the same database: its master key
+        stash and PKI are reused and nothing is created.  dir= puts the
+        realm's files in dir (made here) instead of a new temporary
+        directory; ca= (with pki=True) issues the KDC's certificate from
+        that tests/pki.py CA, another realm's, instead of a new one;
+        iprop=True sets iprop_enable; admin_server=False leaves the realm's
+        admin_server out of krb5.conf."""
         self.realm = realm
         self.tempkey = tempkey
+        self.backing = backing
+        self.ldap = ldap
+        self.share = share
+        if share is not None:
+            create = False
         if dir is None:
             self.dir = tempfile.mkdtemp(prefix='tk-realm-')
         else:
@@ -125,11 +140,20 @@ class Realm:
         self.dbmodules_extra = dbmodules_extra
         self.realm_extra = realm_extra
         self.plugins = ''
-        if pki:
+        self.ldap_pwfile = self.path('ldap.pw')
+        if share is not None and hasattr(share, 'ca'):
+            self._share_pki(share, enroll)
+        elif pki:
             self._make_pki(enroll, pki_keytype, ca)
         self.write_config()
         self.env = self._make_env()
         _live_realms.append(self)
+        if backing == 'kldap':
+            self._stash_ldap_passwords()
+        if share is not None:
+            shutil.copy(share.stash, self.stash)
+        with open(self.path('kadm5.acl'), 'w') as f:
+            f.write('admin/admin@%s *\n' % realm)
         if create:
             self.create_db()
         if start_kdc:
@@ -138,10 +162,12 @@ class Realm:
             self.start_kadmind()
 
     def create_db(self):
-        """kdb5_util create -s, and the kadmind ACL."""
-        self.run([KDB5_UTIL, 'create', '-s', '-P', PASSWORD])
-        with open(self.path('kadm5.acl'), 'w') as f:
-            f.write('admin/admin@%s *\n' % self.realm)
+        """Create the database: kdb5_util create -s (kdb5_ldap_util for
+        kldap)."""
+        if self.backing == 'kldap':
+            self._create_ldap_realm()
+        else:
+            self.run([KDB5_UTIL, 'create', '-s', '-P', PASSWORD])
 
     # ---- files and environment
 
@@ -164,6 +190,57 @@ class Realm:
         module = tempkey:{PREAUTH_MODULE}
     }}
 '''
+
+    def _share_pki(self, other, enroll):
+        """The other realm's CA and KDC certificate (one realm, two KDCs)."""
+        self.ca = other.ca
+        self.kdc_cert = other.kdc_cert
+        self.realm_extra += f'''
+        pkinit_identity = FILE:{self.kdc_cert.cert_pem},{self.kdc_cert.key_pem}
+        pkinit_anchors = FILE:{self.ca.cert_pem}
+        tempkey_enroll = {enroll}
+'''
+        self.plugins = other.plugins
+
+    # ---- kldap
+
+    def _kldap_section(self):
+        import ldap
+        return f'''    main = {{
+        db_library = kldap
+        ldap_servers = {self.ldap.uri}
+        ldap_kerberos_container_dn = {ldap.SUFFIX}
+        ldap_kdc_dn = {ldap.KDC_DN}
+        ldap_kadmind_dn = {ldap.ADM_DN}
+        ldap_service_password_file = {self.ldap_pwfile}
+        ldap_conns_per_server = 2
+    }}'''
+
+    def _stash_ldap_passwords(self):
+        """kdb5_ldap_util reads the kldap section itself (given the tempkey
+        one it crashes), so the profile names it as the realm's
+        database_module meanwhile."""
+        import ldap
+        self.write_config(database_module='main')
+        try:
+            for dn in (ldap.KDC_DN, ldap.ADM_DN):
+                self.run([ldap.KDB5_LDAP_UTIL, 'stashsrvpw', '-f',
+                          self.ldap_pwfile, dn],
+                         input='%s\n%s\n' % (ldap.SERVICE_PW,
+                                               ldap.SERVICE_PW))
+        finally:
+            self.write_config()
+
+    def _create_ldap_realm(self):
+        import ldap
+        self.ldap.add_service_accounts()
+        self.write_config(database_module='main')
+        try:
+            self.run([ldap.KDB5_LDAP_UTIL, '-D', ldap.ROOT_DN, '-w',
+                      ldap.ROOT_PW, '-H', self.ldap.uri, 'create', '-r',
+                      self.realm, '-s', '-P', PASSWORD])
+        finally:
+            self.write_config()
 
     def server_cert(self, service, name=None, **kw):
         """A certificate from the realm's CA naming service@REALM, kept
@@ -189,6 +266,13 @@ class Realm:
         r = self.realm
         admin = ('        admin_server = 127.0.0.1:%d\n' % self.kadmind_port
                  if self.admin_server else '')
+        if self.backing == 'kldap':
+            main = self._kldap_section()
+        else:
+            main = f'''    main = {{
+        db_library = db2
+        database_name = {self.path('principal')}
+    }}'''
         with open(self.path('krb5.conf'), 'w') as f:
             f.write(f'''[libdefaults]
     default_realm = {r}
@@ -230,10 +314,7 @@ class Realm:
 [dbmodules]
     db_module_dir = {PLUGIN_DIR}
 {self.tk_section}
-    main = {{
-        db_library = db2
-        database_name = {self.path('principal')}
-    }}
+{main}
 {self.dbmodules_extra}
 [logging]
     kdc = FILE:{self.kdc_log}
@@ -324,8 +405,9 @@ class Realm:
 
     # ---- daemons
 
-    def _start(self, args, ready, log=None):
-        proc = subprocess.Popen(args, env=self.env, stdin=subprocess.DEVNULL,
+    def _start(self, args, ready, log=None, env=None):
+        proc = subprocess.Popen(args, env=env or self.env,
+                                stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
         self.daemons.append(proc)
@@ -356,6 +438,47 @@ class Realm:
         self.kadmind = self._start([KADMIND, '-nofork', '-W'] + list(args),
                                    'starting...')
         return self.kadmind
+
+    def start_replica_kdc(self, name, primary=None, admin_server=True,
+                          port=None):
+        """Another krb5kdc on this realm's database whose tempkey section
+        says role = replica, with its own port, configuration files and log
+        (NAME.kdc.log).  primary, if given, is the primary_kdc of its
+        kdc.conf; admin_server=False leaves admin_server out of its
+        krb5.conf, so that it knows no primary at all.  port (default: a
+        free one) lets replicas name each other.  Returns an object with
+        port, log, proc and log_text()."""
+        port = port or free_port()
+        log = self.path(name + '.kdc.log')
+        with open(self.path('kdc.conf')) as f:
+            kdc_conf = f.read()
+        for old, new in (
+                ('kdc_listen = 127.0.0.1:%d' % self.kdc_port,
+                 'kdc_listen = 127.0.0.1:%d' % port),
+                ('kdc_tcp_listen = 127.0.0.1:%d' % self.kdc_port,
+                 'kdc_tcp_listen = 127.0.0.1:%d' % port),
+                ('kdc = FILE:' + self.kdc_log, 'kdc = FILE:' + log),
+                ('db_library = tempkey\n',
+                 'db_library = tempkey\n        role = replica\n')):
+            if old not in kdc_conf:
+                fail('cannot make a replica configuration: no %r' % old)
+            kdc_conf = kdc_conf.replace(old, new, 1)
+        if primary is not None:
+            kdc_conf = kdc_conf.replace(
+                '        database_module =',
+                '        primary_kdc = %s\n'
+                '        database_module =' % primary, 1)
+        with open(self.path('krb5.conf')) as f:
+            krb5_conf = f.read()
+        if not admin_server:
+            krb5_conf = re.sub(r'\n\s*admin_server = [^\n]*', '', krb5_conf)
+        for suffix, text in (('kdc.conf', kdc_conf), ('krb5.conf', krb5_conf)):
+            with open(self.path('%s.%s' % (name, suffix)), 'w') as f:
+                f.write(text)
+        env = dict(self.env, KRB5_CONFIG=self.path(name + '.krb5.conf'),
+                   KRB5_KDC_PROFILE=self.path(name + '.kdc.conf'))
+        proc = self._start([KRB5KDC, '-n'], 'starting...', env=env)
+        return ReplicaKDC(port, log, proc)
 
     def stop_daemon(self, proc):
         if proc.poll() is None:
@@ -398,6 +521,20 @@ class Realm:
                 return
             time.sleep(step)
         fail('timed out after %ds waiting for %s' % (timeout, what))
+
+
+class ReplicaKDC:
+    """A second KDC started by Realm.start_replica_kdc()."""
+
+    def __init__(self, port, log, proc):
+        self.port, self.log, self.proc = port, log, proc
+
+    def log_text(self):
+        try:
+            with open(self.log) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ''
 
 
 def _indent(text):

@@ -8,10 +8,12 @@
  * same key, which the KDC accepts again at the same kvno.  Old keys stay in
  * the keytab until no ticket in them can still be presented (their expiry
  * plus the clock skew), recorded beside the keytab in KEYTAB.tempkey.  Other
- * principals' entries are never touched.
+ * principals' entries are never touched.  Uploads go to the primary KDC
+ * ("Which KDC" below); a not-primary refusal never removes the pending key.
  */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -19,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -48,6 +51,10 @@ enum {
 #define DEFAULT_ENCTYPES "aes256-cts-hmac-sha1-96,aes128-cts-hmac-sha1-96"
 #define STATE_SUFFIX ".tempkey"
 #define MAX_RECORDS 64
+#define MAX_REDIRECTS 3         /* not-primary refusals followed in a run */
+#define MAX_PRIMARIES 8         /* primary_kdc values tried */
+#define MAX_TRIED (MAX_PRIMARIES + MAX_REDIRECTS + 1)
+#define KDC_NAME_LEN 256        /* host[:port], as tk_client_session has */
 
 static const char *progname = "ktupdate";
 static volatile sig_atomic_t stop_requested;
@@ -82,7 +89,10 @@ typedef struct {
     record records[MAX_RECORDS];
     size_t nrecords;
     tk_client_session session;
+    krb5_get_init_creds_opt *gic;
     int64_t refresh_by;
+    int trace_fd;               /* KRB5_TRACE, kept open by our tracer */
+    char *answer;               /* the current exchange's "answered" */
 } updater;
 
 static void
@@ -338,29 +348,31 @@ kdc_accepts(const tk_key_request *req, krb5_enctype et)
  * to the keytab as pending before anything is sent.
  */
 static krb5_error_code
-prepare_keys(krb5_context ctx, tk_client_session *s);
+prepare_keys(updater *u, tk_client_session *s);
 
 /* Choose the key to send; on failure say why in the session (a local
- * problem: nothing was sent). */
+ * problem: nothing was sent).  ctx is the exchange's; messages are set on
+ * u->ctx, where the keytab is written. */
 static krb5_error_code
 prepare(krb5_context ctx, tk_client_session *s)
 {
-    krb5_error_code ret = prepare_keys(ctx, s);
+    updater *u = s->arg;
+    krb5_error_code ret = prepare_keys(u, s);
     const char *msg;
 
     if (ret) {
-        msg = krb5_get_error_message(ctx, ret);
+        msg = krb5_get_error_message(u->ctx, ret);
         snprintf(s->message, sizeof(s->message), "cannot prepare the new "
                  "key: %s", msg);
-        krb5_free_error_message(ctx, msg);
+        krb5_free_error_message(u->ctx, msg);
     }
     return ret;
 }
 
 static krb5_error_code
-prepare_keys(krb5_context ctx, tk_client_session *s)
+prepare_keys(updater *u, tk_client_session *s)
 {
-    updater *u = s->arg;
+    krb5_context ctx = u->ctx;
     const tk_key_request *req = s->request;
     record *pending = NULL;
     krb5_error_code ret;
@@ -419,9 +431,10 @@ prepare_keys(krb5_context ctx, tk_client_session *s)
     return ret;
 }
 
-/* Get a ticket to ourselves with the new TGT and read it with the keytab. */
+/* Get a ticket to ourselves with the new TGT, from the KDC that stored the
+ * key (ctx), and read it with the keytab. */
 static krb5_error_code
-self_test(updater *u, krb5_creds *tgt, krb5_kvno kvno)
+self_test(updater *u, krb5_context ctx, krb5_creds *tgt, krb5_kvno kvno)
 {
     krb5_error_code ret;
     krb5_ccache cc = NULL;
@@ -431,42 +444,44 @@ self_test(updater *u, krb5_creds *tgt, krb5_kvno kvno)
     char name[PATH_MAX + 6];
 
     memset(&in, 0, sizeof(in));
-    ret = krb5_cc_new_unique(u->ctx, "MEMORY", NULL, &cc);
+    ret = krb5_cc_new_unique(ctx, "MEMORY", NULL, &cc);
     if (ret == 0)
-        ret = krb5_cc_initialize(u->ctx, cc, u->princ);
+        ret = krb5_cc_initialize(ctx, cc, u->princ);
     if (ret == 0)
-        ret = krb5_cc_store_cred(u->ctx, cc, tgt);
+        ret = krb5_cc_store_cred(ctx, cc, tgt);
     if (ret)
         goto cleanup;
     in.client = u->princ;
     in.server = u->princ;
-    ret = krb5_get_credentials(u->ctx, KRB5_GC_NO_STORE, cc, &in, &out);
+    ret = krb5_get_credentials(ctx, KRB5_GC_NO_STORE, cc, &in, &out);
     if (ret == 0)
         ret = krb5_decode_ticket(&out->ticket, &tkt);
     snprintf(name, sizeof(name), "FILE:%s", u->keytab);
     if (ret == 0)
-        ret = krb5_kt_resolve(u->ctx, name, &kt);
+        ret = krb5_kt_resolve(ctx, name, &kt);
     if (ret == 0)
-        ret = krb5_server_decrypt_ticket_keytab(u->ctx, kt, tkt);
+        ret = krb5_server_decrypt_ticket_keytab(ctx, kt, tkt);
     if (ret == 0 && tkt->enc_part.kvno != kvno) {
         ret = KRB5KRB_AP_ERR_BADKEYVER;
-        krb5_set_error_message(u->ctx, ret, "the KDC issued a ticket in key "
+        krb5_set_error_message(ctx, ret, "the KDC issued a ticket in key "
                                "version %u, not %u", tkt->enc_part.kvno,
                                kvno);
     }
 
 cleanup:
     if (kt != NULL)
-        krb5_kt_close(u->ctx, kt);
-    krb5_free_ticket(u->ctx, tkt);
-    krb5_free_creds(u->ctx, out);
+        krb5_kt_close(ctx, kt);
+    krb5_free_ticket(ctx, tkt);
+    krb5_free_creds(ctx, out);
     if (cc != NULL)
-        krb5_cc_destroy(u->ctx, cc);
+        krb5_cc_destroy(ctx, cc);
     return ret;
 }
 
+/* The success line; other programs parse its fields, so new ones go at the
+ * end. */
 static void
-print_result(updater *u, const char *verb)
+print_result(updater *u, const char *verb, const char *kdc)
 {
     char when[TK_TIME_LEN], ename[64];
     size_t i;
@@ -481,7 +496,7 @@ print_result(updater *u, const char *verb)
                      u->session.keys[i].enctype);
         printf("%s%s", i ? "," : " ", ename);
     }
-    printf(" keytab %s\n", u->keytab);
+    printf(" keytab %s kdc %s\n", u->keytab, kdc);
     fflush(stdout);
 }
 
@@ -495,103 +510,462 @@ is_kdc_answer(krb5_error_code code)
          code <= ERROR_TABLE_BASE_krb5 + 127);
 }
 
-/* One run: returns an exit status. */
+/* ---- Which KDC: the primary (ktupdate(8), MANY KDCS). */
+
+/*
+ * Only the primary KDC stores keys; a replica refuses with not-primary and
+ * names the primary when it knows it.  An exchange goes either to one
+ * chosen KDC, through a context whose profile names that KDC alone as the
+ * realm's kdc and primary_kdc (so the library cannot wander to another), or
+ * to the realm's own list through the updater's context.  The pending key
+ * stays in the keytab across redirects: every KDC is offered the same key,
+ * which the primary accepts again at the same kvno.
+ */
+
+/* One AS exchange and where it went. */
+typedef struct {
+    krb5_context ctx;           /* its own, or u->ctx for the realm's list */
+    char target[KDC_NAME_LEN];  /* the chosen KDC; empty for the list */
+    char answered[KDC_NAME_LEN];        /* the KDC that replied last, as the
+                                         * library traced it, if known */
+    krb5_creds creds;
+    krb5_error_code ret;
+} attempt;
+
+/* The KDCs tried in this run: a redirect never goes back to one. */
+typedef struct {
+    char names[MAX_TRIED][KDC_NAME_LEN];
+    krb5_boolean unreached[MAX_TRIED];  /* could not be reached */
+    size_t n;
+} tried_set;
+
+/* Write a traced "HOST:PORT" address to out, bracketing an IPv6 host. */
+static void
+format_address(const char *addr, size_t len, char *out)
+{
+    size_t i, colon = len, colons = 0;
+
+    for (i = 0; i < len; i++) {
+        if (addr[i] == ':') {
+            colon = i;
+            colons++;
+        }
+    }
+    if (colons > 1) {
+        snprintf(out, KDC_NAME_LEN, "[%.*s]:%.*s", (int)colon, addr,
+                 (int)(len - colon - 1), addr + colon + 1);
+    } else {
+        snprintf(out, KDC_NAME_LEN, "%.*s", (int)len, addr);
+    }
+}
+
+/*
+ * Trace callback.  The library names the address a reply came from only in
+ * its trace ("Received answer (N bytes) from stream 192.0.2.1:88"), so note
+ * it for the current exchange; and keep writing KRB5_TRACE, which a
+ * callback replaces.
+ */
+static void KRB5_CALLCONV
+trace(krb5_context ctx, const krb5_trace_info *info, void *arg)
+{
+    updater *u = arg;
+    const char *p;
+    ssize_t n;
+
+    if (info == NULL)
+        return;
+    if (u->trace_fd >= 0) {
+        n = write(u->trace_fd, info->message, strlen(info->message));
+        (void)n;                /* tracing is best effort, as in libkrb5 */
+    }
+    p = strstr(info->message, "Received answer (");
+    if (p != NULL)
+        p = strstr(p, ") from ");
+    if (p != NULL)
+        p = strchr(p + 7, ' ');         /* after "stream" or "dgram" */
+    if (p != NULL && u->answer != NULL)
+        format_address(p + 1, strcspn(p + 1, " \r\n"), u->answer);
+}
+
+/* Split a KDC name (host, host:port, [v6]:port, maybe tcp/ or udp/ first)
+ * into host and port, the port defaulting to 88; URLs stay whole. */
+static void
+split_kdc(const char *name, char *host, char *port)
+{
+    const char *colon, *close;
+
+    if (strncmp(name, "tcp/", 4) == 0 || strncmp(name, "udp/", 4) == 0)
+        name += 4;
+    strcpy(port, "88");
+    close = (name[0] == '[') ? strchr(name, ']') : NULL;
+    colon = strchr(name, ':');
+    if (close != NULL) {
+        snprintf(host, KDC_NAME_LEN, "%.*s", (int)(close - name - 1),
+                 name + 1);
+        if (close[1] == ':')
+            snprintf(port, KDC_NAME_LEN, "%s", close + 2);
+    } else if (colon != NULL && strchr(colon + 1, ':') == NULL &&
+               strchr(name, '/') == NULL) {
+        snprintf(host, KDC_NAME_LEN, "%.*s", (int)(colon - name), name);
+        snprintf(port, KDC_NAME_LEN, "%s", colon + 1);
+    } else {
+        snprintf(host, KDC_NAME_LEN, "%s", name);
+    }
+}
+
+static krb5_boolean
+same_kdc(const char *a, const char *b)
+{
+    char ha[KDC_NAME_LEN], pa[KDC_NAME_LEN];
+    char hb[KDC_NAME_LEN], pb[KDC_NAME_LEN];
+
+    split_kdc(a, ha, pa);
+    split_kdc(b, hb, pb);
+    return strcasecmp(ha, hb) == 0 && atoi(pa) == atoi(pb);
+}
+
+/* The entry for name in t, or -1. */
 static int
-run_once(updater *u)
+find_tried(const tried_set *t, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < t->n; i++) {
+        if (same_kdc(t->names[i], name))
+            return (int)i;
+    }
+    return -1;
+}
+
+static void
+add_tried(tried_set *t, const char *name, krb5_boolean unreached)
+{
+    if (name[0] == '\0' || t->n == MAX_TRIED || find_tried(t, name) >= 0)
+        return;
+    t->unreached[t->n] = unreached;
+    snprintf(t->names[t->n++], KDC_NAME_LEN, "%s", name);
+}
+
+/* Copy the message for code from ctx (an exchange's context) to u->ctx,
+ * which every line is said from. */
+static void
+relay(updater *u, krb5_context ctx, krb5_error_code code)
+{
+    const char *msg;
+
+    if (ctx == u->ctx || ctx == NULL || code == 0)
+        return;
+    msg = krb5_get_error_message(ctx, code);
+    krb5_set_error_message(u->ctx, code, "%s", msg);
+    krb5_free_error_message(ctx, msg);
+}
+
+/* The realm's primary_kdc values (MIT's older name: master_kdc), or NULL;
+ * free with profile_free_list(). */
+static char **
+realm_primaries(updater *u)
+{
+    profile_t profile = NULL;
+    char realm[KDC_NAME_LEN], **values = NULL;
+    const char *path[4] = { "realms", realm, "primary_kdc", NULL };
+
+    snprintf(realm, sizeof(realm), "%.*s", (int)u->princ->realm.length,
+             u->princ->realm.data);
+    if (krb5_get_profile(u->ctx, &profile) != 0)
+        return NULL;
+    if (profile_get_values(profile, path, &values) != 0) {
+        path[2] = "master_kdc";
+        if (profile_get_values(profile, path, &values) != 0)
+            values = NULL;
+    }
+    profile_release(profile);
+    return values;
+}
+
+/* Set up an exchange with target, or with the realm's KDC list if target
+ * is NULL. */
+static krb5_error_code
+open_attempt(updater *u, const char *target, attempt *a)
 {
     krb5_error_code ret;
-    tk_client_session *s = &u->session;
-    krb5_get_init_creds_opt *gic = NULL;
-    krb5_init_creds_context icc = NULL;
-    krb5_preauthtype pa_list[1] = { TK_PADATA };
-    krb5_creds creds;
-    record *r;
-    char when[TK_TIME_LEN];
-    int status = EXIT_OK;
+    char realm[KDC_NAME_LEN];
+    const char *const kdc_path[] = { "realms", realm, "kdc", NULL };
+    const char *const primary_path[] = { "realms", realm, "primary_kdc",
+                                         NULL };
+    const char *const values[] = { target, NULL };
+    const tk_profile_setting settings[] = {
+        { kdc_path, values }, { primary_path, values }
+    };
 
-    memset(&creds, 0, sizeof(creds));
+    memset(a, 0, sizeof(*a));
+    if (target == NULL) {
+        a->ctx = u->ctx;
+        return 0;
+    }
+    snprintf(a->target, sizeof(a->target), "%s", target);
+    snprintf(realm, sizeof(realm), "%.*s", (int)u->princ->realm.length,
+             u->princ->realm.data);
+    ret = tk_context_override(u->ctx, settings, 2, 0, &a->ctx);
+    if (ret == 0)
+        ret = k5_plugin_register(a->ctx, PLUGIN_INTERFACE_CLPREAUTH,
+                                 "tempkey", clpreauth_tempkey_initvt);
+    if (ret == 0)
+        (void)krb5_set_trace_callback(a->ctx, trace, u);
+    if (ret) {
+        relay(u, a->ctx, ret);
+        krb5_free_context(a->ctx);
+        a->ctx = NULL;
+    }
+    return ret;
+}
+
+static void
+close_attempt(updater *u, attempt *a)
+{
+    if (a->ctx == NULL)
+        return;
+    krb5_free_cred_contents(a->ctx, &a->creds);
+    if (a->ctx != u->ctx)
+        krb5_free_context(a->ctx);
+    memset(a, 0, sizeof(*a));
+}
+
+/* Where a's exchange went, for the lines that name it. */
+static const char *
+kdc_of(const attempt *a)
+{
+    if (a->target[0] != '\0')
+        return a->target;
+    return (a->answered[0] != '\0') ? a->answered : "unknown";
+}
+
+/* One AS exchange on a's context, the module uploading through the
+ * session. */
+static void
+exchange(updater *u, attempt *a)
+{
+    tk_client_session *s = &u->session;
+    krb5_init_creds_context icc = NULL;
+
     tk_client_session_clear(s);
     s->uploaded = FALSE;
     s->reason = 0;
+    s->primary[0] = '\0';
     s->message[0] = '\0';
     s->dry_run = u->opt.dry_run;
-    ret = load_records(u);
-    if (ret)
-        return say_error(u, EXIT_LOCAL, ret, "cannot read the key records");
-
-    ret = krb5_get_init_creds_opt_alloc(u->ctx, &gic);
-    if (ret)
-        return say_error(u, EXIT_LOCAL, ret, "out of memory");
-    krb5_get_init_creds_opt_set_etype_list(gic, u->enctypes,
-                                           (int)u->nenctypes);
-    krb5_get_init_creds_opt_set_preauth_list(gic, pa_list, 1);
-    krb5_get_init_creds_opt_set_forwardable(gic, 0);
-    krb5_get_init_creds_opt_set_proxiable(gic, 0);
+    u->answer = a->answered;
     tk_client_set_session(s);
-    ret = krb5_init_creds_init(u->ctx, u->princ, NULL, NULL, 0, gic, &icc);
-    if (ret == 0)
-        ret = krb5_init_creds_get(u->ctx, icc);
-    if (ret == 0)
-        ret = krb5_init_creds_get_creds(u->ctx, icc, &creds);
+    a->ret = krb5_init_creds_init(a->ctx, u->princ, NULL, NULL, 0, u->gic,
+                                  &icc);
+    if (a->ret == 0)
+        a->ret = krb5_init_creds_get(a->ctx, icc);
+    if (a->ret == 0)
+        a->ret = krb5_init_creds_get_creds(a->ctx, icc, &a->creds);
     tk_client_set_session(NULL);
+    u->answer = NULL;
+    krb5_init_creds_free(a->ctx, icc);
+    relay(u, a->ctx, a->ret);
+}
 
-    if (s->dry_run && s->request != NULL) {
-        tk_format_time(s->request->kdc_time +
-                       ((u->lifetime > 0 &&
-                         u->lifetime < s->request->max_lifetime) ?
-                        u->lifetime : s->request->max_lifetime), when);
-        printf("%s dry run: the KDC's key request verified; would upload key "
-               "version %u expiring about %s to keytab %s\n", u->princ_name,
-               s->request->current_kvno + 1, when, u->keytab);
-        status = EXIT_OK;
-        goto cleanup;
-    }
-    if (ret == 0 && s->ack == NULL) {
-        status = say_error(u, EXIT_UNREACHABLE, 0, "the KDC answered without "
-                           "an acknowledgement");
-        goto cleanup;
-    }
-    if (ret) {
-        if (s->reason != 0) {
-            /* Refused: the pending key must go. */
-            if (rewrite_keytab(u, s->kvno, 0, NULL, 0, 0) == 0 &&
-                (r = find_record(u, s->kvno)) != NULL) {
-                drop_record(u, r);
-                save_records(u);
-            }
-            status = EXIT_REFUSED;
-        } else if (s->request == NULL && s->message[0] == '\0' &&
-                   is_kdc_answer(ret)) {
-            snprintf(s->message, sizeof(s->message), "%s",
-                     ret == KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN ?
-                     "the KDC does not know this principal and "
-                     "tempkey_enroll does not let it enroll" :
-                     "the KDC offers no tempkey upload for this principal: "
-                     "it is neither managed nor allowed to enroll "
-                     "(tempkey_enroll)");
-            status = EXIT_REFUSED;
-        } else if (s->request == NULL && s->message[0] != '\0') {
-            status = EXIT_KDC_UNTRUSTED;
-        } else if (s->message[0] != '\0') {
-            status = EXIT_LOCAL;
-        } else {
-            status = EXIT_UNREACHABLE;
+/* Whether a's KDC could not be reached at all: nothing was sent to it and
+ * nothing came back. */
+static krb5_boolean
+unreached(const updater *u, const attempt *a)
+{
+    const tk_client_session *s = &u->session;
+
+    return a->ret != 0 && s->request == NULL && !s->uploaded &&
+        s->message[0] == '\0' && !is_kdc_answer(a->ret);
+}
+
+static krb5_boolean
+not_primary(const updater *u, const attempt *a)
+{
+    return a->ret != 0 && u->session.reason == TK_REASON_NOT_PRIMARY;
+}
+
+/* A not-primary refusal that cannot be followed: one line, with what the
+ * administrator can do.  The pending key stays for the next run. */
+static int
+redirect_failed(updater *u, const attempt *a, const char *why)
+{
+    fprintf(stderr, "%s: %s: %s (KDC %s); %s: set primary_kdc in [realms] "
+            "%.*s of krb5.conf\n", progname, u->princ_name,
+            u->session.message, kdc_of(a), why,
+            (int)u->princ->realm.length, u->princ->realm.data);
+    return EXIT_REFUSED;
+}
+
+/* Follow not-primary refusals to the KDCs they name, a few at most and
+ * never back to one already tried.  Returns EXIT_OK when *a holds an
+ * outcome for the caller, else the status of a line already said. */
+static int
+follow_redirects(updater *u, attempt *a, tried_set *tried)
+{
+    krb5_error_code ret;
+    char named[KDC_NAME_LEN], why[3 * KDC_NAME_LEN];
+    int hops, seen;
+
+    for (hops = 0; not_primary(u, a); hops++) {
+        snprintf(named, sizeof(named), "%s", u->session.primary);
+        if (named[0] == '\0')
+            return redirect_failed(u, a, "it names no primary KDC");
+        seen = find_tried(tried, named);
+        if (seen >= 0 && tried->unreached[seen]) {
+            /* The primary is known, just down: not a configuration error. */
+            snprintf(why, sizeof(why), "cannot reach the primary KDC %s "
+                     "named by KDC %s; the key stays pending and the next "
+                     "run re-sends it", named, kdc_of(a));
+            return say_error(u, EXIT_UNREACHABLE, 0, why);
         }
-        if (s->message[0] != '\0')
-            fprintf(stderr, "%s: %s: %s\n", progname, u->princ_name,
-                    s->message);
-        else
-            say_error(u, status, ret, s->uploaded ? "no answer from the KDC; "
-                      "the key stays pending and the next run re-sends it" :
-                      "cannot reach the KDC");
-        goto cleanup;
+        if (seen >= 0) {
+            snprintf(why, sizeof(why), "the primary it names, %s, was "
+                     "already tried", named);
+            return redirect_failed(u, a, why);
+        }
+        if (hops == MAX_REDIRECTS) {
+            snprintf(why, sizeof(why), "%d redirects were followed already "
+                     "and it names yet another KDC, %s", MAX_REDIRECTS,
+                     named);
+            return redirect_failed(u, a, why);
+        }
+        verbose(u, "KDC %s is not the primary; it names %s", kdc_of(a),
+                named);
+        add_tried(tried, named, FALSE);
+        close_attempt(u, a);
+        ret = open_attempt(u, named, a);
+        if (ret)
+            return say_error(u, EXIT_LOCAL, ret, "cannot set up an exchange "
+                             "with the primary KDC");
+        exchange(u, a);
     }
+    return EXIT_OK;
+}
 
-    /* Stored: record its expiry, prune the keys past use, and test. */
+/*
+ * Run the exchange against the primary: primary_kdc's values in order when
+ * set, then (if none can be reached) the realm's KDC list, then the KDCs
+ * that not-primary refusals name.  Leaves the last exchange in *a; returns
+ * as follow_redirects() does.
+ */
+static int
+find_primary(updater *u, attempt *a)
+{
+    krb5_error_code ret;
+    tried_set tried;
+    char **primaries = realm_primaries(u);
+    const char *msg;
+    size_t i;
+
+    tried.n = 0;
+    for (i = 0; primaries != NULL && primaries[i] != NULL &&
+             i < MAX_PRIMARIES && a->ctx == NULL; i++) {
+        if (find_tried(&tried, primaries[i]) >= 0)
+            continue;
+        ret = open_attempt(u, primaries[i], a);
+        if (ret) {
+            profile_free_list(primaries);
+            return say_error(u, EXIT_LOCAL, ret, "cannot set up an exchange "
+                             "with the primary KDC");
+        }
+        verbose(u, "uploading to the primary KDC %s (primary_kdc)",
+                primaries[i]);
+        exchange(u, a);
+        add_tried(&tried, primaries[i], unreached(u, a));
+        if (unreached(u, a)) {
+            msg = krb5_get_error_message(u->ctx, a->ret);
+            verbose(u, "the primary KDC %s cannot be reached: %s",
+                    primaries[i], msg);
+            krb5_free_error_message(u->ctx, msg);
+            close_attempt(u, a);
+        }
+    }
+    if (a->ctx == NULL) {
+        if (primaries != NULL)
+            verbose(u, "no primary_kdc can be reached; falling back to the "
+                    "realm's KDC list");
+        (void)open_attempt(u, NULL, a);
+        exchange(u, a);
+        add_tried(&tried, a->answered, FALSE);
+    }
+    profile_free_list(primaries);
+    return follow_redirects(u, a, &tried);
+}
+
+/* ---- The outcome. */
+
+/* A failed exchange: undo what a refusal makes useless, say why. */
+static int
+failed(updater *u, attempt *a)
+{
+    tk_client_session *s = &u->session;
+    char what[KDC_NAME_LEN + 128];
+    record *r;
+    int status;
+
+    if (s->reason != 0) {
+        /* Refused: the pending key must go. */
+        if (rewrite_keytab(u, s->kvno, 0, NULL, 0, 0) == 0 &&
+            (r = find_record(u, s->kvno)) != NULL) {
+            drop_record(u, r);
+            save_records(u);
+        }
+        status = EXIT_REFUSED;
+    } else if (s->request == NULL && s->message[0] == '\0' &&
+               (a->ret == KRB5KRB_ERR_GENERIC ||
+                a->ret == KRB5KDC_ERR_SVC_UNAVAILABLE)) {
+        /* Not a verdict on the principal: the KDC failed to look it up
+         * (its database unreachable, e.g. an LDAP server down). */
+        const char *why = krb5_get_error_message(a->ctx, a->ret);
+
+        snprintf(s->message, sizeof(s->message), "the KDC could not look "
+                 "up this principal (is its database reachable?); nothing "
+                 "was sent, try again later: %s", why);
+        krb5_free_error_message(a->ctx, why);
+        status = EXIT_UNREACHABLE;
+    } else if (s->request == NULL && s->message[0] == '\0' &&
+               is_kdc_answer(a->ret)) {
+        snprintf(s->message, sizeof(s->message), "%s",
+                 a->ret == KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN ?
+                 "the KDC does not know this principal and "
+                 "tempkey_enroll does not let it enroll" :
+                 "the KDC offers no tempkey upload for this principal: "
+                 "it is neither managed nor allowed to enroll "
+                 "(tempkey_enroll)");
+        status = EXIT_REFUSED;
+    } else if (s->request == NULL && s->message[0] != '\0') {
+        status = EXIT_KDC_UNTRUSTED;
+    } else if (s->message[0] != '\0') {
+        status = EXIT_LOCAL;
+    } else {
+        status = EXIT_UNREACHABLE;
+    }
+    if (s->message[0] != '\0') {
+        fprintf(stderr, "%s: %s: %s\n", progname, u->princ_name, s->message);
+        return status;
+    }
+    snprintf(what, sizeof(what), "%s%s%s", s->uploaded ?
+             "no answer from the KDC" : "cannot reach the KDC",
+             a->target[0] != '\0' ? " " : "", a->target);
+    if (s->uploaded)
+        strncat(what, "; the key stays pending and the next run re-sends it",
+                sizeof(what) - strlen(what) - 1);
+    return say_error(u, status, a->ret, what);
+}
+
+/* Stored: record its expiry, prune the keys past use, test, say where. */
+static int
+settle(updater *u, attempt *a)
+{
+    tk_client_session *s = &u->session;
+    krb5_error_code ret;
+    record *r;
+    size_t i;
+
     ret = set_record(u, s->kvno, s->ack->expiry, 0);
     if (ret == 0)
         ret = rewrite_keytab(u, 0, 1, NULL, 0, 0);
-    for (size_t i = 0; ret == 0 && i < u->nrecords; i++) {
+    for (i = 0; ret == 0 && i < u->nrecords; i++) {
         r = &u->records[i];
         if (strcmp(r->principal, u->princ_name) == 0 && r->kvno != s->kvno &&
             r->expiry + u->skew <= time(NULL)) {
@@ -602,23 +976,59 @@ run_once(updater *u)
     if (ret == 0)
         ret = save_records(u);
     if (ret) {
-        status = say_error(u, EXIT_LOCAL, ret, "the KDC stored the key but "
-                           "the keytab could not be settled");
-        goto cleanup;
+        return say_error(u, EXIT_LOCAL, ret, "the KDC stored the key but "
+                         "the keytab could not be settled");
     }
     u->refresh_by = s->ack->refresh_by;
-    ret = self_test(u, &creds, s->kvno);
+    ret = self_test(u, a->ctx, &a->creds, s->kvno);
     if (ret) {
-        status = say_error(u, EXIT_SELF_TEST, ret, "self-test failed: the "
-                           "new key does not read a new ticket");
-        goto cleanup;
+        relay(u, a->ctx, ret);
+        return say_error(u, EXIT_SELF_TEST, ret, "self-test failed: the "
+                         "new key does not read a new ticket");
     }
-    print_result(u, "stored");
+    print_result(u, "stored", kdc_of(a));
+    return EXIT_OK;
+}
 
-cleanup:
-    krb5_free_cred_contents(u->ctx, &creds);
-    krb5_init_creds_free(u->ctx, icc);
-    krb5_get_init_creds_opt_free(u->ctx, gic);
+/* The outcome of the last exchange: an exit status, with one line said. */
+static int
+conclude(updater *u, attempt *a)
+{
+    tk_client_session *s = &u->session;
+    char when[TK_TIME_LEN];
+
+    if (s->dry_run && s->request != NULL) {
+        tk_format_time(s->request->kdc_time +
+                       ((u->lifetime > 0 &&
+                         u->lifetime < s->request->max_lifetime) ?
+                        u->lifetime : s->request->max_lifetime), when);
+        printf("%s dry run: the KDC's key request verified; would upload key "
+               "version %u expiring about %s to keytab %s\n", u->princ_name,
+               s->request->current_kvno + 1, when, u->keytab);
+        return EXIT_OK;
+    }
+    if (a->ret == 0 && s->ack == NULL)
+        return say_error(u, EXIT_UNREACHABLE, 0, "the KDC answered without "
+                         "an acknowledgement");
+    return a->ret ? failed(u, a) : settle(u, a);
+}
+
+/* One run: returns an exit status. */
+static int
+run_once(updater *u)
+{
+    krb5_error_code ret;
+    attempt a;
+    int status;
+
+    memset(&a, 0, sizeof(a));
+    ret = load_records(u);
+    if (ret)
+        return say_error(u, EXIT_LOCAL, ret, "cannot read the key records");
+    status = find_primary(u, &a);
+    if (status == EXIT_OK)
+        status = conclude(u, &a);
+    close_attempt(u, &a);
     return status;
 }
 
@@ -838,6 +1248,35 @@ clock_skew(krb5_context ctx)
     return skew;
 }
 
+/* The options of every exchange: our enctypes, only our preauth. */
+static krb5_error_code
+make_gic(updater *u)
+{
+    static krb5_preauthtype pa_list[1] = { TK_PADATA };
+    krb5_error_code ret;
+
+    ret = krb5_get_init_creds_opt_alloc(u->ctx, &u->gic);
+    if (ret)
+        return ret;
+    krb5_get_init_creds_opt_set_etype_list(u->gic, u->enctypes,
+                                           (int)u->nenctypes);
+    krb5_get_init_creds_opt_set_preauth_list(u->gic, pa_list, 1);
+    krb5_get_init_creds_opt_set_forwardable(u->gic, 0);
+    krb5_get_init_creds_opt_set_proxiable(u->gic, 0);
+    return 0;
+}
+
+/* Learn which KDC answers (see trace()), keeping KRB5_TRACE's output. */
+static void
+start_tracing(updater *u)
+{
+    const char *file = getenv("KRB5_TRACE");
+
+    if (file != NULL)
+        u->trace_fd = open(file, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    (void)krb5_set_trace_callback(u->ctx, trace, u);
+}
+
 static int
 setup(updater *u)
 {
@@ -855,6 +1294,7 @@ setup(updater *u)
     if (ret)
         return say_error(u, EXIT_LOCAL, ret, "cannot register the tempkey "
                          "preauth module");
+    start_tracing(u);
     u->skew = clock_skew(u->ctx);
     u->lifetime = 0;
     if (u->opt.lifetime_arg != NULL) {
@@ -914,6 +1354,9 @@ setup(updater *u)
     u->session.lifetime = u->lifetime;
     u->session.prepare = prepare;
     u->session.arg = u;
+    ret = make_gic(u);
+    if (ret)
+        return say_error(u, EXIT_LOCAL, ret, "cannot set up the exchange");
     return EXIT_OK;
 }
 
@@ -939,6 +1382,7 @@ main(int argc, char **argv)
     int c, status;
 
     memset(&u, 0, sizeof(u));
+    u.trace_fd = -1;
     while ((c = getopt_long(argc, argv, "c:k:a:t:p:l:e:dnsvh", longopts,
                             NULL)) != -1) {
         switch (c) {
@@ -977,9 +1421,12 @@ main(int argc, char **argv)
     tk_identity_free(u.id);
     tk_trust_free(u.trust);
     if (u.ctx != NULL) {
+        krb5_get_init_creds_opt_free(u.ctx, u.gic);
         krb5_free_unparsed_name(u.ctx, u.princ_name);
         krb5_free_principal(u.ctx, u.princ);
         krb5_free_context(u.ctx);
     }
+    if (u.trace_fd >= 0)
+        close(u.trace_fd);
     return status;
 }

@@ -7,7 +7,8 @@ import time
 
 import pki
 from realm import (Realm, Tests, fail, entry_keys, klist_times, parse_iso,
-                   KTUPDATE, KVNO, KDESTROY, KLIST, REALM)
+                   KTUPDATE, KVNO, KDESTROY, KLIST, KDB5_UTIL, PASSWORD,
+                   REALM)
 
 SVC = 'HTTP/www.test'
 SVC_FULL = SVC + '@' + REALM
@@ -156,9 +157,54 @@ def test_misconfigured_module_is_reported():
         open(r.kdc_log, 'w').close()
 
 
+def test_a_broken_realm_leaves_the_other_realms_working():
+    # One krb5kdc serving two tempkey realms, the second without
+    # pkinit_identity: that realm is reported and offers no uploads, the
+    # first works as before.
+    r = Realm(pki=True, start_kdc=False)
+    other = 'OTHER.TEST'
+    with open(r.path('kdc.conf')) as f:
+        conf = f.read()
+    conf = conf.replace('[dbmodules]\n', """    %s = {
+        database_module = tk2
+        database_name = %s
+        key_stash_file = %s
+        acl_file = %s
+        iprop_enable = false
+        max_life = 10h
+    }
+[dbmodules]
+    tk2 = {
+        db_library = tempkey
+        backing_module = main2
+        purge_interval = 1h
+    }
+    main2 = {
+        db_library = db2
+        database_name = %s
+    }
+""" % (other, r.path('principal2'), r.path('stash2'), r.path('kadm5.acl'),
+       r.path('principal2')),
+                        1)
+    with open(r.path('kdc.conf'), 'w') as f:
+        f.write(conf)
+    r.run([KDB5_UTIL, '-r', other, 'create', '-s', '-P', PASSWORD])
+    r.start_kdc('-r', REALM, '-r', other)
+    r.wait_for('the broken realm reported', lambda: 'realm %s: '
+               'tempkey: [realms] %s needs pkinit_identity and '
+               'pkinit_anchors; no uploads in this realm' % (other, other)
+               in r.kdc_log_text())
+    if 'preauth tempkey failed to initialize' in r.kdc_log_text():
+        fail('one broken realm disabled the module for every realm')
+    r.addprinc('user', 'user-pw')
+    stored(r.ktupdate(r.server_cert(SVC)))
+    user_ticket(r, 1)
+
+
 Tests().run(test_enroll_without_prior_configuration,
             test_three_rotations,
             test_pinned_public_key_without_a_ca,
             test_intermediate_ca_from_the_pool,
             test_rsa_certificates,
-            test_misconfigured_module_is_reported)
+            test_misconfigured_module_is_reported,
+            test_a_broken_realm_leaves_the_other_realms_working)

@@ -1,4 +1,5 @@
 /* check_config.c - unit tests of the kdc.conf settings and their errors. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,10 @@ teardown(void)
     rmdir(dir);
     strcpy(dir, "/tmp/tk-config-XXXXXX");
 }
+
+/* A tempkey database over db2, after a realm's [realms] section. */
+#define BASE_DB "[dbmodules]\n tk = {\n db_library = tempkey\n" \
+    " backing_module = main\n }\n main = {\n db_library = db2\n }\n"
 
 START_TEST(defaults)
 {
@@ -173,8 +178,8 @@ START_TEST(replica_role)
     ck_assert_int_eq(tk_config_read_role(ctx, "R", &replica), 0);
     ck_assert(replica);
     /* A realm whose database is not tempkey has no role of ours. */
-    ck_assert_int_eq(tk_config_read_role(ctx, "N", &replica), 0);
-    ck_assert(!replica);
+    ck_assert_int_eq(tk_config_read_role(ctx, "N", &replica),
+                     KRB5_PLUGIN_NO_HANDLE);
     krb5_free_context(ctx);
 }
 END_TEST
@@ -212,6 +217,46 @@ START_TEST(primary_kdc_names)
 }
 END_TEST
 
+START_TEST(enctype_lists)
+{
+    static const struct {
+        const char *list, *what;
+    } bad[] = {
+        { "rot13", "tempkey_enctypes: \"rot13\" is not a supported enctype" },
+        { "aes256-cts des3-cbc-sha1", "\"des3-cbc-sha1\" is a weak" },
+        { "arcfour-hmac", "\"arcfour-hmac\" is a weak" },
+        { "aes256-cts aes128-cts aes256-cts", "\"aes256-cts\" is listed "
+          "twice" },
+        /* Aliases name the same enctype. */
+        { "camellia256-cts camellia256-cts-cmac", "\"camellia256-cts-cmac\" "
+          "is listed twice" },
+    };
+    char text[1024];
+    size_t i;
+
+    for (i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        snprintf(text, sizeof(text), "[realms]\n R = {\n database_module = "
+                 "tk\n tempkey_enctypes = %s\n }\n" BASE_DB, bad[i].list);
+        expect_error(text, bad[i].what);
+    }
+}
+END_TEST
+
+START_TEST(zero_max_life_means_no_limit)
+{
+    krb5_context ctx = context_for(
+        "[realms]\n R = {\n database_module = tk\n max_life = 0\n"
+        " max_renewable_life = 0\n }\n" BASE_DB);
+    tk_config cfg;
+
+    ck_assert_int_eq(tk_config_read(ctx, "R", NULL, &cfg), 0);
+    ck_assert_int_eq(cfg.policy.entry_max_life, 0);
+    ck_assert_int_eq(cfg.policy.entry_max_renewable, 0);
+    tk_config_free(&cfg);
+    krb5_free_context(ctx);
+}
+END_TEST
+
 START_TEST(bad_purge_interval)
 {
     expect_error("[realms]\n R = {\n database_module = tk\n }\n"
@@ -242,6 +287,121 @@ START_TEST(realm_module_not_tempkey)
 }
 END_TEST
 
+/* ---- Profiles with relations replaced (lib/profile.c). */
+
+static const char override_conf[] =
+    "[libdefaults]\n default_realm = R\n"
+    "[realms]\n R = {\n kdc = old1:88\n kdc = old2\n primary_kdc = old1\n"
+    " admin_server = adm\n }\n";
+static const char *const kdc_path[] = { "realms", "R", "kdc", NULL };
+static const char *const primary_path[] = { "realms", "R", "primary_kdc",
+                                            NULL };
+static const char *const new_kdcs[] = { "new1:750", "new2", NULL };
+
+/* A context where R's kdc is new_kdcs and primary_kdc is absent. */
+static krb5_context
+overridden(krb5_context *base_out)
+{
+    const tk_profile_setting settings[] = {
+        { kdc_path, new_kdcs }, { primary_path, NULL }
+    };
+    krb5_context ctx = context_for(override_conf), inner = NULL;
+
+    ck_assert_int_eq(tk_context_override(ctx, settings, 2, 0, &inner), 0);
+    *base_out = ctx;
+    return inner;
+}
+
+/* Every name and value an iteration yields, as "name=value " text. */
+static void
+iterate(profile_t profile, const char *const *names, int flags, char *out,
+        size_t len)
+{
+    void *iter = NULL;
+    char *name, *value;
+
+    *out = '\0';
+    ck_assert_int_eq(profile_iterator_create(profile, names, flags, &iter),
+                     0);
+    while (profile_iterator(&iter, &name, &value) == 0 && name != NULL) {
+        snprintf(out + strlen(out), len - strlen(out), "%s=%s ", name,
+                 value != NULL ? value : "(section)");
+        profile_release_string(name);
+        profile_release_string(value);
+    }
+    profile_iterator_free(&iter);
+}
+
+START_TEST(override_lookups)
+{
+    krb5_context base, ctx = overridden(&base);
+    profile_t profile = NULL;
+    char **values = NULL, *realm = NULL;
+
+    ck_assert_int_eq(krb5_get_profile(ctx, &profile), 0);
+    ck_assert_int_eq(profile_get_values(profile, kdc_path, &values), 0);
+    ck_assert_str_eq(values[0], "new1:750");
+    ck_assert_str_eq(values[1], "new2");
+    ck_assert_ptr_null(values[2]);
+    profile_free_list(values);
+    ck_assert_int_eq(profile_get_values(profile, primary_path, &values),
+                     PROF_NO_RELATION);
+    /* Everything else comes from the base profile. */
+    ck_assert_int_eq(profile_get_string(profile, "realms", "R",
+                                        "admin_server", NULL, &realm), 0);
+    ck_assert_str_eq(realm, "adm");
+    profile_release_string(realm);
+    ck_assert_int_eq(krb5_get_default_realm(ctx, &realm), 0);
+    ck_assert_str_eq(realm, "R");
+    krb5_free_default_realm(ctx, realm);
+    profile_release(profile);
+    /* The base context is unchanged. */
+    ck_assert_int_eq(krb5_get_profile(base, &profile), 0);
+    ck_assert_int_eq(profile_get_values(profile, kdc_path, &values), 0);
+    ck_assert_str_eq(values[0], "old1:88");
+    profile_free_list(values);
+    profile_release(profile);
+    krb5_free_context(ctx);
+    krb5_free_context(base);
+}
+END_TEST
+
+START_TEST(override_iteration)
+{
+    krb5_context base, ctx = overridden(&base);
+    const char *const section[] = { "realms", "R", NULL };
+    profile_t profile = NULL;
+    char text[512];
+
+    ck_assert_int_eq(krb5_get_profile(ctx, &profile), 0);
+    iterate(profile, kdc_path, 0, text, sizeof(text));
+    ck_assert_str_eq(text, "kdc=new1:750 kdc=new2 ");
+    iterate(profile, primary_path, 0, text, sizeof(text));
+    ck_assert_str_eq(text, "");
+    iterate(profile, section, PROFILE_ITER_LIST_SECTION, text, sizeof(text));
+    ck_assert_str_eq(text, "admin_server=adm kdc=new1:750 kdc=new2 ");
+    iterate(profile, section, PROFILE_ITER_LIST_SECTION |
+            PROFILE_ITER_SECTIONS_ONLY, text, sizeof(text));
+    ck_assert_str_eq(text, "");
+    profile_release(profile);
+    krb5_free_context(ctx);
+    krb5_free_context(base);
+}
+END_TEST
+
+START_TEST(override_needs_a_path)
+{
+    const char *const empty[] = { NULL };
+    const tk_profile_setting bad = { empty, new_kdcs };
+    krb5_context ctx = context_for(override_conf);
+    profile_t profile = NULL;
+
+    ck_assert_int_eq(tk_profile_override(ctx, &bad, 1, &profile), EINVAL);
+    ck_assert_ptr_null(profile);
+    krb5_free_context(ctx);
+}
+END_TEST
+
 static Suite *
 config_suite(void)
 {
@@ -252,6 +412,8 @@ config_suite(void)
     tcase_add_test(tc, defaults);
     tcase_add_test(tc, replica_role);
     tcase_add_test(tc, bad_role);
+    tcase_add_test(tc, enctype_lists);
+    tcase_add_test(tc, zero_max_life_means_no_limit);
     tcase_add_test(tc, primary_kdc_names);
     tcase_add_test(tc, settings);
     tcase_add_test(tc, realm_name_is_default_section);
@@ -262,6 +424,12 @@ config_suite(void)
     tcase_add_test(tc, bad_purge_interval);
     tcase_add_test(tc, bad_max_life);
     tcase_add_test(tc, realm_module_not_tempkey);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("profile override");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, override_lookups);
+    tcase_add_test(tc, override_iteration);
+    tcase_add_test(tc, override_needs_a_path);
     suite_add_tcase(s, tc);
     return s;
 }

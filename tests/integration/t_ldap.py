@@ -1,0 +1,314 @@
+"""tempkey over kldap: a real slapd (Debian's, the schema from krb5-kdc-ldap)
+on 127.0.0.1, MIT's tools, uploads, rotation, expiry and purge, the lockout
+write-back; two slapd replicating each other with a KDC on each; an LDAP
+server that goes away during an upload."""
+
+import random
+import re
+import time
+
+import ldap
+from realm import (Realm, Tests, fail, dump_fields, entry_keys,
+                   entry_tl_data, parse_iso, KDB5_UTIL, KDESTROY, KVNO,
+                   REALM)
+
+ldap.check_prerequisites()
+
+SVC = 'HTTP/www.test'
+SVC_FULL = SVC + '@' + REALM
+TL_META = 0x7e54
+# db2 and kldap audit only principals that require preauthentication.
+PREAUTH = '        default_principal_flags = +preauth'
+
+
+def ldap_realm(slapd=None, **kw):
+    slapd = slapd or ldap.Slapd()
+    r = Realm(backing='kldap', ldap=slapd, **kw)
+    return r
+
+
+def stored(out):
+    """(kvno, expiry) from ktupdate's result line."""
+    m = re.search(r' stored kvno (\d+) expires (\S+) ', out)
+    if not m:
+        fail('unexpected ktupdate output: ' + out)
+    return int(m.group(1)), parse_iso(m.group(2))
+
+
+def served_kvno(r, princ=SVC):
+    """The kvno of a fresh service ticket from r's KDC."""
+    r.run([KDESTROY])
+    r.kinit('user', 'user-pw')
+    out = r.run([KVNO, princ])
+    m = re.search(r': kvno = (\d+)', out)
+    return int(m.group(1))
+
+
+def stored_kvnos(r, princ=SVC_FULL):
+    line = r.dump_entry(princ)
+    return sorted({k[0] for k in entry_keys(line)}) if line else []
+
+
+def test_mit_tools_over_kldap():
+    r = ldap_realm(start_kdc=False)
+    r.addprinc('alice', 'pw-one')
+    r.kadmin_local('getprinc alice', expected_msg='Principal: alice@' + REALM)
+    r.kadmin_local('modprinc -maxlife "2 hours" alice')
+    r.kadmin_local('getprinc alice',
+                   expected_msg='Maximum ticket life: 0 days 02:00:00')
+    r.kadmin_local('cpw -pw pw-two alice')
+    r.kadmin_local('getprinc alice', expected_msg='Key: vno 2,')
+    r.kadmin_local('setstr alice color blue')
+    r.kadmin_local('getstrs alice', expected_msg='color: blue')
+    r.kadmin_local('addpol -minlength 6 pol1')
+    r.kadmin_local('modprinc -policy pol1 alice')
+    r.kadmin_local('getprinc alice', expected_msg='Policy: pol1')
+    # A managed principal: temporary keys from tempkey-admin, no long-term
+    # key, string attributes kept beside the key records.
+    r.kadmin_local('addprinc -nokey ' + SVC)
+    kvno, _ = r.set_key(SVC, '1h', r.path('http.keytab'))
+    r.set_key(SVC, '1h', r.path('http.keytab'))
+    r.kadmin_local('setstr %s team web' % SVC)
+    r.kadmin_local('getstrs ' + SVC, expected_msg='team: web')
+    r.kadmin_local('getstrs ' + SVC, expected_msg='tempkey: 1')
+    r.kadmin_local('getprinc ' + SVC, expected_msg='Key: vno 2,')
+    r.kadmin_local('cpw -randkey ' + SVC, expected_code=None,
+                   expected_msg='keys come from ktupdate')
+    r.tempkey_admin('show', SVC, expected_msg='    2  ')
+    text = r.dump()
+    if '\t%d\t' % TL_META not in text or 'alice@' + REALM not in text:
+        fail('kdb5_util dump lacks the principals or the key records')
+    if stored_kvnos(r) != [1, 2]:
+        fail('dump should hold kvnos 1 and 2: %r' % stored_kvnos(r))
+    # kadmin's own write (setstr) kept the records and both key versions.
+    r.tempkey_admin('revoke', SVC, '--kvno', '1',
+                    expected_msg='revoked 1 key version')
+    if stored_kvnos(r) != [2]:
+        fail('revoke left %r' % stored_kvnos(r))
+    r.tempkey_admin('revoke', SVC, '--kvno', '1', expected_code=1,
+                    expected_msg='has no temporary key with kvno 1')
+    r.start_kdc()
+    r.addprinc('user', 'user-pw')
+    r.kinit('alice', 'pw-two')
+    if served_kvno(r) != 2:
+        fail('the KDC does not serve kvno 2')
+    r.run([KVNO, '-k', r.path('http.keytab'), SVC],
+          expected_msg='keytab entry valid')
+
+
+def test_upload_rotation_expiry_purge():
+    r = ldap_realm(pki=True, purge_interval='1s',
+                   libdefaults_extra='    clockskew = 2')
+    r.addprinc('user', 'user-pw')
+    cert = r.server_cert(SVC)
+    expiries = {}
+    for want in (1, 2, 3):
+        kvno, expiries[kvno] = stored(r.ktupdate(cert, '--lifetime',
+                                                 '12s' if want == 1 else
+                                                 '1h'))
+        if kvno != want:
+            fail('expected kvno %d, stored %d' % (want, kvno))
+        if served_kvno(r) != kvno:
+            fail('the KDC does not serve the new kvno %d' % kvno)
+        r.run([KVNO, '-k', r.keytab, SVC], expected_msg='keytab entry valid')
+    # A retransmission-like identical second run is not needed here; the
+    # purge must drop kvno 1 from the directory soon after it expires.
+    r.wait_for('kvno 1 to leave the directory',
+               lambda: stored_kvnos(r) == [2, 3], timeout=40, step=0.5)
+    if time.time() < expiries[1]:
+        fail('kvno 1 left the directory before it expired')
+    if 'purged 1 expired key version(s) of ' + SVC_FULL not in \
+            r.kdc_log_text():
+        fail('the KDC log does not record the purge')
+    r.tempkey_admin('purge')
+    if stored_kvnos(r) != [2, 3] or served_kvno(r) != 3:
+        fail('a second purge changed live keys: %r' % stored_kvnos(r))
+
+
+def counters(r, princ):
+    f = dump_fields(r.dump_entry(princ))
+    return {'last_success': int(f[12]), 'last_failed': int(f[13]),
+            'fail_count': int(f[14])}
+
+
+def key_state(r, princ):
+    line = r.dump_entry(princ)
+    return {'keys': sorted(entry_keys(line)),
+            'meta': entry_tl_data(line).get(TL_META),
+            'attributes': dump_fields(line)[7]}
+
+
+def test_lockout_writeback_keeps_keys():
+    r = ldap_realm(pki=True, purge_interval='1h', realm_extra=PREAUTH)
+    r.kadmin_local('addpol -maxfailure 5 -failurecountinterval 0 '
+                   '-lockoutduration 0 lockpol')
+    r.kadmin_local('addprinc -pw user-pw -policy lockpol user')
+    # Created by an admin, so that it requires preauthentication (an entry
+    # made by enrollment does not, and kldap audits only those that do).
+    r.kadmin_local('addprinc -nokey -policy lockpol ' + SVC)
+    r.kadmin_local('setstr %s tempkey 1' % SVC)
+    cert = r.server_cert(SVC)
+    stored(r.ktupdate(cert, '--lifetime', '1h'))
+    stored(r.ktupdate(cert, '--lifetime', '1h'))
+    before = key_state(r, SVC_FULL)
+    r.kinit('user', 'bad-pw', expected_code=1,
+            expected_msg='Password incorrect')
+    r.kinit('user', 'bad-pw', expected_code=1)
+    if counters(r, 'user@' + REALM)['fail_count'] != 2:
+        fail('the lockout audit did not count the user failures')
+    r.kinit(SVC, 'guess', expected_code=1)
+    if counters(r, SVC_FULL)['fail_count'] != 1:
+        fail('the lockout audit did not count the service failure')
+    r.kinit(SVC, flags=['-k', '-t', r.keytab])
+    c = counters(r, SVC_FULL)
+    if c['last_success'] == 0 or c['fail_count'] != 0:
+        fail('the audit did not write back the service success: %r' % c)
+    if key_state(r, SVC_FULL) != before:
+        fail('the lockout write-back changed the keys or their records')
+    # An upload after the write-backs still lands, and the next write-back
+    # keeps it.
+    kvno, _ = stored(r.ktupdate(cert, '--lifetime', '1h'))
+    r.kinit(SVC, flags=['-k', '-t', r.keytab])
+    if stored_kvnos(r)[-1] != kvno or served_kvno(r) != kvno:
+        fail('kvno %d did not survive the write-back' % kvno)
+
+
+def kdc_pair(**kw):
+    """Two slapd in multi-provider replication and a KDC on each, both for
+    one realm (the second shares the first's master key and PKI)."""
+    a, b = ldap.provider_pair()
+    ra = ldap_realm(a, pki=True, **kw)
+    ra.addprinc('user', 'user-pw')
+    # B's KDC needs the realm's entries, which reach b by replication.
+    rb = ldap_realm(b, share=ra, start_kdc=False, **kw)
+    ldap.wait_in_sync([a, b])
+    rb.start_kdc()
+    return a, b, ra, rb
+
+
+def wait_served(r, kvno, what):
+    r.wait_for('%s to serve kvno %d' % (what, kvno),
+               lambda: served_kvno(r) == kvno, timeout=20, step=0.2)
+
+
+def test_upload_through_either_kdc_served_by_the_other():
+    a, b, ra, rb = kdc_pair()
+    cert = ra.server_cert(SVC)
+    kvno, _ = stored(ra.ktupdate(cert, '--lifetime', '1h'))
+    ldap.wait_in_sync([a, b])
+    if served_kvno(rb) != kvno:
+        fail('KDC B does not serve the kvno uploaded through A')
+    rb.run([KVNO, '-k', ra.keytab, SVC], expected_msg='keytab entry valid')
+    kvno2, _ = stored(rb.ktupdate(cert, '--lifetime', '1h',
+                                  keytab=ra.keytab))
+    if kvno2 != kvno + 1:
+        fail('B stored kvno %d after A stored %d' % (kvno2, kvno))
+    ldap.wait_in_sync([a, b])
+    if served_kvno(ra) != kvno2:
+        fail('KDC A does not serve the kvno uploaded through B')
+    ra.run([KVNO, '-k', ra.keytab, SVC], expected_msg='keytab entry valid')
+
+
+def test_racing_uploads_and_purges_keep_newest_key():
+    # Both KDCs purge every second while uploads alternate between them and
+    # short-lived keys keep expiring: each KDC's purge writes race the
+    # uploads through the other (whose writes reach its server only by
+    # replication).  A service uploads hours apart, far beyond the
+    # replication delay, so each upload starts once the previous one has
+    # replicated; the purges do not wait.
+    a, b, ra, rb = kdc_pair(purge_interval='1s',
+                            libdefaults_extra='    clockskew = 2')
+    cert = ra.server_cert(SVC)
+    acked = 0
+    rng = random.Random(7)
+    for i in range(16):
+        via = (ra, rb)[i % 2]
+        # Pauses of varying length let keys expire between uploads, so the
+        # purges find work, at varying points of their 1 s cycles.
+        time.sleep(rng.uniform(0, 1.2))
+        kvno, _ = stored(via.ktupdate(cert, '--lifetime', '2s',
+                                      keytab=ra.keytab))
+        if kvno != acked + 1:
+            fail('upload %d stored kvno %d after %d' % (i, kvno, acked))
+        acked = kvno
+        for r, name in ((ra, 'KDC A'), (rb, 'KDC B')):
+            wait_served(r, acked, name)
+    # Whichever KDC's pass comes first does a purge; together they must
+    # have written while the uploads went on.
+    purging = [r.kdc_log_text().count('purged ') for r in (ra, rb)]
+    if sum(purging) == 0:
+        fail('no KDC purged anything during the uploads: the race was not '
+             'exercised')
+    ldap.wait_in_sync([a, b])
+    for r, name in ((ra, 'A'), (rb, 'B')):
+        got = served_kvno(r)
+        if got != acked:
+            fail('KDC %s serves kvno %d; the newest acknowledged is %d' %
+                 (name, got, acked))
+        r.run([KVNO, '-k', ra.keytab, SVC], expected_msg='keytab entry valid')
+    # Once every short key expires, both purges empty the entry alike and
+    # the newest record survives as the kvno floor.
+    for r in (ra, rb):
+        r.wait_for('the expired keys to be purged',
+                   lambda: stored_kvnos(r) == [], timeout=30, step=0.5)
+    kvno, _ = stored(rb.ktupdate(cert, '--lifetime', '1h', keytab=ra.keytab))
+    if kvno != acked + 1:
+        fail('after the purges the next kvno is %d, not %d' %
+             (kvno, acked + 1))
+
+
+def test_ldap_down_during_upload():
+    slapd = ldap.Slapd()
+    r = ldap_realm(slapd, pki=True, purge_interval='1s')
+    r.addprinc('user', 'user-pw')
+    cert = r.server_cert(SVC)
+    kvno, _ = stored(r.ktupdate(cert, '--lifetime', '1h'))
+    slapd.stop()
+    # Exit 5 (try again later), saying the KDC could not look it up.
+    r.ktupdate(cert, '--lifetime', '1h', expected_code=5,
+               expected_msg='the KDC could not look up this principal')
+    # The KDC answers other requests with an error and keeps running; the
+    # purge timer fires meanwhile.
+    r.kinit('user', 'user-pw', expected_code=1)
+    time.sleep(2)
+    if r.kdc.poll() is not None:
+        fail('the KDC exited while the directory was down')
+    slapd.start()
+    r.wait_for('the KDC to serve again after slapd is back',
+               lambda: served_kvno_or_none(r) == kvno, timeout=30, step=0.5)
+    if stored_kvnos(r) != [kvno]:
+        fail('something was half-stored: %r' % stored_kvnos(r))
+    kvno2, _ = stored(r.ktupdate(cert, '--lifetime', '1h'))
+    if kvno2 != kvno + 1 or served_kvno(r) != kvno2:
+        fail('the next upload after the outage was not stored')
+    r.run([KVNO, '-k', r.keytab, SVC], expected_msg='keytab entry valid')
+    if r.kdc.poll() is not None:
+        fail('the KDC exited')
+
+
+def served_kvno_or_none(r):
+    r.run([KDESTROY])
+    if 'kinit:' in r.kinit('user', 'user-pw', expected_code=None):
+        return None
+    m = re.search(r': kvno = (\d+)', r.run([KVNO, SVC], expected_code=None))
+    return int(m.group(1)) if m else None
+
+
+def own_servers(fn):
+    """Stop the test's slapd servers when it ends, as its realms are."""
+    def run():
+        try:
+            fn()
+        finally:
+            ldap.stop_all()
+    run.__name__ = fn.__name__
+    return run
+
+
+Tests().run(*map(own_servers, (
+            test_mit_tools_over_kldap,
+            test_upload_rotation_expiry_purge,
+            test_lockout_writeback_keeps_keys,
+            test_upload_through_either_kdc_served_by_the_other,
+            test_racing_uploads_and_purges_keep_newest_key,
+            test_ldap_down_during_upload)))
