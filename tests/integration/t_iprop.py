@@ -177,14 +177,16 @@ def test_replica_refuses_uploads_and_names_primary():
         fail("a refused upload changed the replica's database")
     if ulog_last(p) != p_last:
         fail("an upload refused by the replica changed the primary")
-    # ktupdate, pointed at the replica, reports the reason.
-    out = r.ktupdate(cert, keytab=r.path('refused.keytab'),
-                     expected_code=None)
-    if 'not-primary' not in out:
-        fail('ktupdate does not say the KDC is not the primary:\n' + out)
-    # (A ktupdate that follows the refusal stores the key on the primary;
-    # either way the two KDCs end up equal.)
+    # ktupdate pointed at the replica follows the refusal to the primary it
+    # names; the key comes back to the replica through iprop.
+    kt = r.path('followed.keytab')
+    out = r.ktupdate(cert, '--verbose', keytab=kt,
+                     expected_msg=' kdc 127.0.0.1:%d' % p.kdc_port)
+    if 'not the primary' not in out:
+        fail("ktupdate does not report the replica's refusal:\n" + out)
+    kvno = stored(out)[0]
     pr.wait_synced()
+    replica_serves(SVC, kt, kvno)
     pr.assert_dumps_equal('an upload sent to the replica')
 
 
