@@ -439,11 +439,15 @@ new_entry(krb5_context ctx, const tk_policy *pol, krb5_const_principal princ,
     return 0;
 }
 
-/* Whether entry already holds exactly up's keys at up->kvno from the same
- * uploader. */
+/*
+ * Whether entry already holds exactly up's keys at up->kvno.  Who signed
+ * does not matter: a server whose certificate was renewed after a lost
+ * reply re-sends the same keys under its new certificate, and the KDC
+ * holds them already (the stored record keeps the first uploader).
+ */
 static krb5_boolean
 same_upload(krb5_context ctx, krb5_db_entry *entry, const tk_meta *meta,
-            const tk_upload *up, const unsigned char *uploader)
+            const tk_upload *up)
 {
     const tk_key_record *rec = tk_meta_find(meta, up->kvno);
     krb5_keyblock kb;
@@ -451,8 +455,7 @@ same_upload(krb5_context ctx, krb5_db_entry *entry, const tk_meta *meta,
     int k, held = 0;
     krb5_boolean same;
 
-    if (rec == NULL || !rec->has_uploader ||
-        memcmp(rec->uploader, uploader, TK_UPLOADER_LEN) != 0)
+    if (rec == NULL)
         return FALSE;
     for (k = 0; k < entry->n_key_data; k++) {
         krb5_key_data *kd = &entry->key_data[k];
@@ -551,14 +554,19 @@ upload_change(krb5_context writer, krb5_db_entry **entryp, void *arg,
         ret = tk_entry_next_kvno(writer, entry, &next);
     if (ret)
         goto cleanup;
-    if (up->kvno == next - 1 && meta != NULL &&
-        same_upload(st->keyctx, entry, meta, up, st->uploader)) {
-        st->expiry = tk_meta_find(meta, up->kvno)->expiry;
-        goto cleanup;           /* already stored: a retransmission */
+    st->reason = tk_upload_kvno_reason(writer, next - 1, up->kvno);
+    if (st->reason) {
+        ret = tk_reason_code(st->reason);
+        goto cleanup;
     }
-    if (up->kvno < next) {
-        snprintf(msg, sizeof(msg), "key version %u is not above the "
-                 "stored key version %u", up->kvno, next - 1);
+    if (up->kvno == next - 1) {
+        if (meta != NULL &&
+            same_upload(st->keyctx, entry, meta, up)) {
+            st->expiry = tk_meta_find(meta, up->kvno)->expiry;
+            goto cleanup;       /* already stored: a retransmission */
+        }
+        snprintf(msg, sizeof(msg), "key version %u is already stored with "
+                 "other keys", up->kvno);
         ret = refuse(writer, TK_REASON_KVNO_NOT_ABOVE_STORED, &st->reason,
                      msg);
         goto cleanup;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -40,8 +41,10 @@ copy_entries(krb5_context ctx, const char *path, krb5_keytab out,
     if (ret)
         return ret;
     ret = krb5_kt_start_seq_get(ctx, in, &cursor);
-    if (ret)
+    if (ret) {
+        krb5_prepend_error_message(ctx, ret, "reading keytab %s", path);
         goto cleanup;
+    }
     while ((ret = krb5_kt_next_entry(ctx, in, &entry, &cursor)) == 0) {
         if (keep == NULL || keep(ctx, &entry, keep_arg))
             ret = krb5_kt_add_entry(ctx, out, &entry);
@@ -96,8 +99,40 @@ sync_dir(const char *path)
 }
 
 krb5_error_code
-tk_keytab_rewrite(krb5_context ctx, const char *path, tk_keytab_keep_fn keep,
-                  void *keep_arg, const krb5_keytab_entry *add, size_t nadd)
+tk_keytab_lock(krb5_context ctx, const char *path, int *fd_out)
+{
+    char lock[PATH_MAX];
+    int fd;
+
+    *fd_out = -1;
+    if (snprintf(lock, sizeof(lock), "%s.lock", path) >= (int)sizeof(lock))
+        return sys_error(ctx, ENAMETOOLONG, "cannot lock", path);
+    fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return sys_error(ctx, errno, "cannot lock keytab with", lock);
+    while (flock(fd, LOCK_EX) != 0) {
+        if (errno != EINTR) {
+            int err = errno;
+
+            close(fd);
+            return sys_error(ctx, err, "cannot lock keytab with", lock);
+        }
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+void
+tk_keytab_unlock(int fd)
+{
+    if (fd >= 0)
+        close(fd);              /* closing releases the flock */
+}
+
+krb5_error_code
+tk_keytab_rewrite(krb5_context ctx, const char *path_arg,
+                  tk_keytab_keep_fn keep, void *keep_arg,
+                  const krb5_keytab_entry *add, size_t nadd)
 {
     krb5_error_code ret;
     krb5_keytab out = NULL;
@@ -105,8 +140,14 @@ tk_keytab_rewrite(krb5_context ctx, const char *path, tk_keytab_keep_fn keep,
     int have_old;
     unsigned char rnd[6];
     char tmp[PATH_MAX], rhex[sizeof(rnd) * 2 + 1], name[PATH_MAX + 6];
+    char real[PATH_MAX];
+    const char *path = path_arg;
     size_t i;
 
+    /* A symlinked keytab is rewritten where it points: renaming over the
+     * link would replace it with a file. */
+    if (realpath(path_arg, real) != NULL)
+        path = real;
     have_old = (stat(path, &st) == 0);
     if (RAND_bytes(rnd, sizeof(rnd)) != 1)
         return KRB5_CRYPTO_INTERNAL;

@@ -170,9 +170,32 @@ static const struct {
       KRB5KDC_ERR_CLIENT_NOT_TRUSTED },
     { TK_REASON_STORE_FAILED, "store-failed",
       KRB5KDC_ERR_REVOCATION_STATUS_UNAVAILABLE },
+    { TK_REASON_KVNO_NOT_NEXT, "kvno-not-next",
+      KRB5KDC_ERR_CLIENT_NOT_TRUSTED },
     { TK_REASON_TOO_MANY_KEYS, "too-many-live-keys",
       KRB5KDC_ERR_CLIENT_NOT_TRUSTED },
 };
+
+int
+tk_upload_kvno_reason(krb5_context ctx, krb5_kvno stored, krb5_kvno kvno)
+{
+    krb5_error_code code;
+
+    if (kvno == stored + 1 || (kvno == stored && stored > 0))
+        return 0;
+    if (kvno < stored) {
+        code = tk_reason_code(TK_REASON_KVNO_NOT_ABOVE_STORED);
+        krb5_set_error_message(ctx, code, "key version %u is not above the "
+                               "stored key version %u", kvno, stored);
+        return TK_REASON_KVNO_NOT_ABOVE_STORED;
+    }
+    /* A jump would burn key versions: one upload at 65535 would exhaust
+     * the principal. */
+    code = tk_reason_code(TK_REASON_KVNO_NOT_NEXT);
+    krb5_set_error_message(ctx, code, "key version %u is not the next one "
+                           "after the stored key version %u", kvno, stored);
+    return TK_REASON_KVNO_NOT_NEXT;
+}
 
 const char *
 tk_reason_name(int reason)

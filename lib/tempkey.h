@@ -110,6 +110,16 @@ krb5_error_code tk_keytab_rewrite(krb5_context ctx, const char *path,
                                   tk_keytab_keep_fn keep, void *keep_arg,
                                   const krb5_keytab_entry *add, size_t nadd);
 
+/*
+ * Serialize writers of the FILE keytab at path (and of the files kept
+ * beside it): an exclusive lock on PATH.lock, which is created (mode 0600)
+ * if needed and never removed, since a rename would break the exclusion.
+ * Blocks until the lock is free.  Release with tk_keytab_unlock(*fd_out).
+ */
+krb5_error_code tk_keytab_lock(krb5_context ctx, const char *path,
+                               int *fd_out);
+void tk_keytab_unlock(int fd);
+
 /* A realm's policy for temporary keys ([realms] settings, tempkey(5)). */
 typedef struct tk_policy {
     krb5_deltat max_life;       /* tempkey_max_life: longest key lifetime */

@@ -72,8 +72,18 @@ typedef enum {
     TK_REASON_NOT_ENROLLABLE = 17,
     TK_REASON_NOT_PRIMARY = 18,
     TK_REASON_STORE_FAILED = 19,
-    TK_REASON_TOO_MANY_KEYS = 20
+    TK_REASON_TOO_MANY_KEYS = 20,
+    TK_REASON_KVNO_NOT_NEXT = 21
 } tk_reason;
+
+/*
+ * The one rule for an upload's key version, given the highest one ever
+ * stored: it must be the next one, or the newest again (a retransmission,
+ * which the store tells from a replay by comparing the keys).  Returns 0,
+ * or a tk_reason with a message on ctx.
+ */
+int tk_upload_kvno_reason(krb5_context ctx, krb5_kvno stored,
+                          krb5_kvno kvno);
 
 /* The short name of a reason ("kvno-not-above-stored"), never NULL. */
 const char *tk_reason_name(int reason);

@@ -489,6 +489,7 @@ check_upload(check_state *st, krb5_kdcpreauth_callbacks cb,
     krb5_boolean same;
     int64_t now = time(NULL);
     size_t i, j, keylen;
+    int reason;
     char msg[160];
 
     same = (krb5_parse_name(st->ctx, up->principal, &named) == 0 &&
@@ -538,16 +539,12 @@ check_upload(check_state *st, krb5_kdcpreauth_callbacks cb,
                  (int)st->rs->policy.max_life);
         return refuse(st, TK_REASON_EXPIRY_NOT_ALLOWED, msg);
     }
-    /* A first look; the store decides under the database lock. */
+    /* A first look; the store decides again on a fresh entry. */
     meta = client_meta(st->ctx, cb, rock);
-    if (meta != NULL && up->kvno < meta->highest_kvno) {
-        snprintf(msg, sizeof(msg), "key version %u is not above the stored "
-                 "key version %u", up->kvno, meta->highest_kvno);
-        tk_meta_free(meta);
-        return refuse(st, TK_REASON_KVNO_NOT_ABOVE_STORED, msg);
-    }
+    reason = tk_upload_kvno_reason(st->ctx, meta != NULL ?
+                                   meta->highest_kvno : 0, up->kvno);
     tk_meta_free(meta);
-    return 0;
+    return reason ? refuse_msg(st, reason, tk_reason_code(reason)) : 0;
 }
 
 /* Free the entry made by store(), with what the KDB module added. */

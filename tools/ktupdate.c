@@ -175,19 +175,35 @@ load_records(updater *u)
     return 0;
 }
 
-/* Write the records atomically, like the keytab. */
+/* Write the records atomically, like the keytab, through a new file of
+ * our own (O_EXCL: never one another process made or a link to elsewhere),
+ * readable by the owner only. */
 static krb5_error_code
 save_records(updater *u)
 {
-    char tmp[sizeof(u->state_file) + 16];
+    char tmp[sizeof(u->state_file) + 32];
+    unsigned char rnd[6];
+    char rhex[sizeof(rnd) * 2 + 1];
     FILE *f;
     size_t i;
-    int ok;
+    int ok, fd;
 
-    snprintf(tmp, sizeof(tmp), "%s.%ld", u->state_file, (long)getpid());
-    f = fopen(tmp, "w");
-    if (f == NULL)
-        return errno;
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+        return KRB5_CRYPTO_INTERNAL;
+    tk_hex(rnd, sizeof(rnd), rhex);
+    snprintf(tmp, sizeof(tmp), "%s.%ld-%s", u->state_file, (long)getpid(),
+             rhex);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    f = (fd >= 0) ? fdopen(fd, "w") : NULL;
+    if (f == NULL) {
+        int err = errno;
+
+        if (fd >= 0)
+            close(fd);
+        krb5_set_error_message(u->ctx, err, "cannot write %s: %s",
+                               u->state_file, strerror(err));
+        return err;
+    }
     for (i = 0; i < u->nrecords; i++) {
         fprintf(f, "%s %u %lld %s\n", u->records[i].principal,
                 u->records[i].kvno, (long long)u->records[i].expiry,
@@ -904,8 +920,11 @@ failed(updater *u, attempt *a)
     int status;
 
     if (s->reason != 0) {
-        /* Refused: the pending key must go. */
-        if (rewrite_keytab(u, s->kvno, 0, NULL, 0, 0) == 0 &&
+        /* Refused: the pending key must go, unless the KDC already holds a
+         * key at its version (a re-send after a lost reply): that may be
+         * this very key, which tickets can already be encrypted in. */
+        if ((s->request == NULL || s->kvno > s->request->current_kvno) &&
+            rewrite_keytab(u, s->kvno, 0, NULL, 0, 0) == 0 &&
             (r = find_record(u, s->kvno)) != NULL) {
             drop_record(u, r);
             save_records(u);
@@ -1013,22 +1032,31 @@ conclude(updater *u, attempt *a)
     return a->ret ? failed(u, a) : settle(u, a);
 }
 
-/* One run: returns an exit status. */
+/* One run: returns an exit status.  The keytab and its records are locked
+ * for the whole run, so that another ktupdate on the same keytab (another
+ * principal, or a manual run beside the timer) cannot rewrite them from a
+ * copy that lacks a key this run gives the KDC. */
 static int
 run_once(updater *u)
 {
     krb5_error_code ret;
     attempt a;
-    int status;
+    int status, lock;
 
     memset(&a, 0, sizeof(a));
-    ret = load_records(u);
+    ret = tk_keytab_lock(u->ctx, u->keytab, &lock);
     if (ret)
+        return say_error(u, EXIT_LOCAL, ret, "cannot lock the keytab");
+    ret = load_records(u);
+    if (ret) {
+        tk_keytab_unlock(lock);
         return say_error(u, EXIT_LOCAL, ret, "cannot read the key records");
+    }
     status = find_primary(u, &a);
     if (status == EXIT_OK)
         status = conclude(u, &a);
     close_attempt(u, &a);
+    tk_keytab_unlock(lock);
     return status;
 }
 
@@ -1155,7 +1183,7 @@ static krb5_error_code
 find_keytab(updater *u)
 {
     krb5_error_code ret;
-    char name[PATH_MAX];
+    char name[PATH_MAX], real[PATH_MAX];
     const char *path = u->opt.keytab_arg;
 
     if (path == NULL) {
@@ -1173,6 +1201,10 @@ find_keytab(updater *u)
                                "FILE keytabs can be updated", path);
         return KRB5_KT_BADNAME;
     }
+    /* The records and the lock go beside the file itself, so that runs
+     * naming it through different links share them. */
+    if (realpath(path, real) != NULL)
+        path = real;
     snprintf(u->keytab, sizeof(u->keytab), "%s", path);
     snprintf(u->state_file, sizeof(u->state_file), "%s%s", u->keytab,
              STATE_SUFFIX);

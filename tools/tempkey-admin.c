@@ -349,7 +349,7 @@ cmd_set(admin *a, const char *name, const char *lifetime,
     char when[TK_TIME_LEN], ename[64];
     const char *msg;
     size_t i;
-    int status = 1;
+    int status = 1, lock = -1;
 
     memset(&st, 0, sizeof(st));
     st.keytab = keytab;
@@ -380,6 +380,14 @@ cmd_set(admin *a, const char *name, const char *lifetime,
         goto cleanup;
     }
     st.expiry = (int64_t)time(NULL) + life;
+    /* As ktupdate does: no other writer of this keytab in between. */
+    if (keytab != NULL) {
+        ret = tk_keytab_lock(a->ctx, keytab, &lock);
+        if (ret) {
+            fail(a, ret, name);
+            goto cleanup;
+        }
+    }
     ret = tk_db_update(a->ctx, st.princ, set_entry, &st);
     if (ret == KRB5_KDB_NOENTRY)
         krb5_set_error_message(a->ctx, ret, "no such principal; create it "
@@ -407,6 +415,7 @@ cmd_set(admin *a, const char *name, const char *lifetime,
     status = 0;
 
 cleanup:
+    tk_keytab_unlock(lock);
     for (i = 0; i < st.nkeys; i++)
         krb5_free_keyblock_contents(a->ctx, &st.keys[i]);
     krb5_free_principal(a->ctx, st.princ);

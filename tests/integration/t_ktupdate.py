@@ -82,6 +82,46 @@ def test_lost_reply_then_convergence():
     r.ktupdate(cert, expected_msg='stored kvno 2 ')
 
 
+def lose_first_reply(r, cert):
+    """An upload of kvno 1 whose reply is lost: the KDC holds the key, the
+    keytab has it pending."""
+    proxy = KDCProxy(r.kdc_port, mode='drop')
+    try:
+        r.ktupdate(cert, env=proxied_config(r, proxy), expected_code=5,
+                   expected_msg='the key stays pending')
+    finally:
+        proxy.stop()
+
+
+def test_resend_under_a_renewed_certificate_is_accepted():
+    # The certificate was renewed between the lost reply and the next run:
+    # the same keys signed by the new certificate are what the KDC holds.
+    r = Realm(pki=True)
+    r.addprinc('user', 'user-pw')
+    lose_first_reply(r, r.server_cert(SVC))
+    renewed = r.server_cert(SVC, name='renewed')
+    r.ktupdate(renewed, expected_msg='stored kvno 1 ')
+    r.kinit('user', 'user-pw')
+    r.run([KVNO, '-k', r.keytab, SVC],
+          expected_msg='kvno = 1, keytab entry valid')
+
+
+def test_refused_resend_keeps_a_key_the_kdc_holds():
+    # A re-send refused for another reason (here the key purpose) must not
+    # take out of the keytab a key the KDC already holds and may encrypt
+    # tickets in.
+    r = Realm(pki=True)
+    r.addprinc('user', 'user-pw')
+    lose_first_reply(r, r.server_cert(SVC))
+    wrong = r.server_cert(SVC, name='wrong-eku', eku=('client',))
+    r.ktupdate(wrong, expected_code=4,
+               expected_msg='the KDC refused the upload: wrong-key-purpose')
+    r.kinit('user', 'user-pw')
+    r.run([KVNO, '-k', r.keytab, SVC],
+          expected_msg='kvno = 1, keytab entry valid')
+    r.ktupdate(wrong, '--status', expected_msg='(pending)')
+
+
 def test_other_principals_entries_are_kept():
     r = Realm(pki=True)
     r.addprinc('host/other.test')
@@ -165,7 +205,14 @@ def test_local_failure_sends_nothing():
     r = Realm(pki=True)
     cert = r.server_cert(SVC)
     before = r.dump()
+    # A keytab that cannot be locked: nothing is even asked of the KDC.
     r.ktupdate(cert, keytab=r.path('no', 'such', 'keytab'), expected_code=1,
+               expected_msg='cannot lock the keytab: cannot lock keytab with '
+               '%s.lock: No such file or directory' %
+               r.path('no', 'such', 'keytab'))
+    # One that cannot take the new key (a directory is no keytab).
+    os.mkdir(r.path('a-directory'))
+    r.ktupdate(cert, keytab=r.path('a-directory'), expected_code=1,
                expected_msg='cannot prepare the new key')
     if 'stored kvno' in r.kdc_log_text() or r.dump() != before:
         fail('a key was uploaded although the keytab could not take it')
@@ -181,6 +228,64 @@ def test_self_test_failure():
     r.ktupdate(cert, expected_code=6, expected_msg='self-test failed')
 
 
+def keytab_kvnos(r, path, princ):
+    out = subprocess.run([KLIST, '-k', path], env=r.env,
+                         capture_output=True, text=True).stdout
+    return {int(m.group(1)) for m in
+            re.finditer(r'^\s*(\d+) %s$' % re.escape(princ), out, re.M)}
+
+
+def test_concurrent_runs_on_one_keytab_keep_every_key():
+    # host/ and HTTP/ of one host share a keytab and their timers fire
+    # together: each run must find the other's keys, pending or stored,
+    # when it rewrites the keytab.
+    r = Realm(pki=True, purge_interval='1h')
+    names = ['HTTP/both.test', 'host/both.test']
+    certs = [r.server_cert(n) for n in names]
+    for rnd in range(1, 9):
+        procs = [subprocess.Popen(
+            [KTUPDATE, '--cert', c.chain_pem, '--key', c.key_pem,
+             '--anchors', r.ca.cert_pem, '--keytab', r.keytab],
+            env=r.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True) for c in certs]
+        for p in procs:
+            out, _ = p.communicate(timeout=120)
+            if p.returncode != 0:
+                fail('a concurrent run failed: ' + out)
+        for n in names:
+            if rnd not in keytab_kvnos(r, r.keytab, n + '@' + REALM):
+                fail('round %d: the keytab lacks %s kvno %d, which the KDC '
+                     'holds' % (rnd, n, rnd))
+    st = os.stat(r.keytab + '.tempkey')
+    if st.st_mode & 0o077:
+        fail('the key records are readable by others: %o' % st.st_mode)
+    leftovers = [f for f in os.listdir(r.dir) if '.tempkey.' in f or
+                 re.search(r'keytab\.tk-', f)]
+    if leftovers:
+        fail('temporary files were left behind: %s' % leftovers)
+
+
+def test_symlinked_keytab_keeps_its_link():
+    r = Realm(pki=True, purge_interval='1h')
+    cert = r.server_cert(SVC)
+    os.mkdir(r.path('keys'))
+    target = r.path('keys', 'real.keytab')
+    link = r.path('link.keytab')
+    r.ktupdate(cert, keytab=target, expected_msg='stored kvno 1')
+    os.symlink(target, link)
+    r.ktupdate(cert, keytab=link, expected_msg='stored kvno 2')
+    if not os.path.islink(link) or os.readlink(link) != target:
+        fail('the keytab link was replaced by a file')
+    if keytab_kvnos(r, target, SVC_FULL) != {1, 2}:
+        fail('the link\'s target does not hold both keys')
+    # The records and the lock are the target's, whichever name a run used.
+    if os.path.exists(link + '.tempkey'):
+        fail('records were kept beside the link, not the keytab')
+    r.ktupdate(cert, keytab=target, expected_msg='stored kvno 3')
+    if keytab_kvnos(r, target, SVC_FULL) != {1, 2, 3}:
+        fail('runs through the link and the file disagree on the records')
+
+
 Tests().run(test_untrusted_kdc_refused_before_any_upload,
             test_refused_upload_leaves_the_keytab_as_it_was,
             test_lost_reply_then_convergence,
@@ -189,4 +294,8 @@ Tests().run(test_untrusted_kdc_refused_before_any_upload,
             test_daemon_refreshes_and_stops_on_sigterm,
             test_status_and_usage_errors,
             test_local_failure_sends_nothing,
-            test_self_test_failure)
+            test_self_test_failure,
+            test_concurrent_runs_on_one_keytab_keep_every_key,
+            test_resend_under_a_renewed_certificate_is_accepted,
+            test_refused_resend_keeps_a_key_the_kdc_holds,
+            test_symlinked_keytab_keeps_its_link)

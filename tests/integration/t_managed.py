@@ -210,8 +210,13 @@ def test_admin_set_errors():
     if os.path.exists(kt):
         fail('a refused set left a keytab behind')
     r.tempkey_admin('set', SVC, '--keytab', r.path('no', 'such', 'kt'),
-                    expected_code=1, expected_msg='cannot write keytab %s' %
+                    expected_code=1, expected_msg='cannot lock keytab with '
+                    '%s.lock: No such file or directory' %
                     r.path('no', 'such', 'kt'))
+    os.mkdir(r.path('a-directory'))
+    r.tempkey_admin('set', SVC, '--keytab', r.path('a-directory'),
+                    expected_code=1, expected_msg='reading keytab %s' %
+                    r.path('a-directory'))
     if entry_keys(r.dump_entry(SVC_FULL)):
         fail('a key was stored although its keytab could not be written')
 

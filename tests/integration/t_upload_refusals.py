@@ -133,6 +133,12 @@ def test_kvno_not_above_stored():
     refused('kvno-not-above-stored', None, '--kvno', '1')
 
 
+def test_kvno_jump():
+    # Only the next version is accepted: one upload at 65535 would
+    # otherwise exhaust the principal.
+    refused('kvno-not-next', None, '--kvno', '65535')
+
+
 def test_expiry_beyond_max_life():
     refused('expiry-not-allowed', None, '--fault', 'expiry')
 
@@ -244,7 +250,7 @@ Tests(shared=True).run(
     test_kdc_hash_mismatch,
     test_missing_freshness_token,
     test_request_checksum_mismatch,
-    test_kvno_not_above_stored,
+    test_kvno_not_above_stored, test_kvno_jump,
     test_expiry_beyond_max_life,
     test_disallowed_enctype,
     test_wrong_key_length,

@@ -243,12 +243,33 @@ START_TEST(reasons_have_names_and_passing_codes)
 {
     int r;
 
-    for (r = TK_REASON_MALFORMED; r <= TK_REASON_TOO_MANY_KEYS; r++) {
+    for (r = TK_REASON_MALFORMED; r <= TK_REASON_KVNO_NOT_NEXT; r++) {
         ck_assert_str_ne(tk_reason_name(r), "unknown-reason");
         /* None may be PREAUTH_FAILED: MIT's KDC would drop the e-data. */
         ck_assert_int_ne(tk_reason_code(r), KRB5KDC_ERR_PREAUTH_FAILED);
     }
     ck_assert_str_eq(tk_reason_name(999), "unknown-reason");
+}
+END_TEST
+
+START_TEST(upload_kvno_rule)
+{
+    const char *msg;
+
+    /* The next version, or the newest again (a retransmission). */
+    ck_assert_int_eq(tk_upload_kvno_reason(ctx, 0, 1), 0);
+    ck_assert_int_eq(tk_upload_kvno_reason(ctx, 4, 5), 0);
+    ck_assert_int_eq(tk_upload_kvno_reason(ctx, 4, 4), 0);
+    ck_assert_int_eq(tk_upload_kvno_reason(ctx, 0, 0),
+                     TK_REASON_KVNO_NOT_NEXT);
+    ck_assert_int_eq(tk_upload_kvno_reason(ctx, 4, 3),
+                     TK_REASON_KVNO_NOT_ABOVE_STORED);
+    ck_assert_int_eq(tk_upload_kvno_reason(ctx, 4, 65535),
+                     TK_REASON_KVNO_NOT_NEXT);
+    msg = krb5_get_error_message(ctx, tk_reason_code(TK_REASON_KVNO_NOT_NEXT));
+    ck_assert_str_eq(msg, "key version 65535 is not the next one after the "
+                     "stored key version 4");
+    krb5_free_error_message(ctx, msg);
 }
 END_TEST
 
@@ -384,6 +405,7 @@ main(void)
     tcase_add_test(tc, upload_round_trip);
     tcase_add_test(tc, ack_and_error_round_trip);
     tcase_add_test(tc, reasons_have_names_and_passing_codes);
+    tcase_add_test(tc, upload_kvno_rule);
     tcase_add_test(tc, empty_too_large_garbage_trailing);
     tcase_add_test(tc, wrong_message_type);
     tcase_add_test(tc, ack_field_errors);
