@@ -30,6 +30,8 @@ KADMIND = os.path.join(SBIN, 'kadmind')
 KDB5_UTIL = os.path.join(SBIN, 'kdb5_util')
 KADMIN_LOCAL = os.path.join(SBIN, 'kadmin.local')
 KPROPD = os.path.join(SBIN, 'kpropd')
+KPROP = os.path.join(SBIN, 'kprop')
+KPROPLOG = os.path.join(SBIN, 'kproplog')
 TK_UPLOAD = os.path.join(BUILDDIR, 'tests', 'tools', 'tk-upload')
 KINIT, KVNO, KLIST, KDESTROY, KADMIN = (
     '/usr/bin/kinit', '/usr/bin/kvno', '/usr/bin/klist', '/usr/bin/kdestroy',
@@ -74,7 +76,8 @@ _live_realms = []
 
 
 def _cleanup_all():
-    for r in list(_live_realms):
+    # Newest first: a realm may live inside an older one's directory.
+    for r in reversed(list(_live_realms)):
         r.stop()
 
 
@@ -90,11 +93,17 @@ class Realm:
                  tk_section=None, realm_extra='', pki=False,
                  libdefaults_extra='',
                  enroll='HTTP/*.test host/*.test', pki_keytype='ec',
-                 backing='db2', ldap=None, share=None):
+                 backing='db2', ldap=None, share=None,
+                 dir=None, ca=None, iprop=False, admin_server=True):
         """backing='kldap' keeps the database in the directory of ldap (a
         tests/ldap.py Slapd) instead of db2.  share=another Realm makes a
         second KDC of the same realm on the same database: its master key
-        stash and PKI are reused and nothing is created."""
+        stash and PKI are reused and nothing is created.  dir= puts the
+        realm's files in dir (made here) instead of a new temporary
+        directory; ca= (with pki=True) issues the KDC's certificate from
+        that tests/pki.py CA, another realm's, instead of a new one;
+        iprop=True sets iprop_enable; admin_server=False leaves the realm's
+        admin_server out of krb5.conf."""
         self.realm = realm
         self.tempkey = tempkey
         self.backing = backing
@@ -102,7 +111,13 @@ class Realm:
         self.share = share
         if share is not None:
             create = False
-        self.dir = tempfile.mkdtemp(prefix='tk-realm-')
+        if dir is None:
+            self.dir = tempfile.mkdtemp(prefix='tk-realm-')
+        else:
+            os.makedirs(dir)
+            self.dir = dir
+        self.iprop = iprop
+        self.admin_server = admin_server
         self.daemons = []
         self.kdc_port = free_port()
         self.kadmind_port = free_port()
@@ -129,7 +144,7 @@ class Realm:
         if share is not None and hasattr(share, 'ca'):
             self._share_pki(share, enroll)
         elif pki:
-            self._make_pki(enroll, pki_keytype)
+            self._make_pki(enroll, pki_keytype, ca)
         self.write_config()
         self.env = self._make_env()
         _live_realms.append(self)
@@ -137,24 +152,31 @@ class Realm:
             self._stash_ldap_passwords()
         if share is not None:
             shutil.copy(share.stash, self.stash)
-        if create and backing == 'kldap':
-            self._create_ldap_realm()
-        elif create:
-            self.run([KDB5_UTIL, 'create', '-s', '-P', PASSWORD])
         with open(self.path('kadm5.acl'), 'w') as f:
             f.write('admin/admin@%s *\n' % realm)
+        if create:
+            self.create_db()
         if start_kdc:
             self.start_kdc(*kdc_args)
         if start_kadmind:
             self.start_kadmind()
 
+    def create_db(self):
+        """Create the database: kdb5_util create -s (kdb5_ldap_util for
+        kldap)."""
+        if self.backing == 'kldap':
+            self._create_ldap_realm()
+        else:
+            self.run([KDB5_UTIL, 'create', '-s', '-P', PASSWORD])
+
     # ---- files and environment
 
-    def _make_pki(self, enroll, keytype):
-        """A CA, the KDC's certificate, and the realm configured for
-        uploads: pkinit_identity/anchors and the tempkey preauth module."""
+    def _make_pki(self, enroll, keytype, ca=None):
+        """A CA (or ca, another realm's), the KDC's certificate, and the
+        realm configured for uploads: pkinit_identity/anchors and the
+        tempkey preauth module."""
         import pki
-        self.ca = pki.CA(self.path('pki'), 'Realm CA', keytype=keytype)
+        self.ca = ca or pki.CA(self.path('pki'), 'Realm CA', keytype=keytype)
         self.kdc_cert = self.ca.issue(
             'kdc', principal='krbtgt/%s@%s' % (self.realm, self.realm),
             kdc=True, keytype=keytype)
@@ -242,6 +264,8 @@ class Realm:
         if database_module is None:
             database_module = 'tk' if self.tempkey else 'main'
         r = self.realm
+        admin = ('        admin_server = 127.0.0.1:%d\n' % self.kadmind_port
+                 if self.admin_server else '')
         if self.backing == 'kldap':
             main = self._kldap_section()
         else:
@@ -262,8 +286,7 @@ class Realm:
 [realms]
     {r} = {{
         kdc = 127.0.0.1:{self.kdc_port}
-        admin_server = 127.0.0.1:{self.kadmind_port}
-        kpasswd_server = 127.0.0.1:{self.kpasswd_port}
+{admin}        kpasswd_server = 127.0.0.1:{self.kpasswd_port}
     }}
 [domain_realm]
     localhost = {r}
@@ -281,7 +304,7 @@ class Realm:
         acl_file = {self.path('kadm5.acl')}
         kadmind_listen = 127.0.0.1:{self.kadmind_port}
         kpasswd_listen = 127.0.0.1:{self.kpasswd_port}
-        iprop_enable = false
+        iprop_enable = {'true' if self.iprop else 'false'}
         master_key_type = aes256-cts-hmac-sha1-96
         supported_enctypes = aes256-cts-hmac-sha1-96:normal aes128-cts-hmac-sha1-96:normal
         max_life = 10h

@@ -7,8 +7,9 @@
  * Faults: kdc-hash, no-token, checksum, expiry, short-key, other-principal,
  * bad-signature, other-kdc (with --other-cert), empty, truncated, garbage,
  * oversized.  Prints "stored kvno N expires T ticket-ends E renew-till R"
- * (exit 0), "refused REASON: TEXT" (exit 4), or an error (exit 1).  The
- * keys are random and written nowhere.
+ * (exit 0), "refused REASON: TEXT" and, when the refusal names one,
+ * "primary KDC: HOST[:PORT]" (exit 4), or an error (exit 1).  The keys are
+ * random and written nowhere.
  */
 
 #define _GNU_SOURCE
@@ -218,6 +219,8 @@ main(int argc, char **argv)
         status = 0;
     } else if (s.reason != 0) {
         printf("refused %s: %s\n", tk_reason_name(s.reason), s.message);
+        if (*s.primary != '\0')
+            printf("primary KDC: %s\n", s.primary);
         status = 4;
     } else {
         printf("failed: %s: %s\n", s.message,
