@@ -90,11 +90,12 @@ class Realm:
                  tk_section=None, realm_extra='', pki=False,
                  libdefaults_extra='',
                  enroll='HTTP/*.test host/*.test', pki_keytype='ec',
-                 backing='db2', ldap=None, share=None):
+                 backing='db2', ldap=None, share=None, settle_time=None):
         """backing='kldap' keeps the database in the directory of ldap (a
         tests/ldap.py Slapd) instead of db2.  share=another Realm makes a
         second KDC of the same realm on the same database: its master key
-        stash and PKI are reused and nothing is created."""
+        stash and PKI are reused and nothing is created.  settle_time, if
+        given, goes in the tempkey section."""
         self.realm = realm
         self.tempkey = tempkey
         self.backing = backing
@@ -118,7 +119,10 @@ class Realm:
                           '        backing_module = main\n'
                           '        database_name = %s\n'
                           '        purge_interval = %s\n'
-                          '    }' % (self.path('principal'), purge_interval))
+                          '%s'
+                          '    }' % (self.path('principal'), purge_interval,
+                                    '        settle_time = %s\n' % settle_time
+                                    if settle_time else ''))
         self.tk_section = tk_section
         self.kdc_extra = kdc_extra
         self.libdefaults_extra = libdefaults_extra
