@@ -367,6 +367,7 @@ tk_config_read(krb5_context ctx, const char *realm, const char *section,
 
     memset(cfg, 0, sizeof(*cfg));
     cfg->purge_interval = TK_DEFAULT_PURGE_INTERVAL;
+    cfg->settle_time = TK_DEFAULT_SETTLE_TIME;
     ret = krb5_get_profile(ctx, &profile);
     if (ret)
         return ret;
@@ -433,6 +434,9 @@ tk_config_read(krb5_context ctx, const char *realm, const char *section,
 
     ret = read_duration(ctx, profile, "dbmodules", section, "purge_interval",
                         FALSE, &cfg->purge_interval);
+    if (ret == 0)
+        ret = read_duration(ctx, profile, "dbmodules", section,
+                            "settle_time", FALSE, &cfg->settle_time);
     if (ret == 0)
         ret = read_role(ctx, profile, section, &cfg->replica);
     if (ret == 0)

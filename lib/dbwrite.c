@@ -263,16 +263,18 @@ cleanup:
 }
 
 /* Apply fn to princ's entry under the database lock, or checked where the
- * backing module has none. */
+ * backing module has none; *checked_out (if not NULL) says which. */
 static krb5_error_code
 write_entry(krb5_context ctx, krb5_const_principal princ, change_fn fn,
-            void *arg)
+            void *arg, krb5_boolean *checked_out)
 {
     krb5_error_code ret;
     krb5_boolean again;
     char *name = NULL;
     int i;
 
+    if (checked_out != NULL)
+        *checked_out = FALSE;
     ret = krb5_db_lock(ctx, KRB5_DB_LOCKMODE_EXCLUSIVE);
     if (ret == 0) {
         ret = write_once(ctx, princ, fn, arg, FALSE, &again);
@@ -282,6 +284,8 @@ write_entry(krb5_context ctx, krb5_const_principal princ, change_fn fn,
     if (ret != KRB5_PLUGIN_OP_NOTSUPP)
         return ret;
     krb5_clear_error_message(ctx);
+    if (checked_out != NULL)
+        *checked_out = TRUE;
     for (i = 0; i < TK_WRITE_TRIES; i++) {
         ret = write_once(ctx, princ, fn, arg, TRUE, &again);
         if (ret || !again)
@@ -320,7 +324,7 @@ tk_db_update(krb5_context ctx, krb5_const_principal princ, tk_update_fn fn,
 {
     update_call call = { fn, arg };
 
-    return write_entry(ctx, princ, update_change, &call);
+    return write_entry(ctx, princ, update_change, &call, NULL);
 }
 
 typedef struct {
@@ -499,12 +503,13 @@ typedef struct {
     const unsigned char *uploader;
     krb5_kvno mkvno;
     krb5_keyblock *mkey;
-    int64_t expiry;             /* out: the stored expiry */
-    int reason;                 /* out: a tk_reason on refusal */
+    krb5_boolean again;         /* a repair: never create the entry */
+    tk_store_result *res;       /* out */
 } upload_state;
 
 /* Refuse an entry that is not managed: enrollment creates a new entry for
- * a name that may enroll, and never takes over one that exists (an
+ * a name that may enroll (except by a repair: a principal deleted since its
+ * upload stays deleted), and never takes over one that exists (an
  * administrator marks that one managed, with its policy and flags). */
 static krb5_error_code
 upload_target(krb5_context writer, upload_state *st, krb5_db_entry **entry)
@@ -512,16 +517,20 @@ upload_target(krb5_context writer, upload_state *st, krb5_db_entry **entry)
     krb5_error_code ret;
     krb5_boolean managed = FALSE;
 
+    if (*entry == NULL && st->again) {
+        return refuse(writer, TK_REASON_NOT_ENROLLABLE, &st->res->reason,
+                      "deleted since its upload");
+    }
     if (*entry == NULL) {
         if (tk_policy_may_enroll(writer, st->pol, st->princ))
             return new_entry(st->keyctx, st->pol, st->princ, entry);
-        return refuse(writer, TK_REASON_NOT_ENROLLABLE, &st->reason,
+        return refuse(writer, TK_REASON_NOT_ENROLLABLE, &st->res->reason,
                       "neither managed by tempkey nor allowed to enroll by "
                       "tempkey_enroll");
     }
     ret = tk_entry_is_managed(writer, *entry, &managed);
     if (ret == 0 && !managed) {
-        ret = refuse(writer, TK_REASON_NOT_ENROLLABLE, &st->reason,
+        ret = refuse(writer, TK_REASON_NOT_ENROLLABLE, &st->res->reason,
                      "the principal exists and is not managed by tempkey; "
                      "an administrator makes it managed (kadmin setstr "
                      "PRINCIPAL tempkey yes)");
@@ -530,7 +539,8 @@ upload_target(krb5_context writer, upload_state *st, krb5_db_entry **entry)
 }
 
 /* The upload as a change of the fresh entry: the kvno checks, the expired
- * keys and the cap, then the new keys.  A retransmission changes nothing. */
+ * keys and the cap, then the new keys.  A retransmission changes nothing.
+ * The outcome in st->res is that of the last try, the one that counts. */
 static krb5_error_code
 upload_change(krb5_context writer, krb5_db_entry **entryp, void *arg,
               krb5_boolean *changed)
@@ -545,7 +555,8 @@ upload_change(krb5_context writer, krb5_db_entry **entryp, void *arg,
     char msg[128];
 
     *changed = FALSE;
-    st->reason = 0;
+    st->res->reason = 0;
+    st->res->wrote = FALSE;
     ret = upload_target(writer, st, entryp);
     if (ret)
         return ret;
@@ -555,21 +566,21 @@ upload_change(krb5_context writer, krb5_db_entry **entryp, void *arg,
         ret = tk_entry_next_kvno(writer, entry, &next);
     if (ret)
         goto cleanup;
-    st->reason = tk_upload_kvno_reason(writer, next - 1, up->kvno);
-    if (st->reason) {
-        ret = tk_reason_code(st->reason);
+    st->res->reason = tk_upload_kvno_reason(writer, next - 1, up->kvno);
+    if (st->res->reason) {
+        ret = tk_reason_code(st->res->reason);
         goto cleanup;
     }
     if (up->kvno == next - 1) {
         if (meta != NULL &&
             same_upload(st->keyctx, entry, meta, up)) {
-            st->expiry = tk_meta_find(meta, up->kvno)->expiry;
+            st->res->expiry = tk_meta_find(meta, up->kvno)->expiry;
             goto cleanup;       /* already stored: a retransmission */
         }
         snprintf(msg, sizeof(msg), "key version %u is already stored with "
                  "other keys", up->kvno);
-        ret = refuse(writer, TK_REASON_KVNO_NOT_ABOVE_STORED, &st->reason,
-                     msg);
+        ret = refuse(writer, TK_REASON_KVNO_NOT_ABOVE_STORED,
+                     &st->res->reason, msg);
         goto cleanup;
     }
     /* Expired keys go now rather than at the next purge, so that only live
@@ -580,14 +591,16 @@ upload_change(krb5_context writer, krb5_db_entry **entryp, void *arg,
     if (meta != NULL && meta->nkeys - purged >= TK_MAX_KEY_VERSIONS) {
         snprintf(msg, sizeof(msg), "already holds %d live key versions; "
                  "upload again when older ones expire", TK_MAX_KEY_VERSIONS);
-        ret = refuse(writer, TK_REASON_TOO_MANY_KEYS, &st->reason, msg);
+        ret = refuse(writer, TK_REASON_TOO_MANY_KEYS, &st->res->reason,
+                     msg);
         goto cleanup;
     }
     ret = tk_entry_add_keys(st->keyctx, entry, up->kvno, up->keys, up->nkeys,
                             up->expiry, st->uploader, st->mkvno, st->mkey);
     if (ret)
         goto cleanup;
-    st->expiry = up->expiry;
+    st->res->expiry = up->expiry;
+    st->res->wrote = TRUE;
     *changed = TRUE;
 
 cleanup:
@@ -595,31 +608,52 @@ cleanup:
     return ret;
 }
 
-krb5_error_code
-tk_db_store_upload(krb5_context writer, krb5_context keyctx,
-                   const tk_policy *pol, krb5_const_principal princ,
-                   const tk_upload *up, const unsigned char *uploader,
-                   int64_t *expiry_out, int *reason_out)
+static krb5_error_code
+store_upload(krb5_context writer, krb5_context keyctx, const tk_policy *pol,
+             krb5_const_principal princ, const tk_upload *up,
+             const unsigned char *uploader, krb5_boolean again,
+             tk_store_result *res_out)
 {
     krb5_error_code ret;
     upload_state st;
 
-    *reason_out = 0;
+    memset(res_out, 0, sizeof(*res_out));
     memset(&st, 0, sizeof(st));
     st.keyctx = keyctx;
     st.pol = pol;
     st.princ = princ;
     st.up = up;
     st.uploader = uploader;
+    st.again = again;
+    st.res = res_out;
     /* Before the lock: this reads the database through keyctx's handle. */
     ret = tk_active_mkey(keyctx, princ, &st.mkvno, &st.mkey);
     if (ret)
         return ret;
-    ret = write_entry(writer, princ, upload_change, &st);
-    *reason_out = st.reason;
-    if (ret == 0)
-        *expiry_out = st.expiry;
+    ret = write_entry(writer, princ, upload_change, &st, &res_out->checked);
+    if (ret)
+        res_out->wrote = FALSE;
     return ret;
+}
+
+krb5_error_code
+tk_db_store_upload(krb5_context writer, krb5_context keyctx,
+                   const tk_policy *pol, krb5_const_principal princ,
+                   const tk_upload *up, const unsigned char *uploader,
+                   tk_store_result *res_out)
+{
+    return store_upload(writer, keyctx, pol, princ, up, uploader, FALSE,
+                        res_out);
+}
+
+krb5_error_code
+tk_db_store_upload_again(krb5_context writer, krb5_context keyctx,
+                         const tk_policy *pol, krb5_const_principal princ,
+                         const tk_upload *up, const unsigned char *uploader,
+                         tk_store_result *res_out)
+{
+    return store_upload(writer, keyctx, pol, princ, up, uploader, TRUE,
+                        res_out);
 }
 
 /* Copy inner's message for code to ctx. */

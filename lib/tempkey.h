@@ -137,6 +137,8 @@ typedef struct tk_config {
     char *section;              /* our [dbmodules] section */
     char *backing;              /* [dbmodules] section of the backing module */
     krb5_deltat purge_interval; /* how often the KDC removes expired keys */
+    krb5_deltat settle_time;    /* without a lock: how long replication may
+                                 * take to roll an upload back */
     krb5_boolean replica;       /* role = replica: never writes key state */
     krb5_boolean logged;        /* a primary with [realms] iprop_enable:
                                  * every write goes to the update log */
@@ -144,6 +146,10 @@ typedef struct tk_config {
 } tk_config;
 
 #define TK_DEFAULT_PURGE_INTERVAL 60
+/* Several times the delay of multi-provider replication on a loaded LAN
+ * (well under a second): an acknowledged upload is checked once it is this
+ * old (doc/design.md, "Many KDCs on LDAP"). */
+#define TK_DEFAULT_SETTLE_TIME 10
 #define TK_DEFAULT_MAX_LIFE 86400
 #define TK_DEFAULT_EKU "pkinit"
 #define TK_DEFAULT_ENCTYPES \

@@ -163,13 +163,24 @@ typedef void (*tk_audit_fn)(krb5_db_entry *fresh, void *arg);
 void tk_db_audit(krb5_context ctx, krb5_const_principal princ,
                  tk_audit_fn fn, void *arg);
 
+/* What became of an upload given to tk_db_store_upload(). */
+typedef struct tk_store_result {
+    int64_t expiry;             /* the stored expiry (on success) */
+    int reason;                 /* a tk_reason on refusal, else 0 */
+    krb5_boolean wrote;         /* the keys were written (FALSE: they were
+                                 * already stored, a retransmission) */
+    krb5_boolean checked;       /* a checked write: the backing module has
+                                 * no lock, so replication from another
+                                 * provider may still roll it back */
+} tk_store_result;
+
 /*
  * Store a verified upload for princ, through writer (see above), with keys
  * encrypted under keyctx's active master key: the keys go in at up->kvno
  * with expiry up->expiry, creating the principal if pol lets it enroll.  An
  * identical upload at the newest stored kvno succeeds again without a write
- * (a retransmission).  *expiry_out is the stored expiry.  On refusal
- * *reason_out is a tk_reason and the message says why.
+ * (a retransmission).  On refusal res_out->reason is a tk_reason and the
+ * message says why.
  */
 struct tk_upload;
 krb5_error_code tk_db_store_upload(krb5_context writer, krb5_context keyctx,
@@ -177,6 +188,19 @@ krb5_error_code tk_db_store_upload(krb5_context writer, krb5_context keyctx,
                                    krb5_const_principal princ,
                                    const struct tk_upload *up,
                                    const unsigned char *uploader,
-                                   int64_t *expiry_out, int *reason_out);
+                                   tk_store_result *res_out);
+/*
+ * The same for an upload acknowledged earlier, to undo a rollback by
+ * replication: it writes only if the upload is missing and no later kvno
+ * was stored since (refused as kvno-not-above-stored), and never creates
+ * the principal (a deleted one is refused as not-enrollable).
+ */
+krb5_error_code tk_db_store_upload_again(krb5_context writer,
+                                         krb5_context keyctx,
+                                         const tk_policy *pol,
+                                         krb5_const_principal princ,
+                                         const struct tk_upload *up,
+                                         const unsigned char *uploader,
+                                         tk_store_result *res_out);
 
 #endif /* TKENTRY_H */

@@ -22,6 +22,9 @@
  *   one.
  * - In the KDC expired keys are removed from the database every
  *   purge_interval, on the main thread (see "Removing expired keys").
+ *   Where the backing module has no lock (kldap over multi-provider LDAP),
+ *   the same tick stores again any upload this KDC acknowledged that a
+ *   replicated write rolled back (repair.c).
  * - Uploads from the preauth module arrive as put_principal of an entry
  *   carrying TK_TL_UPLOAD and are stored through an admin context under the
  *   database lock, on a freshly fetched entry (checked writes where the
@@ -41,6 +44,7 @@
 #include <com_err.h>
 #include <profile.h>
 
+#include "repair.h"
 #include "tkentry.h"
 #include "tkproto.h"
 
@@ -64,6 +68,8 @@ typedef struct {
     purger *purger;
     krb5_context writer;        /* KDC only: admin context for uploads,
                                  * opened on the first one (after fork) */
+    tk_repair *acked;           /* KDC without a lock: uploads to check
+                                 * after replication (repair.c) */
     meta_slot meta_cache[META_CACHE_SLOTS];     /* KDC only */
 } tk_db;
 
@@ -140,6 +146,7 @@ free_db(tk_db *db)
         tk_meta_free(db->meta_cache[i].meta);
     }
     purger_stop(db->purger);
+    tk_repair_free(db->inner, db->acked);
     if (db->writer != NULL) {
         tk_db_close_for_writes(db->writer);
         krb5_free_context(db->writer);
@@ -548,7 +555,9 @@ set_result(krb5_db_entry *entry, int reason, int64_t expiry)
  * Store an upload the preauth module has verified.  Its tl_data holds the
  * uploader's certificate hash followed by the Upload DER; the write goes
  * through the admin context under the database lock, on a freshly fetched
- * entry, with keys encrypted under this context's master key.
+ * entry, with keys encrypted under this context's master key.  Without a
+ * lock, a write replicated from another LDAP provider may still undo it:
+ * the upload is remembered and checked once replication has settled.
  */
 static krb5_error_code
 store_upload(krb5_context ctx, tk_db *db, krb5_db_entry *entry)
@@ -558,8 +567,7 @@ store_upload(krb5_context ctx, tk_db *db, krb5_db_entry *entry)
     krb5_context writer;
     tk_upload *up = NULL;
     krb5_data der;
-    int64_t expiry = 0;
-    int reason = 0;
+    tk_store_result res;
 
     if (db->cfg.replica) {
         krb5_set_error_message(ctx, tk_reason_code(TK_REASON_NOT_PRIMARY),
@@ -575,16 +583,21 @@ store_upload(krb5_context ctx, tk_db *db, krb5_db_entry *entry)
     ret = tk_decode_upload(ctx, &der, &up);
     if (ret)
         return ret;
+    memset(&res, 0, sizeof(res));
     ret = get_writer(ctx, db, &writer);
     if (ret == 0) {
         ret = tk_db_store_upload(writer, ctx, &db->cfg.policy, entry->princ,
-                                 up, tl->tl_data_contents, &expiry, &reason);
+                                 up, tl->tl_data_contents, &res);
         relay(ctx, writer, ret);
     }
+    if (ret == 0 && res.checked) {
+        tk_repair_remember(ctx, &db->acked, entry->princ, &up,
+                           tl->tl_data_contents, time(NULL));
+    }
     tk_upload_free(up);
-    if (ret && reason == 0)
+    if (ret && res.reason == 0)
         return ret;
-    return set_result(entry, reason, expiry) ? ENOMEM : ret;
+    return set_result(entry, res.reason, res.expiry) ? ENOMEM : ret;
 }
 
 /* Check and store entry in the backing module. */
@@ -852,7 +865,8 @@ tk_audit_as_req(krb5_context ctx, krb5_kdc_req *request,
     tk_db_audit(db->inner, client->princ, audit_fresh, &a);
 }
 
-/* krb5kdc calls this on SIGHUP, which the purge timer sends. */
+/* krb5kdc calls this on SIGHUP, which the purge timer sends: the KDC's
+ * housekeeping tick. */
 static void
 tk_refresh_config(krb5_context ctx)
 {
@@ -862,8 +876,14 @@ tk_refresh_config(krb5_context ctx)
         return;
     krb5_db_refresh_config(db->inner);
     /* A replica learns of purges from the primary's update log. */
-    if (db->kdc && !db->cfg.replica)
-        purge_expired(ctx, db);
+    if (!db->kdc || db->cfg.replica)
+        return;
+    /* Uploads were remembered only if stored through db->writer. */
+    if (db->acked != NULL) {
+        tk_repair_check(ctx, db->writer, &db->cfg.policy, db->acked,
+                        time(NULL), db->cfg.settle_time);
+    }
+    purge_expired(ctx, db);
 }
 
 static krb5_error_code

@@ -5,8 +5,11 @@ own slapd.conf: back_mdb and syncprov loaded as modules from /usr/lib/ldap,
 core and the Kerberos schema (gunzipped from krb5-kdc-ldap's doc folder), one
 database whose rootdn/rootpw the KDCs bind with.  A pair made by
 provider_pair() replicates both ways (OpenLDAP multi-provider: syncprov and
-syncrepl on each, "multiprovider on", distinct serverIDs).  Every server is
-stopped by its PID at exit.
+syncrepl on each, "multiprovider on", distinct serverIDs); with links=True
+each server's syncrepl connection to its peer goes through a Link, a
+loopback relay that the test can pause and resume, so that a race between
+the two servers can be provoked on purpose.  Every server is stopped by its
+PID at exit.
 """
 
 import atexit
@@ -14,8 +17,10 @@ import gzip
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 from realm import fail, free_port, skip
@@ -73,7 +78,8 @@ class Slapd:
         self.port = free_port()
         self.uri = 'ldap://127.0.0.1:%d' % self.port
         self.server_id = server_id
-        self.peers = []
+        self.peers = []             # the URIs it replicates from
+        self.inbound = None         # the Link its replication comes through
         self.proc = None
         self.log = os.path.join(self.dir, 'slapd.log')
         os.mkdir(os.path.join(self.dir, 'db'))
@@ -124,7 +130,7 @@ class Slapd:
                 'binddn="%s" credentials=%s searchbase="%s" '
                 'type=refreshAndPersist retry="1 +" timeout=3 '
                 'network-timeout=3' % (
-                    self.server_id * 10 + i + 1, peer.uri, ROOT_DN, ROOT_PW,
+                    self.server_id * 10 + i + 1, peer, ROOT_DN, ROOT_PW,
                     SUFFIX))
         if self.peers:
             lines.append('multiprovider on')
@@ -177,6 +183,8 @@ class Slapd:
 
     def destroy(self):
         self.stop()
+        if self.inbound is not None:
+            self.inbound.stop()
         if self in _live:
             _live.remove(self)
         if os.environ.get('TK_KEEP_REALM'):
@@ -238,15 +246,120 @@ class Slapd:
                       if line.startswith('contextCSN: '))
 
 
-def provider_pair():
-    """Two slapd replicating each other (multi-provider), both answering."""
+class Link:
+    """A loopback TCP relay from a port of its own to target_port.  pause()
+    holds every byte in the relay (connections stay open, so the
+    replication session survives) until resume(); nothing crosses once
+    pause() has returned.  Threads are daemons; stop() ends them."""
+
+    def __init__(self, target_port):
+        self.target_port = target_port
+        self.port = free_port()
+        self.uri = 'ldap://127.0.0.1:%d' % self.port
+        self.paused = False
+        self.stopping = False
+        self.cond = threading.Condition()
+        self.socks = []
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(('127.0.0.1', self.port))
+        self.listener.listen(8)
+        self.listener.settimeout(0.2)
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
+
+    def _accept(self):
+        while not self.stopping:
+            try:
+                client, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(
+                    ('127.0.0.1', self.target_port), timeout=5)
+            except OSError:
+                client.close()      # the peer is down: as if unreachable
+                continue
+            self.socks += [client, server]
+            for src, dst in ((client, server), (server, client)):
+                t = threading.Thread(target=self._pump, args=(src, dst),
+                                     daemon=True)
+                self.threads.append(t)
+                t.start()
+
+    def _pump(self, src, dst):
+        src.settimeout(0.2)
+        while not self.stopping:
+            try:
+                data = src.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            if not data:
+                break
+            # Sent under the lock, so that pause() waits for a send under
+            # way and none starts after it.
+            with self.cond:
+                while self.paused and not self.stopping:
+                    self.cond.wait(0.2)
+                try:
+                    dst.sendall(data)
+                except OSError:
+                    break
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def pause(self):
+        with self.cond:
+            self.paused = True
+
+    def resume(self):
+        with self.cond:
+            self.paused = False
+            self.cond.notify_all()
+
+    def stop(self):
+        self.stopping = True
+        self.resume()
+        self.listener.close()
+        for t in self.threads:
+            t.join(timeout=5)
+        for s in self.socks:
+            s.close()
+
+
+def provider_pair(links=False):
+    """Two slapd replicating each other (multi-provider), both answering.
+    With links, each one's replication from the other comes through a Link
+    (server.inbound): see pause_replication()."""
     a = Slapd(server_id=1, start=False)
     b = Slapd(server_id=2, start=False)
-    a.peers = [b]
-    b.peers = [a]
+    if links:
+        a.inbound, b.inbound = Link(b.port), Link(a.port)
+        a.peers, b.peers = [a.inbound.uri], [b.inbound.uri]
+    else:
+        a.peers, b.peers = [b.uri], [a.uri]
     a.start()
     b.start()
     return a, b
+
+
+def pause_replication(servers):
+    """Hold everything replicated to any of servers (made with
+    provider_pair(links=True)) until resume_replication()."""
+    for s in servers:
+        s.inbound.pause()
+
+
+def resume_replication(servers):
+    for s in servers:
+        s.inbound.resume()
 
 
 def wait_in_sync(servers, timeout=30):

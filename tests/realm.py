@@ -94,7 +94,8 @@ class Realm:
                  libdefaults_extra='',
                  enroll='HTTP/*.test host/*.test', pki_keytype='ec',
                  backing='db2', ldap=None, share=None,
-                 dir=None, ca=None, iprop=False, admin_server=True):
+                 dir=None, ca=None, iprop=False, admin_server=True,
+                 settle_time=None):
         """backing='kldap' keeps the database in the directory of ldap (a
         tests/ldap.py Slapd) instead of db2.  share=another Realm makes a
         second KDC of the same realm on the same database: its master key
@@ -103,7 +104,8 @@ class Realm:
         directory; ca= (with pki=True) issues the KDC's certificate from
         that tests/pki.py CA, another realm's, instead of a new one;
         iprop=True sets iprop_enable; admin_server=False leaves the realm's
-        admin_server out of krb5.conf."""
+        admin_server out of krb5.conf.  settle_time, if given, goes in the
+        tempkey section."""
         self.realm = realm
         self.tempkey = tempkey
         self.backing = backing
@@ -133,7 +135,10 @@ class Realm:
                           '        backing_module = main\n'
                           '        database_name = %s\n'
                           '        purge_interval = %s\n'
-                          '    }' % (self.path('principal'), purge_interval))
+                          '%s'
+                          '    }' % (self.path('principal'), purge_interval,
+                                    '        settle_time = %s\n' % settle_time
+                                    if settle_time else ''))
         self.tk_section = tk_section
         self.kdc_extra = kdc_extra
         self.libdefaults_extra = libdefaults_extra

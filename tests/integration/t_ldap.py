@@ -1,10 +1,12 @@
 """tempkey over kldap: a real slapd (Debian's, the schema from krb5-kdc-ldap)
 on 127.0.0.1, MIT's tools, uploads, rotation, expiry and purge, the lockout
-write-back; two slapd replicating each other with a KDC on each; an LDAP
+write-back; two slapd replicating each other with a KDC on each (an upload
+rolled back by the other's replicated write is stored again); an LDAP
 server that goes away during an upload."""
 
 import random
 import re
+import signal
 import time
 
 import ldap
@@ -173,10 +175,11 @@ def test_lockout_writeback_keeps_keys():
         fail('kvno %d did not survive the write-back' % kvno)
 
 
-def kdc_pair(**kw):
+def kdc_pair(links=False, **kw):
     """Two slapd in multi-provider replication and a KDC on each, both for
-    one realm (the second shares the first's master key and PKI)."""
-    a, b = ldap.provider_pair()
+    one realm (the second shares the first's master key and PKI).  links:
+    replication between them can be paused (ldap.pause_replication)."""
+    a, b = ldap.provider_pair(links=links)
     ra = ldap_realm(a, pki=True, **kw)
     ra.addprinc('user', 'user-pw')
     # B's KDC needs the realm's entries, which reach b by replication.
@@ -257,6 +260,194 @@ def test_racing_uploads_and_purges_keep_newest_key():
              (kvno, acked + 1))
 
 
+# ---- Uploads rolled back by replication, and their repair.  The KDCs'
+# housekeeping ticks (the purge timer's SIGHUP) are sent by the tests
+# (purge_interval is long), so that a check happens exactly when a test
+# wants it: after the race, never during it.
+
+REPAIRED = 'was rolled back by a replicated write; stored again'
+AUX = 'HTTP/tick.test'
+
+
+def tick(r):
+    """What r's purge timer does: SIGHUP to its KDC (repair check, purge)."""
+    r.kdc.send_signal(signal.SIGHUP)
+
+
+def repaired_line(kvno, princ=SVC_FULL):
+    return '%s kvno %d %s' % (princ, kvno, REPAIRED)
+
+
+def wait_repaired(r, kvno, what):
+    """Tick r's KDC until its log says kvno was stored again."""
+    def check():
+        tick(r)
+        time.sleep(0.2)
+        return repaired_line(kvno) in r.kdc_log_text()
+    r.wait_for('%s to store kvno %d again' % (what, kvno), check,
+               timeout=30, step=0.3)
+
+
+def tick_done(r):
+    """One tick of r's KDC, late enough that every upload acknowledged
+    before the call is due for its check (settle_time 1s), and waited for
+    to its end: that tick purges a key of AUX that expires first, which
+    comes after the repair check."""
+    if r.dump_entry(AUX + '@' + REALM) is None:
+        r.kadmin_local('addprinc -nokey ' + AUX)
+    _, expiry = r.set_key(AUX, '1s')
+    done = 'purged 1 expired key version(s) of %s@%s' % (AUX, REALM)
+    before = r.kdc_log_text().count(done)
+    while time.time() < expiry + 1.1:
+        time.sleep(0.1)
+
+    def check():
+        tick(r)
+        time.sleep(0.2)
+        return r.kdc_log_text().count(done) > before
+    r.wait_for('a tick of the KDC to purge ' + AUX, check, timeout=30,
+               step=0.3)
+
+
+def wait_until(t):
+    while time.time() <= t:
+        time.sleep(0.1)
+
+
+def expect_rolled_back(servers, realms, kvno, left):
+    """After the race, neither server holds kvno, both hold the versions
+    left, and both KDCs serve the newest of those: the race happened."""
+    ldap.wait_in_sync(servers)
+    for r, name in zip(realms, ('A', 'B')):
+        if stored_kvnos(r) != left:
+            fail('server %s holds %r after the race, not %r: the replicated '
+                 'write did not roll kvno %d back' % (name, stored_kvnos(r),
+                                                      left, kvno))
+        if served_kvno(r) != left[-1]:
+            fail('KDC %s does not serve kvno %d after the rollback' %
+                 (name, left[-1]))
+
+
+def expect_served_everywhere(servers, realms, kvno, keytab):
+    ldap.wait_in_sync(servers)
+    for r, name in zip(realms, ('KDC A', 'KDC B')):
+        wait_served(r, kvno, name)
+        r.run([KVNO, '-k', keytab, SVC], expected_msg='keytab entry valid')
+
+
+def test_rolled_back_upload_is_stored_again():
+    a, b, ra, rb = kdc_pair(links=True, purge_interval='1h',
+                            settle_time='1s',
+                            libdefaults_extra='    clockskew = 2')
+    servers, realms = [a, b], [ra, rb]
+    cert = ra.server_cert(SVC)
+    # kvno 1 expires at once, kvno 2 lives on; both reach both servers.
+    _, expiry1 = stored(ra.ktupdate(cert, '--lifetime', '2s'))
+    stored(ra.ktupdate(cert, '--lifetime', '1h'))
+    ldap.wait_in_sync(servers)
+    wait_until(expiry1)
+
+    # A purge: B stores kvno 3 (dropping the expired kvno 1 as it does),
+    # then A purges kvno 1 from its copy, which lacks kvno 3.  A's write is
+    # the later one, so it wins on both servers once replication resumes.
+    ldap.pause_replication(servers)
+    kvno3, _ = stored(rb.ktupdate(cert, '--lifetime', '1h',
+                                  keytab=ra.keytab))
+    tick(ra)
+    ra.wait_for('KDC A to purge kvno 1 from its copy',
+                lambda: 'purged 1 expired key version(s) of ' + SVC_FULL in
+                ra.kdc_log_text(), timeout=20)
+    ldap.resume_replication(servers)
+    expect_rolled_back(servers, realms, kvno3, [2])
+    wait_repaired(rb, kvno3, 'KDC B')
+    expect_served_everywhere(servers, realms, kvno3, ra.keytab)
+
+    # An administrator's change on A, from a copy without B's next upload.
+    ldap.pause_replication(servers)
+    kvno4, _ = stored(rb.ktupdate(cert, '--lifetime', '1h',
+                                  keytab=ra.keytab))
+    ra.kadmin_local('modprinc -maxlife "5 hours" ' + SVC)
+    ldap.resume_replication(servers)
+    expect_rolled_back(servers, realms, kvno4, [2, kvno3])
+    wait_repaired(rb, kvno4, 'KDC B')
+    expect_served_everywhere(servers, realms, kvno4, ra.keytab)
+    # The repair put the keys back and kept the administrator's change.
+    for r in realms:
+        r.kadmin_local('getprinc ' + SVC,
+                       expected_msg='Maximum ticket life: 0 days 05:00:00')
+    if stored_kvnos(ra) != [2, kvno3, kvno4]:
+        fail('after the repairs the directory holds %r' % stored_kvnos(ra))
+    # Only KDC B stored anything again, once per rollback.
+    text = rb.kdc_log_text()
+    if text.count(REPAIRED) != 2 or REPAIRED in ra.kdc_log_text():
+        fail('expected exactly two repairs, by KDC B:\n' + text)
+
+
+def test_repair_of_superseded_upload_stores_nothing():
+    a, b, ra, rb = kdc_pair(links=True, purge_interval='1h',
+                            settle_time='1s')
+    servers, realms = [a, b], [ra, rb]
+    cert = ra.server_cert(SVC)
+    stored(ra.ktupdate(cert, '--lifetime', '1h'))
+    ldap.wait_in_sync(servers)
+    # Two uploads at once: through B, then through A, which does not know
+    # B's and so stores the same kvno with new keys.  A's is the later
+    # write and the one ktupdate keeps: it wins on both servers, and B's
+    # check must not bring B's keys back.
+    ldap.pause_replication(servers)
+    kvno_b, _ = stored(rb.ktupdate(cert, '--lifetime', '1h',
+                                   keytab=ra.keytab))
+    kvno_a, _ = stored(ra.ktupdate(cert, '--lifetime', '1h'))
+    if kvno_a != kvno_b:
+        fail('A stored kvno %d while B stored %d' % (kvno_a, kvno_b))
+    ldap.resume_replication(servers)
+    expect_served_everywhere(servers, realms, kvno_a, ra.keytab)
+    # And a later kvno through B over its own: both checks find nothing
+    # to do.
+    kvno, _ = stored(rb.ktupdate(cert, '--lifetime', '1h', keytab=ra.keytab))
+    expect_served_everywhere(servers, realms, kvno, ra.keytab)
+    csns = [s.entry_csn(SVC_FULL) for s in servers]
+    tick_done(rb)
+    ldap.wait_in_sync(servers)
+    if [s.entry_csn(SVC_FULL) for s in servers] != csns:
+        fail('the repair check wrote the entry of a superseded upload')
+    if REPAIRED in rb.kdc_log_text():
+        fail('KDC B stored a superseded upload again')
+    expect_served_everywhere(servers, realms, kvno, ra.keytab)
+    # A principal deleted since its upload stays deleted.
+    kvno, _ = stored(rb.ktupdate(cert, '--lifetime', '1h', keytab=ra.keytab))
+    ldap.wait_in_sync(servers)
+    ra.kadmin_local('delprinc -force ' + SVC)
+    ldap.wait_in_sync(servers)
+    tick_done(rb)
+    gone = '%s kvno %d is no longer stored and cannot be stored again' % (
+        SVC_FULL, kvno)
+    if gone not in rb.kdc_log_text():
+        fail('KDC B did not check the upload of a deleted principal')
+    ldap.wait_in_sync(servers)
+    if ra.dump_entry(SVC_FULL) or rb.dump_entry(SVC_FULL):
+        fail('the repair check created a deleted principal again')
+
+
+def test_repair_is_idle_on_db2():
+    # db2 has a lock: an upload cannot be rolled back, and the KDC
+    # remembers none.  The same steps that make a kldap KDC log its check
+    # of a deleted principal's upload (above) leave no trace here.
+    r = Realm(pki=True, purge_interval='1h', settle_time='1s')
+    r.addprinc('user', 'user-pw')
+    cert = r.server_cert(SVC)
+    kvno, _ = stored(r.ktupdate(cert, '--lifetime', '1h'))
+    if served_kvno(r) != kvno:
+        fail('the KDC does not serve the upload')
+    r.kadmin_local('delprinc -force ' + SVC)
+    tick_done(r)
+    text = r.kdc_log_text()
+    if REPAIRED in text or 'cannot be stored again' in text:
+        fail('a db2 KDC checked an upload after replication:\n' + text)
+    if r.dump_entry(SVC_FULL) is not None:
+        fail('the deleted principal came back')
+
+
 def test_ldap_down_during_upload():
     slapd = ldap.Slapd()
     r = ldap_realm(slapd, pki=True, purge_interval='1s')
@@ -311,4 +502,7 @@ Tests().run(*map(own_servers, (
             test_lockout_writeback_keeps_keys,
             test_upload_through_either_kdc_served_by_the_other,
             test_racing_uploads_and_purges_keep_newest_key,
+            test_rolled_back_upload_is_stored_again,
+            test_repair_of_superseded_upload_stores_nothing,
+            test_repair_is_idle_on_db2,
             test_ldap_down_during_upload)))

@@ -78,6 +78,7 @@ START_TEST(defaults)
     ck_assert_str_eq(cfg.section, "tk");
     ck_assert_str_eq(cfg.backing, "main");
     ck_assert_int_eq(cfg.purge_interval, TK_DEFAULT_PURGE_INTERVAL);
+    ck_assert_int_eq(cfg.settle_time, TK_DEFAULT_SETTLE_TIME);
     ck_assert_int_eq(cfg.policy.max_life, TK_DEFAULT_MAX_LIFE);
     ck_assert(!cfg.replica);
     ck_assert(!cfg.logged);
@@ -91,12 +92,14 @@ START_TEST(settings)
     krb5_context ctx = context_for(
         "[realms]\n R = {\n database_module = tk\n tempkey_max_life = 8h\n }\n"
         "[dbmodules]\n tk = {\n db_library = tempkey\n backing_module = main\n"
-        " purge_interval = 2m\n }\n main = {\n db_library = klmdb\n }\n");
+        " purge_interval = 2m\n settle_time = 3s\n }\n"
+        " main = {\n db_library = klmdb\n }\n");
     tk_config cfg;
 
     /* An explicit section wins over the realm's database_module. */
     ck_assert_int_eq(tk_config_read(ctx, "R", "tk", &cfg), 0);
     ck_assert_int_eq(cfg.purge_interval, 120);
+    ck_assert_int_eq(cfg.settle_time, 3);
     ck_assert_int_eq(cfg.policy.max_life, 8 * 3600);
     tk_config_free(&cfg);
     krb5_free_context(ctx);
