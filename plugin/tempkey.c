@@ -638,8 +638,7 @@ tk_put_principal(krb5_context ctx, krb5_db_entry *entry, char **db_args)
     GET_DB(ctx, db);
     if (db->kdc && find_tl(entry, TK_TL_UPLOAD) != NULL)
         return store_upload(ctx, db, entry);
-    /* A replica stores what kpropd replays, exactly as given. */
-    if (find_tl(entry, TK_TL_META) == NULL || db->cfg.replica)
+    if (find_tl(entry, TK_TL_META) == NULL)
         return put_checked(ctx, db, entry, db_args);
     /*
      * A writer's copy of temporary keys may be older than the stored ones
@@ -647,7 +646,11 @@ tk_put_principal(krb5_context ctx, krb5_db_entry *entry, char **db_args)
      * log the stored keys win over the copy's; on an iprop primary a merge
      * would store something other than what libkdb5 has already logged and
      * the replicas would diverge, so the copy is refused and the writer
-     * retries.  Compared under the lock that uploads take, or checked where
+     * retries.  A replica (not logged) merges too: libkdb5 logs a write
+     * after storing it, so an upload stored between an administrator's put
+     * and its log entry is logged first, and the replica then replays the
+     * administrator's older copy of the records after it; keeping the
+     * newer key state ends with what the primary stored.  Compared under the lock that uploads take, or checked where
      * there is none (tk_db_put_foreign).
      */
     call.ctx = ctx;
