@@ -432,6 +432,35 @@ def test_entry_outgrowing_the_log_block():
     pr.assert_dumps_equal('an entry outgrowing the log block')
 
 
+def test_promoted_replica_keeps_kvnos_increasing():
+    # The replica becomes the primary (role = primary, its KDC restarted):
+    # the next upload goes on from the highest kvno ever stored, which the
+    # replicated key records carry, even after that key was revoked.
+    pr = pair()
+    p, r = pr.primary, pr.replica
+    svc = 'HTTP/promoted.test'
+    cert = p.server_cert(svc)
+    kt = p.path('promoted.keytab')
+    upload_on_primary(cert, kt, '--lifetime', '1h', princ=svc + '@' + REALM)
+    kvno, _ = upload_on_primary(cert, kt, '--lifetime', '1h',
+                                princ=svc + '@' + REALM)
+    p.tempkey_admin('revoke', svc, '--kvno', str(kvno))
+    pr.wait_synced()
+    pr.stop_kpropd()
+    r.stop_kdc()
+    if 'role = replica' not in r.tk_section:
+        fail('unexpected replica configuration:\n' + r.tk_section)
+    r.tk_section = r.tk_section.replace('role = replica', 'role = primary')
+    r.write_config()
+    r.start_kdc()
+    out = r.ktupdate(cert, keytab=kt)
+    if 'stored kvno %d ' % (kvno + 1) not in out:
+        fail('the promoted replica did not go on from kvno %d:\n%s' %
+             (kvno, out))
+    if 'stored kvno %d of' % (kvno + 1) not in r.kdc_log_text():
+        fail('the promoted replica\'s own KDC did not store the key')
+
+
 def with_role(r, role):
     """r's tempkey section with role = role added."""
     assert r.tk_section.endswith('    }')
@@ -481,5 +510,7 @@ Tests(shared=True).run(test_admin_change_reaches_replica,
                        test_entry_outgrowing_the_log_block,
                        # Last of the pair's: a lost race breaks the pair.
                        test_kadmin_racing_uploads_leaves_dumps_equal,
+                       # It makes the replica a primary.
+                       test_promoted_replica_keeps_kvnos_increasing,
                        test_misspelt_role_stops_the_kdc,
                        test_replica_without_known_primary)
