@@ -673,18 +673,15 @@ copy_message(krb5_context ctx, krb5_context inner, krb5_error_code code)
 /* Compare a foreign writer's copy with the stored one (NULL: none). */
 static krb5_error_code
 reconcile(krb5_context ctx, krb5_db_entry *entry, krb5_db_entry *stored,
-          krb5_boolean logged)
+          tk_foreign_mode mode)
 {
-    if (stored == NULL)
-        return 0;
-    if (logged)
-        return tk_entry_check_current(ctx, entry, stored);
-    return tk_entry_keep_newer_keys(ctx, entry, stored);
+    return stored == NULL ? 0 :
+        tk_entry_check_foreign(ctx, entry, stored, mode);
 }
 
 krb5_error_code
 tk_db_put_foreign(krb5_context ctx, krb5_context inner, krb5_db_entry *entry,
-                  krb5_boolean logged, tk_put_fn put, void *arg)
+                  tk_foreign_mode mode, tk_put_fn put, void *arg)
 {
     krb5_error_code ret;
     krb5_db_entry *stored = NULL, *check = NULL;
@@ -694,7 +691,7 @@ tk_db_put_foreign(krb5_context ctx, krb5_context inner, krb5_db_entry *entry,
     if (ret == 0) {
         ret = copy_message(ctx, inner, fetch(inner, entry->princ, &stored));
         if (ret == 0)
-            ret = reconcile(ctx, entry, stored, logged);
+            ret = reconcile(ctx, entry, stored, mode);
         if (ret == 0)
             ret = put(entry, arg);
         krb5_db_unlock(inner);
@@ -709,7 +706,7 @@ tk_db_put_foreign(krb5_context ctx, krb5_context inner, krb5_db_entry *entry,
     for (i = 0; i < TK_WRITE_TRIES; i++) {
         ret = copy_message(ctx, inner, fetch(inner, entry->princ, &stored));
         if (ret == 0)
-            ret = reconcile(ctx, entry, stored, logged);
+            ret = reconcile(ctx, entry, stored, mode);
         if (ret == 0)
             ret = copy_message(ctx, inner,
                                fetch(inner, entry->princ, &check));

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <kadm5/kadm_err.h>
+#include <openssl/crypto.h>
 
 /* Prefix the context's message for code with the principal's name. */
 static krb5_error_code
@@ -620,6 +621,135 @@ tk_entry_check_current(krb5_context ctx, krb5_db_entry *entry,
 
 cleanup:
     krb5_free_unparsed_name(ctx, name);
+    tk_meta_free(mine);
+    tk_meta_free(theirs);
+    return ret;
+}
+
+/* ---- Writers that do not own the key records. */
+
+static krb5_tl_data *
+meta_tl(krb5_db_entry *entry)
+{
+    krb5_tl_data *tl;
+
+    for (tl = entry->tl_data; tl != NULL; tl = tl->tl_data_next) {
+        if (tl->tl_data_type == TK_TL_META)
+            return tl;
+    }
+    return NULL;
+}
+
+/* Whether two keys are the same key: the same version, enctype and salt,
+ * and the same plaintext (decrypted with ctx's master keys if the stored
+ * forms differ, as after a master key change). */
+static krb5_boolean
+same_key(krb5_context ctx, krb5_key_data *a, krb5_key_data *b)
+{
+    krb5_keyblock ka, kb;
+    krb5_boolean same;
+    int i;
+
+    if (a->key_data_kvno != b->key_data_kvno ||
+        a->key_data_ver != b->key_data_ver)
+        return FALSE;
+    for (i = 0; i < a->key_data_ver && i < 2; i++) {
+        if (a->key_data_type[i] != b->key_data_type[i])
+            return FALSE;
+    }
+    if (a->key_data_length[1] != b->key_data_length[1] ||
+        (a->key_data_length[1] > 0 &&
+         memcmp(a->key_data_contents[1], b->key_data_contents[1],
+                a->key_data_length[1]) != 0))
+        return FALSE;
+    if (a->key_data_length[0] == b->key_data_length[0] &&
+        memcmp(a->key_data_contents[0], b->key_data_contents[0],
+               a->key_data_length[0]) == 0)
+        return TRUE;
+    memset(&ka, 0, sizeof(ka));
+    memset(&kb, 0, sizeof(kb));
+    same = krb5_dbe_decrypt_key_data(ctx, NULL, a, &ka, NULL) == 0 &&
+        krb5_dbe_decrypt_key_data(ctx, NULL, b, &kb, NULL) == 0 &&
+        ka.enctype == kb.enctype && ka.length == kb.length &&
+        CRYPTO_memcmp(ka.contents, kb.contents, ka.length) == 0;
+    krb5_free_keyblock_contents(ctx, &ka);
+    krb5_free_keyblock_contents(ctx, &kb);
+    krb5_clear_error_message(ctx);
+    return same;
+}
+
+/* Whether entry and stored hold the same key state: the same records and
+ * the same set of keys (in any order; kldap does not sort). */
+static krb5_boolean
+same_key_state(krb5_context ctx, krb5_db_entry *entry, krb5_db_entry *stored)
+{
+    krb5_tl_data *ta = meta_tl(entry), *tb = meta_tl(stored);
+    int i, j;
+
+    if ((ta == NULL) != (tb == NULL) ||
+        entry->n_key_data != stored->n_key_data)
+        return FALSE;
+    if (ta != NULL && (ta->tl_data_length != tb->tl_data_length ||
+                       memcmp(ta->tl_data_contents, tb->tl_data_contents,
+                              ta->tl_data_length) != 0))
+        return FALSE;
+    for (i = 0; i < entry->n_key_data; i++) {
+        for (j = 0; j < stored->n_key_data; j++) {
+            if (same_key(ctx, &entry->key_data[i], &stored->key_data[j]))
+                break;
+        }
+        if (j == stored->n_key_data)
+            return FALSE;
+    }
+    return TRUE;
+}
+
+krb5_error_code
+tk_entry_check_foreign(krb5_context ctx, krb5_db_entry *entry,
+                       krb5_db_entry *stored, tk_foreign_mode mode)
+{
+    krb5_error_code ret;
+    krb5_boolean managed = FALSE, becomes = FALSE, stale;
+    tk_meta *mine = NULL, *theirs = NULL;
+
+    /* An unreadable stored record has nothing to keep: the writer may be
+     * repairing it (tempkey-admin revoke). */
+    if (tk_entry_get_meta(ctx, stored, &theirs) != 0) {
+        krb5_clear_error_message(ctx);
+        return 0;
+    }
+    ret = tk_entry_get_meta(ctx, entry, &mine);
+    if (ret)
+        goto cleanup;
+    stale = theirs != NULL &&
+        (mine == NULL || mine->generation < theirs->generation);
+    if (stale) {
+        ret = (mode == TK_FOREIGN_LOGGED) ?
+            tk_entry_check_current(ctx, entry, stored) :
+            tk_entry_keep_newer_keys(ctx, entry, stored);
+        goto cleanup;
+    }
+    if (mode == TK_FOREIGN_REPLICA)
+        goto cleanup;
+    /* Key state is ours to protect where either copy is managed; a keyless
+     * entry may become managed (kadmin setstr P tempkey). */
+    ret = tk_entry_is_managed(ctx, stored, &managed);
+    if (ret == 0)
+        ret = tk_entry_is_managed(ctx, entry, &becomes);
+    if (ret || (!managed && !becomes) ||
+        same_key_state(ctx, entry, stored) ||
+        (!managed && entry->n_key_data == 0 &&
+         (mine == NULL || mine->nkeys == 0)))
+        goto cleanup;
+    ret = KADM5_PROTECT_PRINCIPAL;
+    krb5_set_error_message(ctx, ret, "is managed by tempkey: its keys come "
+                           "from ktupdate, so it cannot take a password or "
+                           "long-term key, and its key versions and their "
+                           "records change only by uploads and "
+                           "tempkey-admin");
+    ret = name_error(ctx, ret, entry->princ);
+
+cleanup:
     tk_meta_free(mine);
     tk_meta_free(theirs);
     return ret;

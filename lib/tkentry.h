@@ -103,10 +103,14 @@ krb5_error_code tk_entry_next_kvno(krb5_context ctx, krb5_db_entry *entry,
  * purges, tempkey-admin).  On an iprop primary the update log is mapped
  * first, as kadmind maps it, so that every write reaches the replicas.  A
  * replica (cfg->replica) refuses: only the primary changes key state.
- * Close with tk_db_close_for_writes().
+ * db_args (may be NULL) are passed on, as krb5kdc -d/-x gave them.  Close
+ * with tk_db_close_for_writes().
  */
 krb5_error_code tk_db_open_for_writes(krb5_context ctx, const char *realm,
-                                      const tk_config *cfg);
+                                      const tk_config *cfg, char **db_args);
+/* The db_arg by which the module knows its own writer contexts; it never
+ * reaches the backing module. */
+#define TK_WRITER_ARG "tempkey_writer"
 void tk_db_close_for_writes(krb5_context ctx);
 
 /* ---- Database writes (dbwrite.c): every one is a get-modify-put on a
@@ -137,17 +141,38 @@ typedef void (*tk_purge_report_fn)(krb5_context ctx,
 krb5_error_code tk_db_purge_expired(krb5_context ctx, int64_t now,
                                     tk_purge_report_fn report, void *arg);
 
+/* How a store treats a writer that does not own the key records. */
+typedef enum {
+    TK_FOREIGN_UNLOGGED,        /* a primary without an update log */
+    TK_FOREIGN_LOGGED,          /* an iprop primary */
+    TK_FOREIGN_REPLICA          /* kpropd replaying the primary's writes */
+} tk_foreign_mode;
+
 /*
- * Store entry, from a writer that does not own the key records (kadmind,
- * kadmin.local, kdb5_util load -update), by calling put, after comparing it
- * with the stored copy read from inner (the backing module's context;
- * messages go to ctx): with logged (an iprop primary) a stale copy is
- * refused (tk_entry_check_current), otherwise the stored keys win
- * (tk_entry_keep_newer_keys).
+ * The rule for a writer that does not own the key records (kadmind,
+ * kadmin.local, kdb5_util load -update), given the stored copy: on a
+ * primary such a writer changes no key state (the keys, their versions,
+ * the records).  A stale copy (an upload came between its get and its put)
+ * is refused with KRB5_KDB_DB_CHANGED ("retry") where the write is logged,
+ * and otherwise takes the stored key state (tk_entry_keep_newer_keys); any
+ * other change of key state is refused with KADM5_PROTECT_PRINCIPAL, except
+ * the same keys re-encrypted under another master key (kdb5_util
+ * update_princ_encryption), which ctx's master keys show.  A replica takes
+ * the stored key state of a stale copy and stores every other replay.
+ */
+krb5_error_code tk_entry_check_foreign(krb5_context ctx,
+                                       krb5_db_entry *entry,
+                                       krb5_db_entry *stored,
+                                       tk_foreign_mode mode);
+
+/*
+ * Store entry, from a writer that does not own the key records, by calling
+ * put after tk_entry_check_foreign() against the stored copy read from
+ * inner (the backing module's context; messages go to ctx).
  */
 typedef krb5_error_code (*tk_put_fn)(krb5_db_entry *entry, void *arg);
 krb5_error_code tk_db_put_foreign(krb5_context ctx, krb5_context inner,
-                                  krb5_db_entry *entry, krb5_boolean logged,
+                                  krb5_db_entry *entry, tk_foreign_mode mode,
                                   tk_put_fn put, void *arg);
 
 /*

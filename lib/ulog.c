@@ -87,12 +87,31 @@ cleanup:
     return ret;
 }
 
+/* db_args (krb5kdc -d/-x, or NULL) with the writer's mark added; the
+ * strings are shared. */
+static char **
+writer_args(char **db_args)
+{
+    char **args;
+    size_t n = 0, i;
+
+    while (db_args != NULL && db_args[n] != NULL)
+        n++;
+    args = calloc(n + 2, sizeof(*args));
+    if (args == NULL)
+        return NULL;
+    for (i = 0; i < n; i++)
+        args[i] = db_args[i];
+    args[n] = TK_WRITER_ARG;
+    return args;
+}
+
 krb5_error_code
 tk_db_open_for_writes(krb5_context ctx, const char *realm,
-                      const tk_config *cfg)
+                      const tk_config *cfg, char **db_args)
 {
     krb5_error_code ret = 0;
-    char *path = NULL;
+    char *path = NULL, **args = NULL;
     int entries = 0;
 
     if (cfg->replica) {
@@ -115,9 +134,12 @@ tk_db_open_for_writes(krb5_context ctx, const char *realm,
         }
     }
     free(path);
+    if (ret == 0 && (args = writer_args(db_args)) == NULL)
+        ret = ENOMEM;
     if (ret == 0)
-        ret = krb5_db_open(ctx, NULL,
+        ret = krb5_db_open(ctx, args,
                            KRB5_KDB_OPEN_RW | KRB5_KDB_SRV_TYPE_ADMIN);
+    free(args);
     return ret;
 }
 

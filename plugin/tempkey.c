@@ -70,6 +70,9 @@ typedef struct {
                                  * opened on the first one (after fork) */
     tk_repair *acked;           /* KDC without a lock: uploads to check
                                  * after replication (repair.c) */
+    krb5_boolean own_writer;    /* opened by tk_db_open_for_writes: the
+                                 * module's own writes */
+    char **db_args;             /* krb5kdc -d/-x, for the writer */
     meta_slot meta_cache[META_CACHE_SLOTS];     /* KDC only */
 } tk_db;
 
@@ -135,6 +138,46 @@ get_db(krb5_context ctx)
 }
 
 static void
+free_args(char **args)
+{
+    char **p;
+
+    for (p = args; p != NULL && *p != NULL; p++)
+        free(*p);
+    free(args);
+}
+
+/* A copy of db_args without the writer's mark; set *own_out if it was
+ * there. */
+static krb5_error_code
+split_args(char **db_args, char ***args_out, krb5_boolean *own_out)
+{
+    char **args;
+    size_t n = 0, i;
+
+    *args_out = NULL;
+    *own_out = FALSE;
+    for (i = 0; db_args != NULL && db_args[i] != NULL; i++)
+        ;
+    args = calloc(i + 1, sizeof(*args));
+    if (args == NULL)
+        return ENOMEM;
+    for (i = 0; db_args != NULL && db_args[i] != NULL; i++) {
+        if (strcmp(db_args[i], TK_WRITER_ARG) == 0) {
+            *own_out = TRUE;
+            continue;
+        }
+        args[n] = strdup(db_args[i]);
+        if (args[n++] == NULL) {
+            free_args(args);
+            return ENOMEM;
+        }
+    }
+    *args_out = args;
+    return 0;
+}
+
+static void
 free_db(tk_db *db)
 {
     int i;
@@ -156,6 +199,7 @@ free_db(tk_db *db)
         krb5_free_context(db->inner);
     }
     tk_config_free(&db->cfg);
+    free_args(db->db_args);
     free(db);
 }
 
@@ -191,16 +235,18 @@ open_db(krb5_context ctx, char *section, char **db_args, int mode,
         goto cleanup;
     }
     db->kdc = !create && (mode & KRB5_KDB_SRV_TYPE_KDC) != 0;
-    ret = tk_config_read(ctx, realm, section, &db->cfg);
+    ret = split_args(db_args, &db->db_args, &db->own_writer);
+    if (ret == 0)
+        ret = tk_config_read(ctx, realm, section, &db->cfg);
     if (ret)
         goto cleanup;
     ret = make_inner(ctx, realm, db->cfg.backing, &db->inner);
     if (ret)
         goto cleanup;
     if (create)
-        ret = krb5_db_create(db->inner, db_args);
+        ret = krb5_db_create(db->inner, db->db_args);
     else
-        ret = krb5_db_open(db->inner, db_args, mode);
+        ret = krb5_db_open(db->inner, db->db_args, mode);
     if (ret) {
         relay(ctx, db->inner, ret);
         krb5_prepend_error_message(ctx, ret, "tempkey: backing module '%s'",
@@ -504,7 +550,8 @@ get_writer(krb5_context ctx, tk_db *db, krb5_context *writer_out)
         if (ret == 0)
             ret = krb5_set_default_realm(writer, realm);
         if (ret == 0)
-            ret = tk_db_open_for_writes(writer, realm, &db->cfg);
+            ret = tk_db_open_for_writes(writer, realm, &db->cfg,
+                                        db->db_args);
         if (ret && writer != NULL) {
             relay(ctx, writer, ret);
             tk_db_close_for_writes(writer);
@@ -638,7 +685,8 @@ tk_put_principal(krb5_context ctx, krb5_db_entry *entry, char **db_args)
     GET_DB(ctx, db);
     if (db->kdc && find_tl(entry, TK_TL_UPLOAD) != NULL)
         return store_upload(ctx, db, entry);
-    if (find_tl(entry, TK_TL_META) == NULL)
+    /* The module's own writes decided on a fresh entry already. */
+    if (db->own_writer || find_tl(entry, TK_TL_META) == NULL)
         return put_checked(ctx, db, entry, db_args);
     /*
      * A writer's copy of temporary keys may be older than the stored ones
@@ -656,8 +704,10 @@ tk_put_principal(krb5_context ctx, krb5_db_entry *entry, char **db_args)
     call.ctx = ctx;
     call.db = db;
     call.db_args = db_args;
-    return tk_db_put_foreign(ctx, db->inner, entry, db->cfg.logged,
-                             put_call_fn, &call);
+    return tk_db_put_foreign(ctx, db->inner, entry,
+                             db->cfg.replica ? TK_FOREIGN_REPLICA :
+                             db->cfg.logged ? TK_FOREIGN_LOGGED :
+                             TK_FOREIGN_UNLOGGED, put_call_fn, &call);
 }
 
 static krb5_error_code

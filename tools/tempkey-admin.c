@@ -532,7 +532,7 @@ open_realm(admin *a, const char *realm, krb5_boolean writes)
     if (ret)
         return fail(a, ret, "reading the configuration");
     if (writes)
-        ret = tk_db_open_for_writes(a->ctx, a->realm, &a->cfg);
+        ret = tk_db_open_for_writes(a->ctx, a->realm, &a->cfg, NULL);
     else
         ret = krb5_db_open(a->ctx, NULL,
                            KRB5_KDB_OPEN_RW | KRB5_KDB_SRV_TYPE_ADMIN);

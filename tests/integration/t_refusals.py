@@ -57,6 +57,80 @@ def test_managed_flag_and_keys_stay_consistent():
     r.kadmin_local('getprinc host/old.test', expected_msg='Number of keys: 2')
 
 
+def load_update(r, line, name, **kw):
+    """kdb5_util load -update of one dump line: a writer other than the
+    module's own that hands back an entry as it wants it stored."""
+    path = r.path(name)
+    with open(path, 'w') as f:
+        f.write('kdb5_util load_dump version 7\n' + line + ';\n')
+    return r.run([KDB5_UTIL, 'load', '-update', path], **kw)
+
+
+def test_other_writers_change_no_key_state():
+    # A kadmin client with modify rights, or anything writing entries back,
+    # may change a managed principal but not its keys, key versions or
+    # records: a far-future expiry would make a temporary key permanent,
+    # and a relabelled kvno would serve an old key under a new number.
+    r = Realm(start_kadmind=True)
+    r.addprinc('admin/admin', 'admin-pw')
+    r.kadmin_local('addprinc -nokey ' + SVC)
+    r.set_key(SVC, '1h', r.path('http.keytab'))
+    before = r.dump_entry(SVC_FULL)
+    r.run([KADMIN, '-p', 'admin/admin', '-w', 'admin-pw', '-q',
+           'modprinc -kvno 9 ' + SVC],
+          expected_msg='Cannot change protected principal')
+    r.kadmin_local('modprinc -kvno 9 ' + SVC,
+                   expected_msg='key versions and their records change '
+                   'only by uploads and tempkey-admin')
+    r.kadmin_local('purgekeys -all ' + SVC,
+                   expected_msg='change only by uploads and tempkey-admin')
+    f = dump_fields(before)
+    # The record rewritten: its last byte (inside the uploader hash or the
+    # expiry) changed, the DER still well formed in length.
+    n_tl = int(f[3])
+    pos = 15
+    for _ in range(n_tl):
+        if int(f[pos]) == TL_META:
+            hexed = f[pos + 2]
+            f[pos + 2] = hexed[:-2] + ('%02x' % (int(hexed[-2:], 16) ^ 1))
+        pos += 3
+    load_update(r, '\t'.join(f), 'forged.dump', expected_code=1,
+                expected_msg='change only by uploads and tempkey-admin')
+    # MIT's kdb5_util leaves a db2 database locked after any failed line of
+    # a load -update (it took the permanent lock, which removes the lock
+    # file, and does not release it on the error path); the administrator
+    # recreates the file.
+    lock = r.path('principal.kadm5.lock')
+    if os.path.exists(lock):
+        fail('expected kdb5_util to leave the database locked')
+    open(lock, 'w').close()
+    if r.dump_entry(SVC_FULL) != before:
+        fail('another writer changed the key state')
+    # Other changes go through.
+    r.run([KADMIN, '-p', 'admin/admin', '-w', 'admin-pw', '-q',
+           'modprinc -maxlife "3 hours" ' + SVC])
+    if dump_fields(r.dump_entry(SVC_FULL))[8] != str(3 * 3600):
+        fail('an ordinary change of a managed principal was refused')
+
+
+def test_master_key_change_reencrypts_temporary_keys():
+    # kdb5_util update_princ_encryption rewrites every key under the new
+    # master key: the same keys, so it is allowed, and the KDC serves them.
+    r = Realm(purge_interval='1h')
+    r.addprinc('user', 'user-pw')
+    r.kadmin_local('addprinc -nokey ' + SVC)
+    kt = r.path('http.keytab')
+    r.set_key(SVC, '1h', kt)
+    r.run([KDB5_UTIL, 'add_mkey', '-s'], input='new-master\nnew-master\n')
+    r.run([KDB5_UTIL, 'use_mkey', '2'])
+    r.run([KDB5_UTIL, 'update_princ_encryption', '-f'],
+          expected_msg='5 principals processed: 5 updated')
+    r.stop_kdc()
+    r.start_kdc()
+    r.kinit('user', 'user-pw')
+    r.run([KVNO, '-k', kt, SVC], expected_msg='kvno = 1, keytab entry valid')
+
+
 def broken(r, expected, **settings):
     """With settings applied to the configuration, every tool refuses to
     start and names the setting; then the configuration is restored."""
@@ -178,5 +252,7 @@ def test_corrupt_record_refuses_only_that_principal():
 
 Tests().run(test_long_term_keys_refused,
             test_managed_flag_and_keys_stay_consistent,
+            test_other_writers_change_no_key_state,
+            test_master_key_change_reencrypts_temporary_keys,
             test_misconfiguration_refused,
             test_corrupt_record_refuses_only_that_principal)
