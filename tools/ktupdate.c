@@ -50,7 +50,10 @@ enum {
 
 #define DEFAULT_ENCTYPES "aes256-cts-hmac-sha1-96,aes128-cts-hmac-sha1-96"
 #define STATE_SUFFIX ".tempkey"
-#define MAX_RECORDS 64
+/* The key records of every principal sharing the keytab: with hourly
+ * rotation of day-long keys each holds about 25, and a host keytab holds a
+ * few principals.  The bound only stops a runaway file. */
+#define MAX_RECORDS 65536
 #define MAX_REDIRECTS 3         /* not-primary refusals followed in a run */
 #define MAX_PRIMARIES 8         /* primary_kdc values tried */
 #define MAX_TRIED (MAX_PRIMARIES + MAX_REDIRECTS + 1)
@@ -86,8 +89,8 @@ typedef struct {
     size_t nenctypes;
     krb5_deltat lifetime;
     krb5_deltat skew;
-    record records[MAX_RECORDS];
-    size_t nrecords;
+    record *records;
+    size_t nrecords, records_size;
     tk_client_session session;
     krb5_get_init_creds_opt *gic;
     int64_t refresh_by;
@@ -144,9 +147,34 @@ free_records(updater *u)
     u->nrecords = 0;
 }
 
+/* Room for one more record. */
+static krb5_error_code
+grow_records(updater *u)
+{
+    record *grown;
+    size_t size;
+
+    if (u->nrecords < u->records_size)
+        return 0;
+    if (u->nrecords >= MAX_RECORDS) {
+        krb5_set_error_message(u->ctx, ENOSPC, "%s holds %d key records, "
+                               "the most it may", u->state_file,
+                               MAX_RECORDS);
+        return ENOSPC;
+    }
+    size = u->records_size ? 2 * u->records_size : 64;
+    grown = realloc(u->records, size * sizeof(*grown));
+    if (grown == NULL)
+        return ENOMEM;
+    u->records = grown;
+    u->records_size = size;
+    return 0;
+}
+
 static krb5_error_code
 load_records(updater *u)
 {
+    krb5_error_code ret = 0;
     FILE *f;
     char line[1024], name[1000], status[16];
     unsigned int kvno;
@@ -156,23 +184,28 @@ load_records(updater *u)
     f = fopen(u->state_file, "r");
     if (f == NULL)
         return (errno == ENOENT) ? 0 : errno;
-    while (fgets(line, sizeof(line), f) != NULL &&
-           u->nrecords < MAX_RECORDS) {
-        record *r = &u->records[u->nrecords];
+    while (ret == 0 && fgets(line, sizeof(line), f) != NULL) {
+        record *r;
 
         if (sscanf(line, "%999s %u %lld %15s", name, &kvno, &expiry,
                    status) != 4 || kvno == 0 || kvno > TK_KVNO_MAX)
             continue;           /* skip what we did not write */
-        r->principal = strdup(name);
-        if (r->principal == NULL)
+        ret = grow_records(u);
+        if (ret)
             break;
+        r = &u->records[u->nrecords];
+        r->principal = strdup(name);
+        if (r->principal == NULL) {
+            ret = ENOMEM;
+            break;
+        }
         r->kvno = kvno;
         r->expiry = expiry;
         r->pending = (strcmp(status, "pending") == 0);
         u->nrecords++;
     }
     fclose(f);
-    return 0;
+    return ret;
 }
 
 /* Write the records atomically, like the keytab, through a new file of
@@ -246,10 +279,12 @@ static krb5_error_code
 set_record(updater *u, krb5_kvno kvno, int64_t expiry, int pending)
 {
     record *r = find_record(u, kvno);
+    krb5_error_code ret;
 
     if (r == NULL) {
-        if (u->nrecords == MAX_RECORDS)
-            return ENOSPC;
+        ret = grow_records(u);
+        if (ret)
+            return ret;
         r = &u->records[u->nrecords];
         r->principal = strdup(u->princ_name);
         if (r->principal == NULL)
@@ -1450,6 +1485,7 @@ main(int argc, char **argv)
     }
     tk_client_session_clear(&u.session);
     free_records(&u);
+    free(u.records);
     tk_identity_free(u.id);
     tk_trust_free(u.trust);
     if (u.ctx != NULL) {

@@ -265,6 +265,20 @@ def test_concurrent_runs_on_one_keytab_keep_every_key():
         fail('temporary files were left behind: %s' % leftovers)
 
 
+def test_a_host_keytab_holds_a_days_records():
+    # Three services in one keytab, each with a day's worth of hourly keys
+    # (about 25 versions): the records of all of them fit.
+    r = Realm(pki=True, purge_interval='1h', enroll='*/h.test')
+    names = ['HTTP/h.test', 'host/h.test', 'ldap/h.test']
+    certs = [r.server_cert(n) for n in names]
+    for _ in range(25):
+        for c in certs:
+            r.ktupdate(c, '--lifetime', '1h')
+    for n in names:
+        if keytab_kvnos(r, r.keytab, n + '@' + REALM) != set(range(1, 26)):
+            fail('the keytab lacks some of %s\'s 25 keys' % n)
+
+
 def test_symlinked_keytab_keeps_its_link():
     r = Realm(pki=True, purge_interval='1h')
     cert = r.server_cert(SVC)
@@ -298,4 +312,5 @@ Tests().run(test_untrusted_kdc_refused_before_any_upload,
             test_concurrent_runs_on_one_keytab_keep_every_key,
             test_resend_under_a_renewed_certificate_is_accepted,
             test_refused_resend_keeps_a_key_the_kdc_holds,
-            test_symlinked_keytab_keeps_its_link)
+            test_symlinked_keytab_keeps_its_link,
+            test_a_host_keytab_holds_a_days_records)
