@@ -201,6 +201,11 @@ tk_entry_kdc_view_meta(krb5_context ctx, krb5_db_entry *entry,
 
     memset(&empty, 0, sizeof(empty));
     keep_recorded_keys(ctx, entry, meta != NULL ? meta : &empty, now);
+    /* No password: a policy's password lifetime (pw_expiration) or a
+     * forced change would stop the uploads that keep the principal
+     * usable. */
+    entry->pw_expiration = 0;
+    entry->attributes &= ~KRB5_KDB_REQUIRES_PWCHANGE;
     if (!server_lookup) {
         /* As a client only an upload or a temporary key may prove it.  (On
          * a server the flag would refuse users' unpreauthenticated TGTs.)

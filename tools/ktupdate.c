@@ -979,13 +979,24 @@ failed(updater *u, attempt *a)
         status = EXIT_UNREACHABLE;
     } else if (s->request == NULL && s->message[0] == '\0' &&
                is_kdc_answer(a->ret)) {
-        snprintf(s->message, sizeof(s->message), "%s",
-                 a->ret == KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN ?
-                 "the KDC does not know this principal and "
-                 "tempkey_enroll does not let it enroll" :
-                 "the KDC offers no tempkey upload for this principal: "
-                 "it is neither managed nor allowed to enroll "
-                 "(tempkey_enroll)");
+        const char *why = krb5_get_error_message(a->ctx, a->ret);
+
+        if (a->ret == KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN)
+            snprintf(s->message, sizeof(s->message), "the KDC does not know "
+                     "this principal and tempkey_enroll does not let it "
+                     "enroll");
+        else if (a->ret == KRB5_PREAUTH_FAILED ||
+                 a->ret == KRB5KDC_ERR_PREAUTH_FAILED ||
+                 a->ret == KRB5KDC_ERR_ETYPE_NOSUPP)
+            snprintf(s->message, sizeof(s->message), "the KDC offers no "
+                     "tempkey upload for this principal: it is neither "
+                     "managed nor allowed to enroll (tempkey_enroll)");
+        else
+            /* Refused before any offer, for a reason of the KDC's own
+             * (e.g. KDC_ERR_KEY_EXP, a disabled principal). */
+            snprintf(s->message, sizeof(s->message), "the KDC refused the "
+                     "exchange before offering an upload: %s", why);
+        krb5_free_error_message(a->ctx, why);
         status = EXIT_REFUSED;
     } else if (s->request == NULL && s->message[0] != '\0') {
         status = EXIT_KDC_UNTRUSTED;

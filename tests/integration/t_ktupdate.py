@@ -279,6 +279,18 @@ def test_a_host_keytab_holds_a_days_records():
             fail('the keytab lacks some of %s\'s 25 keys' % n)
 
 
+def test_kdc_refusal_before_any_offer_is_told_as_it_is():
+    # A disabled principal is refused before any key request: ktupdate says
+    # so in the KDC's words rather than blaming enrollment.
+    r = Realm(pki=True)
+    cert = r.server_cert(SVC)
+    r.ktupdate(cert, expected_msg='stored kvno 1')
+    r.kadmin_local('modprinc -allow_tix ' + SVC)
+    r.ktupdate(cert, expected_code=4,
+               expected_msg='the KDC refused the exchange before offering '
+               'an upload: Client\'s credentials have been revoked')
+
+
 def test_symlinked_keytab_keeps_its_link():
     r = Realm(pki=True, purge_interval='1h')
     cert = r.server_cert(SVC)
@@ -313,4 +325,5 @@ Tests().run(test_untrusted_kdc_refused_before_any_upload,
             test_resend_under_a_renewed_certificate_is_accepted,
             test_refused_resend_keeps_a_key_the_kdc_holds,
             test_symlinked_keytab_keeps_its_link,
-            test_a_host_keytab_holds_a_days_records)
+            test_a_host_keytab_holds_a_days_records,
+            test_kdc_refusal_before_any_offer_is_told_as_it_is)

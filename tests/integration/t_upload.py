@@ -200,6 +200,25 @@ def test_enrolling_names_exist_only_for_the_upload():
           expected_msg='not found in Kerberos database')
 
 
+def test_password_lifetime_of_a_policy_does_not_apply():
+    # A managed principal made under a policy with a password lifetime
+    # (kadmin sets its pw_expiration) keeps uploading once it passes.
+    r = Realm(pki=True)
+    r.addprinc('user', 'user-pw')
+    r.kadmin_local('addpol -maxlife 2s shortpw')
+    start = time.time()
+    r.kadmin_local('addprinc -nokey -policy shortpw ' + SVC)
+    r.kadmin_local('setstr %s tempkey 1' % SVC)
+    if 'Password expiration date: [never]' in r.kadmin_local('getprinc ' +
+                                                             SVC):
+        fail('the policy set no password expiration: nothing is tested')
+    r.wait_for('the password lifetime to pass',
+               lambda: time.time() > start + 3)
+    stored(r.ktupdate(r.server_cert(SVC)))
+    stored(r.ktupdate(r.server_cert(SVC)))
+    user_ticket(r, 2)
+
+
 def test_a_broken_realm_leaves_the_other_realms_working():
     # One krb5kdc serving two tempkey realms, the second without
     # pkinit_identity: that realm is reported and offers no uploads, the
@@ -252,4 +271,5 @@ Tests().run(test_enroll_without_prior_configuration,
             test_misconfigured_module_is_reported,
             test_a_broken_realm_leaves_the_other_realms_working,
             test_upload_ticket_ends_with_the_new_key,
+            test_password_lifetime_of_a_policy_does_not_apply,
             test_enrolling_names_exist_only_for_the_upload)
