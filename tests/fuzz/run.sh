@@ -27,9 +27,10 @@ if [ "${1:-}" = --one ]; then
     crashes=$(find "$out/crashes" -type f | wc -l)
     # No final statistics: the target never ran properly.
     [ -n "$execs" ] || [ "$status" != 0 ] || status=1
+    result=ok
+    [ "$status" = 0 ] || result="FAILED (exit $status, see $out/log)"
     printf '%-14s %12s %8s %6s %7s %7s %s\n' "$t" "${execs:-?}" \
-        "${rate:-?}" "${cov:-?}" "${ft:-?}" "$crashes" \
-        "$([ "$status" = 0 ] && echo ok || echo "FAILED (exit $status, see $out/log)")" \
+        "${rate:-?}" "${cov:-?}" "${ft:-?}" "$crashes" "$result" \
         >"$out/summary"
     exit 0
 fi
