@@ -6,6 +6,10 @@
 # in crashes/, libFuzzer's output in log).  Exits 1 if any target crashed
 # or did not run.
 set -eu
+# libFuzzer's status lines may end with binary dictionary entries: parse
+# them as bytes.
+LC_ALL=C
+export LC_ALL
 
 if [ "${1:-}" = --one ]; then
     # One target (run in parallel by the driver below).
@@ -21,7 +25,7 @@ if [ "${1:-}" = --one ]; then
         "$out/corpus" "$fuzzdir/corpus/$t" >"$out/log" 2>&1 || status=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out/log")
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$out/log")
-    last=$(grep -E '^#[0-9]+' "$out/log" | tail -n 1)
+    last=$(grep -aE '^#[0-9]+' "$out/log" | tail -n 1 | sed 's/ MS: .*//')
     cov=$(echo "$last" | sed -n 's/.* cov: \([0-9]*\).*/\1/p')
     ft=$(echo "$last" | sed -n 's/.* ft: \([0-9]*\).*/\1/p')
     crashes=$(find "$out/crashes" -type f | wc -l)
