@@ -310,13 +310,18 @@ cleanup:
 static krb5_error_code
 bio_to_data(BIO *bio, krb5_data *out)
 {
-    char *p;
+    char *p = NULL;
     long len = BIO_get_mem_data(bio, &p);
 
+    if (len < 0)
+        len = 0;
     out->data = malloc(len > 0 ? len : 1);
     if (out->data == NULL)
         return ENOMEM;
-    memcpy(out->data, p, len);
+    /* An empty BIO (a CMS message with empty content) may have no buffer:
+     * memcpy must not be handed its NULL. */
+    if (len > 0)
+        memcpy(out->data, p, len);
     out->length = len;
     return 0;
 }
@@ -544,7 +549,8 @@ tk_cms_decrypt(krb5_context ctx, const tk_identity *id, const krb5_data *der,
     }
     ret = bio_to_data(out, content_out);
     len = BIO_get_mem_data(out, &p);
-    OPENSSL_cleanse(p, len);
+    if (len > 0)
+        OPENSSL_cleanse(p, len);
 
 cleanup:
     BIO_free(out);

@@ -342,6 +342,16 @@ class Realm:
             'LC_ALL': 'C',
             'TZ': 'UTC',
         })
+        # scripts/check --sanitize: Debian's uninstrumented daemons and
+        # tools load our instrumented modules, which needs the sanitizer
+        # runtimes loaded first.  Only what the realm runs gets them, not
+        # the test's own interpreter.  No leak check there: MIT's programs
+        # do not free everything at exit (make valgrind-kdc checks ours).
+        preload = os.environ.get('TK_SANITIZE_PRELOAD')
+        if preload:
+            env['LD_PRELOAD'] = preload
+            env['ASAN_OPTIONS'] = (env.get('ASAN_OPTIONS', '') +
+                                   ':detect_leaks=0').lstrip(':')
         return env
 
     # ---- running commands
@@ -493,6 +503,13 @@ class Realm:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        # What the daemon wrote after it was ready (a crash, a sanitizer
+        # report) goes into the test's log.
+        rest = _drain(proc.stdout) if proc.stdout else ''
+        if rest:
+            sys.stdout.write('+ %s wrote after it was ready (exit %s):\n%s'
+                             % (proc.args[0], proc.returncode,
+                                _indent(rest)))
         if proc in self.daemons:
             self.daemons.remove(proc)
 
@@ -540,6 +557,21 @@ class ReplicaKDC:
                 return f.read()
         except FileNotFoundError:
             return ''
+
+
+def _drain(pipe):
+    """What is left in a daemon's non-blocking pipe, without waiting (a
+    child of the daemon may still hold it open)."""
+    chunks = []
+    while True:
+        try:
+            b = os.read(pipe.fileno(), 65536)
+        except (OSError, ValueError):
+            break
+        if not b:
+            break
+        chunks.append(b)
+    return b''.join(chunks).decode('utf-8', 'replace')
 
 
 def _indent(text):
