@@ -449,18 +449,20 @@ new_entry(krb5_context ctx, const tk_policy *pol, krb5_const_principal princ,
  * reply re-sends the same keys under its new certificate, and the KDC
  * holds them already (the stored record keeps the first uploader).
  */
-static krb5_boolean
+static krb5_error_code
 same_upload(krb5_context ctx, krb5_db_entry *entry, const tk_meta *meta,
-            const tk_upload *up)
+            const tk_upload *up, krb5_boolean *same_out)
 {
     const tk_key_record *rec = tk_meta_find(meta, up->kvno);
+    krb5_error_code ret;
     krb5_keyblock kb;
     size_t i, matched = 0;
     int k, held = 0;
     krb5_boolean same;
 
+    *same_out = FALSE;
     if (rec == NULL)
-        return FALSE;
+        return 0;
     for (k = 0; k < entry->n_key_data; k++) {
         krb5_key_data *kd = &entry->key_data[k];
 
@@ -468,8 +470,9 @@ same_upload(krb5_context ctx, krb5_db_entry *entry, const tk_meta *meta,
             continue;
         held++;
         memset(&kb, 0, sizeof(kb));
-        if (krb5_dbe_decrypt_key_data(ctx, NULL, kd, &kb, NULL) != 0)
-            return FALSE;
+        ret = tk_entry_decrypt_key(ctx, entry, kd, &kb, NULL);
+        if (ret)
+            return ret;
         for (i = 0; i < up->nkeys; i++) {
             same = (up->keys[i].enctype == kb.enctype &&
                     up->keys[i].length == kb.length &&
@@ -482,7 +485,8 @@ same_upload(krb5_context ctx, krb5_db_entry *entry, const tk_meta *meta,
         }
         krb5_free_keyblock_contents(ctx, &kb);
     }
-    return held == (int)up->nkeys && matched == up->nkeys;
+    *same_out = (held == (int)up->nkeys && matched == up->nkeys);
+    return 0;
 }
 
 static krb5_error_code
@@ -551,6 +555,7 @@ upload_change(krb5_context writer, krb5_db_entry **entryp, void *arg,
     krb5_db_entry *entry;
     tk_meta *meta = NULL;
     krb5_kvno next;
+    krb5_boolean same = FALSE;
     size_t purged = 0;
     char msg[128];
 
@@ -572,8 +577,11 @@ upload_change(krb5_context writer, krb5_db_entry **entryp, void *arg,
         goto cleanup;
     }
     if (up->kvno == next - 1) {
-        if (meta != NULL &&
-            same_upload(st->keyctx, entry, meta, up)) {
+        if (meta != NULL)
+            ret = same_upload(st->keyctx, entry, meta, up, &same);
+        if (ret)
+            goto cleanup;
+        if (same) {
             st->res->expiry = tk_meta_find(meta, up->kvno)->expiry;
             goto cleanup;       /* already stored: a retransmission */
         }
@@ -631,6 +639,18 @@ store_upload(krb5_context writer, krb5_context keyctx, const tk_policy *pol,
     if (ret)
         return ret;
     ret = write_entry(writer, princ, upload_change, &st, &res_out->checked);
+    if (ret == KRB5_KDB_NO_MATCHING_KEY) {
+        /* The master key changed (kdb5_util update_princ_encryption):
+         * reload it now that no lock is held, and decide again. */
+        ret = tk_reload_master_keys(keyctx, princ->realm.data);
+        if (ret == 0)
+            ret = tk_active_mkey(keyctx, princ, &st.mkvno, &st.mkey);
+        if (ret == 0) {
+            memset(res_out, 0, sizeof(*res_out));
+            ret = write_entry(writer, princ, upload_change, &st,
+                              &res_out->checked);
+        }
+    }
     if (ret)
         res_out->wrote = FALSE;
     return ret;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <kadm5/kadm_err.h>
+#include <profile.h>
 #include <openssl/crypto.h>
 
 /* Prefix the context's message for code with the principal's name. */
@@ -424,6 +425,53 @@ cleanup:
     return ret;
 }
 
+krb5_error_code
+tk_entry_decrypt_key(krb5_context ctx, krb5_db_entry *entry,
+                     const krb5_key_data *kd, krb5_keyblock *key_out,
+                     krb5_keysalt *salt_out)
+{
+    krb5_error_code ret;
+    krb5_keyblock *mkey;
+    krb5_kvno mkvno = 0;
+
+    ret = krb5_dbe_find_mkey(ctx, entry, &mkey);
+    if (ret == KRB5_KDB_NO_MATCHING_KEY) {
+        (void)krb5_dbe_get_mkvno(ctx, entry, &mkvno);
+        krb5_set_error_message(ctx, ret, "master key version %u is not "
+                               "loaded here (the master key changed)",
+                               mkvno);
+        return name_error(ctx, ret, entry->princ);
+    }
+    if (ret)
+        return ret;
+    return krb5_dbe_decrypt_key_data(ctx, mkey, kd, key_out, salt_out);
+}
+
+krb5_error_code
+tk_reload_master_keys(krb5_context ctx, const char *realm)
+{
+    krb5_error_code ret;
+    krb5_keylist_node *list = krb5_db_mkey_list_alias(ctx);
+    krb5_principal mprinc = NULL;
+    profile_t profile = NULL;
+    char *name = NULL;
+
+    if (list == NULL)
+        return KRB5_KDB_DBNOTINITED;
+    ret = krb5_get_profile(ctx, &profile);
+    if (ret == 0)
+        ret = profile_get_string(profile, "realms", realm, "master_key_name",
+                                 NULL, &name);
+    if (ret == 0)
+        ret = krb5_db_setup_mkey_name(ctx, name, realm, NULL, &mprinc);
+    if (ret == 0)
+        ret = krb5_db_fetch_mkey_list(ctx, mprinc, &list->keyblock);
+    krb5_free_principal(ctx, mprinc);
+    profile_release_string(name);
+    profile_release(profile);
+    return ret;
+}
+
 /* Re-encrypt the entry's keys under mkey if they use another master key. */
 static krb5_error_code
 reencrypt_keys(krb5_context ctx, krb5_db_entry *entry, krb5_kvno mkvno,
@@ -447,7 +495,7 @@ reencrypt_keys(krb5_context ctx, krb5_db_entry *entry, krb5_kvno mkvno,
         memset(&kb, 0, sizeof(kb));
         memset(&salt, 0, sizeof(salt));
         memset(&fresh, 0, sizeof(fresh));
-        ret = krb5_dbe_decrypt_key_data(ctx, NULL, kd, &kb, &salt);
+        ret = tk_entry_decrypt_key(ctx, entry, kd, &kb, &salt);
         if (ret)
             return ret;
         ret = krb5_dbe_encrypt_key_data(ctx, mkey, &kb,

@@ -92,6 +92,22 @@ krb5_error_code tk_entry_add_keys(krb5_context ctx, krb5_db_entry *entry,
                                   krb5_kvno mkvno,
                                   const krb5_keyblock *mkey);
 
+/*
+ * Decrypt kd, a key of entry, with the master key entry names, from ctx's
+ * list and without reading the database: libkdb5's own fallback reloads
+ * the list from the database, which under another handle's exclusive lock
+ * would wait for ever (krb5_lock_file takes per-descriptor locks).  A
+ * master key missing from the list is KRB5_KDB_NO_MATCHING_KEY: reload it
+ * with tk_reload_master_keys() once no lock is held.
+ */
+krb5_error_code tk_entry_decrypt_key(krb5_context ctx, krb5_db_entry *entry,
+                                     const krb5_key_data *kd,
+                                     krb5_keyblock *key_out,
+                                     krb5_keysalt *salt_out);
+/* Reload ctx's master key list from the database (after a master key
+ * change by another process).  Takes the database's shared lock. */
+krb5_error_code tk_reload_master_keys(krb5_context ctx, const char *realm);
+
 /* The kvno the next key for entry must have. */
 krb5_error_code tk_entry_next_kvno(krb5_context ctx, krb5_db_entry *entry,
                                    krb5_kvno *kvno_out);

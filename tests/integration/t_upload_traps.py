@@ -8,7 +8,7 @@ import threading
 
 from kdcproxy import KDCProxy, is_as_rep, proxied_config
 from realm import (Realm, Tests, fail, dump_fields, entry_keys, KADMIN_LOCAL,
-                   KDB5_UTIL, KVNO, REALM)
+                   KDB5_UTIL, KVNO, REALM, TK_UPLOAD)
 
 SVC = 'HTTP/www.test'
 SVC_FULL = SVC + '@' + REALM
@@ -137,7 +137,35 @@ def test_a_stale_writer_keeps_its_changes_but_not_its_keys():
     r.run([KVNO, '-k', r.keytab, SVC], expected_msg='kvno = 3, keytab')
 
 
+def test_master_key_change_under_the_store_lock():
+    # The KDC's store decrypts a stored key under the database lock.  After
+    # a master key change made by kdb5_util while the KDC runs, that key is
+    # under a master key the KDC has not loaded; libkdb5 would reload the
+    # list from the database through the KDC's own handle, and wait for
+    # ever on the lock its writer holds.  The store reloads it outside the
+    # lock instead, and the KDC goes on serving.
+    r = Realm(pki=True, purge_interval='1h')
+    r.addprinc('user', 'user-pw')
+    cert = r.server_cert(SVC)
+    r.ktupdate(cert, expected_msg='stored kvno 1 ')
+    r.run([KDB5_UTIL, 'add_mkey', '-s'], input='second\nsecond\n')
+    r.run([KDB5_UTIL, 'use_mkey', '2'])
+    r.run([KDB5_UTIL, 'update_princ_encryption', '-f'],
+          expected_msg='updated')
+    # Back to the first master key as the active one, which the KDC has.
+    r.run([KDB5_UTIL, 'use_mkey', '1'])
+    # The same kvno again (other keys): the store compares the stored keys.
+    r.run([TK_UPLOAD, '--cert', cert.chain_pem, '--key', cert.key_pem,
+           '--anchors', r.ca.cert_pem, '--principal', SVC_FULL,
+           '--kvno', '1'], expected_code=4, timeout=20,
+          expected_msg='refused kvno-not-above-stored')
+    r.ktupdate(cert, expected_msg='stored kvno 2 ', timeout=20)
+    r.kinit('user', 'user-pw')
+    r.run([KVNO, '-k', r.keytab, SVC], expected_msg='kvno = 2, keytab')
+
+
 Tests().run(test_stored_key_survives_the_lockout_write_back,
             test_retransmitted_upload_to_two_workers_succeeds,
             test_kadmin_changes_during_an_upload_storm_are_kept,
-            test_a_stale_writer_keeps_its_changes_but_not_its_keys)
+            test_a_stale_writer_keeps_its_changes_but_not_its_keys,
+            test_master_key_change_under_the_store_lock)
