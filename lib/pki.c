@@ -2,9 +2,12 @@
 #include "tkproto.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
 
 #include <openssl/asn1t.h>
 #include <openssl/cms.h>
@@ -211,13 +214,42 @@ tk_identity_load_pkinit(krb5_context ctx, const char *spec,
     return ret;
 }
 
+/* One pkinit_revoke file: the CRLs last read from it and which version of
+ * the file was last looked at (read, or found unusable). */
+typedef struct {
+    char *spec;                 /* as configured, for messages */
+    char *path;
+    struct stat seen;
+    STACK_OF(X509_CRL) *crls;   /* the last good contents */
+} crl_file;
+
+struct tk_trust {
+    X509_STORE *store;          /* anchors */
+    STACK_OF(X509) *pool;       /* untrusted intermediates */
+    crl_file *crl_files;
+    size_t ncrl_files;
+    STACK_OF(X509_CRL) *crls;   /* every file's, for the verifier */
+};
+
+/* CRL files are read whole; a real one is far smaller. */
+#define MAX_CRL_FILE (64 * 1024 * 1024)
+
 void
 tk_trust_free(tk_trust *trust)
 {
+    size_t i;
+
     if (trust == NULL)
         return;
     X509_STORE_free(trust->store);
     sk_X509_pop_free(trust->pool, X509_free);
+    for (i = 0; i < trust->ncrl_files; i++) {
+        free(trust->crl_files[i].spec);
+        free(trust->crl_files[i].path);
+        sk_X509_CRL_pop_free(trust->crl_files[i].crls, X509_CRL_free);
+    }
+    free(trust->crl_files);
+    sk_X509_CRL_pop_free(trust->crls, X509_CRL_free);
     free(trust);
 }
 
@@ -229,6 +261,215 @@ strip_prefix(const char *spec, const char *prefix)
     return (strncmp(spec, prefix, n) == 0) ? spec + n : NULL;
 }
 
+/* Whether two stat results are the same version of a file.  The change time
+ * catches a rewrite in place that keeps size and modification time. */
+static int
+same_version(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino &&
+        a->st_size == b->st_size &&
+        a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+        a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+        a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
+        a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/* Parse a CRL file's contents: PEM CRLs (one or more), else one DER CRL. */
+static STACK_OF(X509_CRL) *
+parse_crls(const unsigned char *data, size_t len)
+{
+    STACK_OF(X509_CRL) *crls = sk_X509_CRL_new_null();
+    const unsigned char *p = data;
+    unsigned long e;
+    X509_CRL *crl;
+    BIO *bio;
+
+    if (crls == NULL)
+        return NULL;
+    bio = BIO_new_mem_buf(data, (int)len);
+    while (bio != NULL &&
+           (crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL)) != NULL) {
+        if (!sk_X509_CRL_push(crls, crl)) {
+            X509_CRL_free(crl);
+            goto fail;
+        }
+    }
+    BIO_free(bio);
+    /* Only the end of the input may stop the PEM reader: a damaged or
+     * truncated block makes the whole file unusable. */
+    e = ERR_peek_last_error();
+    if (bio == NULL || (e != 0 && !(ERR_GET_LIB(e) == ERR_LIB_PEM &&
+                                    ERR_GET_REASON(e) ==
+                                    PEM_R_NO_START_LINE)))
+        goto fail;
+    ERR_clear_error();
+    if (sk_X509_CRL_num(crls) > 0)
+        return crls;
+    crl = d2i_X509_CRL(NULL, &p, (long)len);
+    if (crl != NULL && p == data + len && sk_X509_CRL_push(crls, crl))
+        return crls;
+    X509_CRL_free(crl);
+
+fail:
+    ERR_clear_error();
+    sk_X509_CRL_pop_free(crls, X509_CRL_free);
+    return NULL;
+}
+
+/* Read file f anew: its CRLs into f->crls (unchanged on failure) and the
+ * version read into f->seen (also on failure, so that it is reported once).
+ */
+static krb5_error_code
+read_crl_file(krb5_context ctx, crl_file *f)
+{
+    krb5_error_code ret;
+    STACK_OF(X509_CRL) *crls = NULL;
+    unsigned char *data = NULL;
+    struct stat st;
+    size_t len = 0;
+    ssize_t n;
+    int fd;
+
+    fd = open(f->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        ret = errno;
+        /* Remember a missing file's absence as its version. */
+        memset(&f->seen, 0, sizeof(f->seen));
+        goto cleanup;
+    }
+    f->seen = st;
+    if (!S_ISREG(st.st_mode)) {
+        ret = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+        goto cleanup;
+    }
+    if (st.st_size > MAX_CRL_FILE) {
+        ret = EFBIG;
+        goto cleanup;
+    }
+    data = malloc(st.st_size + 1);
+    if (data == NULL) {
+        ret = ENOMEM;
+        goto cleanup;
+    }
+    /* Bounded by the size fstat gave: a file growing meanwhile has a new
+     * version, read at the next refresh. */
+    while (len < (size_t)st.st_size) {
+        n = read(fd, data + len, st.st_size - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            ret = errno;
+            goto cleanup;
+        }
+        if (n == 0)
+            break;
+        len += n;
+    }
+    crls = parse_crls(data, len);
+    if (crls == NULL) {
+        krb5_set_error_message(ctx, KRB5_CONFIG_BADFORMAT, "pkinit_revoke "
+                               "%s: holds no CRL (PEM or DER)", f->spec);
+        ret = KRB5_CONFIG_BADFORMAT;
+        goto done;
+    }
+    sk_X509_CRL_pop_free(f->crls, X509_CRL_free);
+    f->crls = crls;
+    ret = 0;
+    goto done;
+
+cleanup:
+    krb5_set_error_message(ctx, ret, "pkinit_revoke %s: cannot read it: %s",
+                           f->spec, strerror(ret));
+done:
+    if (fd >= 0)
+        close(fd);
+    free(data);
+    return ret;
+}
+
+/* Gather every file's CRLs for the verifier, each with a reference of its
+ * own: a failure leaves the CRLs gathered before in place and valid. */
+static krb5_error_code
+collect_crls(tk_trust *trust)
+{
+    STACK_OF(X509_CRL) *all = sk_X509_CRL_new_null();
+    X509_CRL *crl;
+    size_t i;
+    int j;
+
+    if (all == NULL)
+        return ENOMEM;
+    for (i = 0; i < trust->ncrl_files; i++) {
+        for (j = 0; j < sk_X509_CRL_num(trust->crl_files[i].crls); j++) {
+            crl = sk_X509_CRL_value(trust->crl_files[i].crls, j);
+            if (!sk_X509_CRL_push(all, crl)) {
+                sk_X509_CRL_pop_free(all, X509_CRL_free);
+                return ENOMEM;
+            }
+            X509_CRL_up_ref(crl);
+        }
+    }
+    sk_X509_CRL_pop_free(trust->crls, X509_CRL_free);
+    trust->crls = all;
+    return 0;
+}
+
+static krb5_error_code
+add_crl_file(krb5_context ctx, tk_trust *trust, const char *spec)
+{
+    crl_file *grown, *f;
+    const char *path;
+
+    if (strip_prefix(spec, "DIR:") != NULL) {
+        krb5_set_error_message(ctx, KRB5_CONFIG_BADFORMAT, "pkinit_revoke "
+                               "%s: tempkey reads FILE: lists", spec);
+        return KRB5_CONFIG_BADFORMAT;
+    }
+    path = strip_prefix(spec, "FILE:");
+    grown = realloc(trust->crl_files,
+                    (trust->ncrl_files + 1) * sizeof(*grown));
+    if (grown == NULL)
+        return ENOMEM;
+    trust->crl_files = grown;
+    f = &trust->crl_files[trust->ncrl_files];
+    memset(f, 0, sizeof(*f));
+    f->spec = strdup(spec);
+    f->path = strdup(path != NULL ? path : spec);
+    trust->ncrl_files++;
+    if (f->spec == NULL || f->path == NULL)
+        return ENOMEM;
+    return read_crl_file(ctx, f);
+}
+
+krb5_error_code
+tk_trust_refresh(krb5_context ctx, tk_trust *trust, tk_crl_report_fn report,
+                 void *arg)
+{
+    krb5_error_code ret;
+    struct stat st;
+    crl_file *f;
+    const char *msg;
+    size_t i;
+    int reloaded = 0;
+
+    for (i = 0; i < trust->ncrl_files; i++) {
+        f = &trust->crl_files[i];
+        if (stat(f->path, &st) != 0)
+            memset(&st, 0, sizeof(st));
+        if (same_version(&st, &f->seen))
+            continue;
+        ret = read_crl_file(ctx, f);
+        if (ret == 0)
+            reloaded = 1;
+        if (report == NULL)
+            continue;
+        msg = (ret != 0) ? krb5_get_error_message(ctx, ret) : NULL;
+        report(arg, f->spec, sk_X509_CRL_num(f->crls), msg);
+        krb5_free_error_message(ctx, msg);
+    }
+    return reloaded ? collect_crls(trust) : 0;
+}
+
 krb5_error_code
 tk_trust_load(krb5_context ctx, char **anchors, char **pool, char **crls,
               tk_trust **trust_out)
@@ -237,8 +478,6 @@ tk_trust_load(krb5_context ctx, char **anchors, char **pool, char **crls,
     tk_trust *trust;
     STACK_OF(X509) *certs = NULL;
     const char *path;
-    X509_CRL *crl;
-    FILE *f;
     int i;
 
     *trust_out = NULL;
@@ -279,23 +518,16 @@ tk_trust_load(krb5_context ctx, char **anchors, char **pool, char **crls,
         sk_X509_free(certs);
         certs = NULL;
     }
+    /* At start every file must be usable: a broken one is reported now
+     * rather than silently checking nothing. */
     for (; crls != NULL && *crls != NULL; crls++) {
-        path = strip_prefix(*crls, "FILE:");
-        f = fopen(path != NULL ? path : *crls, "r");
-        if (f == NULL) {
-            ret = errno;
-            krb5_set_error_message(ctx, ret, "cannot read CRL %s: %s", *crls,
-                                   strerror(ret));
+        ret = add_crl_file(ctx, trust, *crls);
+        if (ret)
             goto cleanup;
-        }
-        while ((crl = PEM_read_X509_CRL(f, NULL, NULL, NULL)) != NULL) {
-            X509_STORE_add_crl(trust->store, crl);
-            X509_CRL_free(crl);
-            trust->crl_check = 1;
-        }
-        fclose(f);
-        ERR_clear_error();
     }
+    ret = collect_crls(trust);
+    if (ret)
+        goto cleanup;
     *trust_out = trust;
     trust = NULL;
 
@@ -432,12 +664,25 @@ cleanup:
     return ret;
 }
 
+/* Like PKINIT without pkinit_require_crl_checking: a certificate whose
+ * issuer has no CRL configured is not refused for want of one, while every
+ * certificate whose issuer has one is checked against it. */
+static int
+verify_cb(int ok, X509_STORE_CTX *sctx)
+{
+    if (!ok && X509_STORE_CTX_get_error(sctx) == X509_V_ERR_UNABLE_TO_GET_CRL)
+        return 1;
+    return ok;
+}
+
 int
 tk_verify_chain(krb5_context ctx, const tk_trust *trust, X509 *cert,
                 STACK_OF(X509) *extra)
 {
     X509_STORE_CTX *sctx = NULL;
     STACK_OF(X509) *untrusted = NULL;
+    X509 *bad;
+    char subject[100] = "?";
     int reason = TK_REASON_UNTRUSTED_CERTIFICATE, err, i;
 
     sctx = X509_STORE_CTX_new();
@@ -448,8 +693,13 @@ tk_verify_chain(krb5_context ctx, const tk_trust *trust, X509 *cert,
         sk_X509_push(untrusted, sk_X509_value(extra, i));
     if (!X509_STORE_CTX_init(sctx, trust->store, cert, untrusted))
         goto cleanup;
-    if (trust->crl_check)
-        X509_STORE_CTX_set_flags(sctx, X509_V_FLAG_CRL_CHECK);
+    if (trust->ncrl_files > 0) {
+        /* The CRLs are ours, only lent to the context. */
+        X509_STORE_CTX_set0_crls(sctx, trust->crls);
+        X509_STORE_CTX_set_flags(sctx, X509_V_FLAG_CRL_CHECK |
+                                 X509_V_FLAG_CRL_CHECK_ALL);
+        X509_STORE_CTX_set_verify_cb(sctx, verify_cb);
+    }
     if (X509_verify_cert(sctx) == 1) {
         reason = 0;
         goto cleanup;
@@ -460,8 +710,18 @@ tk_verify_chain(krb5_context ctx, const tk_trust *trust, X509 *cert,
         reason = TK_REASON_CERTIFICATE_EXPIRED;
     else if (err == X509_V_ERR_CERT_REVOKED)
         reason = TK_REASON_CERTIFICATE_REVOKED;
+    else if (err == X509_V_ERR_CRL_HAS_EXPIRED ||
+             err == X509_V_ERR_CRL_NOT_YET_VALID)
+        reason = TK_REASON_CRL_EXPIRED;
+    bad = X509_STORE_CTX_get_current_cert(sctx);
+    if (bad != NULL)
+        X509_NAME_oneline(X509_get_subject_name(bad), subject,
+                          sizeof(subject));
+    /* For the KDC log only: the client is told the reason alone. */
     krb5_set_error_message(ctx, tk_reason_code(reason), "certificate not "
-                           "trusted: %s", X509_verify_cert_error_string(err));
+                           "trusted: %s at depth %d (%s)",
+                           X509_verify_cert_error_string(err),
+                           X509_STORE_CTX_get_error_depth(sctx), subject);
 
 cleanup:
     if (reason && sctx == NULL)

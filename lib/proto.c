@@ -174,6 +174,8 @@ static const struct {
       KRB5KDC_ERR_CLIENT_NOT_TRUSTED },
     { TK_REASON_TOO_MANY_KEYS, "too-many-live-keys",
       KRB5KDC_ERR_CLIENT_NOT_TRUSTED },
+    { TK_REASON_CRL_EXPIRED, "crl-expired",
+      KRB5KDC_ERR_REVOCATION_STATUS_UNKNOWN },
 };
 
 int

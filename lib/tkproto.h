@@ -73,7 +73,8 @@ typedef enum {
     TK_REASON_NOT_PRIMARY = 18,
     TK_REASON_STORE_FAILED = 19,
     TK_REASON_TOO_MANY_KEYS = 20,
-    TK_REASON_KVNO_NOT_NEXT = 21
+    TK_REASON_KVNO_NOT_NEXT = 21,
+    TK_REASON_CRL_EXPIRED = 22
 } tk_reason;
 
 /*
@@ -132,12 +133,9 @@ typedef struct tk_identity {
     STACK_OF(X509) *chain;      /* intermediates, may be empty */
 } tk_identity;
 
-/* What a verifier trusts. */
-typedef struct tk_trust {
-    X509_STORE *store;          /* anchors and CRLs */
-    STACK_OF(X509) *pool;       /* untrusted intermediates */
-    int crl_check;
-} tk_trust;
+/* What a verifier trusts: anchors, a pool of intermediates and revocation
+ * lists (pki.c). */
+typedef struct tk_trust tk_trust;
 
 /* Load an identity from a certificate file (PEM, the leaf first, then any
  * intermediates) and a key file (PEM). */
@@ -149,10 +147,25 @@ krb5_error_code tk_identity_load_pkinit(krb5_context ctx, const char *spec,
 void tk_identity_free(tk_identity *id);
 
 /* Build trust from PKINIT-style lists ("FILE:path" or "DIR:path" anchors,
- * "FILE:path" pool and CRL files); any list may be NULL. */
+ * "FILE:path" pool and CRL files); any list may be NULL.  A CRL file holds
+ * one or more PEM CRLs or one DER CRL; one that cannot be read or holds no
+ * CRL is an error naming it. */
 krb5_error_code tk_trust_load(krb5_context ctx, char **anchors, char **pool,
                               char **crls, tk_trust **trust_out);
 void tk_trust_free(tk_trust *trust);
+/*
+ * Reload the CRL files that changed (device, inode, size, modification or
+ * change time) since they were last read: one stat() per file, no read when
+ * nothing changed.  A changed file that cannot be used leaves the CRLs read
+ * from it before in force.  report (may be NULL) is called once for each
+ * file read anew, with error NULL and the number of CRLs it holds, or with
+ * what is wrong (that version of the file is not reported again).  Returns
+ * 0, or ENOMEM with the CRLs in force unchanged.  Not thread-safe.
+ */
+typedef void (*tk_crl_report_fn)(void *arg, const char *spec, int ncrls,
+                                 const char *error);
+krb5_error_code tk_trust_refresh(krb5_context ctx, tk_trust *trust,
+                                 tk_crl_report_fn report, void *arg);
 
 /* SHA-256 of a certificate's DER, and of its SubjectPublicKeyInfo. */
 krb5_error_code tk_cert_hash(krb5_context ctx, X509 *cert,
@@ -173,7 +186,8 @@ krb5_error_code tk_cms_open_signed(krb5_context ctx, const krb5_data *der,
                                    krb5_data *content_out, X509 **signer_out,
                                    STACK_OF(X509) **certs_out);
 /* Check cert's chain to the trust anchors (with intermediates from extra
- * and the pool), its validity and, if CRLs were given, its revocation.
+ * and the pool), its validity and, if CRLs were given, the revocation of
+ * every certificate in it whose issuer has a CRL (an expired CRL refuses).
  * Returns a reason (tk_reason) with a message, 0 if trusted. */
 int tk_verify_chain(krb5_context ctx, const tk_trust *trust, X509 *cert,
                     STACK_OF(X509) *extra);

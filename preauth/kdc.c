@@ -434,6 +434,19 @@ principal_listed(krb5_context ctx, krb5_principal *list, krb5_principal p)
     return FALSE;
 }
 
+static void
+report_crl(void *arg, const char *spec, int ncrls, const char *error)
+{
+    realm_state *rs = arg;
+
+    if (error != NULL)
+        com_err("tempkey", 0, "realm %s: %s; keeping the revocation lists "
+                "read from it before", rs->realm, error);
+    else
+        com_err("tempkey", 0, "realm %s: reloaded pkinit_revoke %s (%d "
+                "CRLs)", rs->realm, spec, ncrls);
+}
+
 /* The certificate checks: a pinned key, or a chain to the anchors with the
  * right key purpose naming exactly the client. */
 static krb5_error_code
@@ -457,6 +470,11 @@ check_certificate(check_state *st, krb5_kdcpreauth_callbacks cb,
         cb->free_string(st->ctx, rock, pin);
         return ret;
     }
+    /* A CRL file replaced while the KDC runs is used from the next upload
+     * on: one stat() per file here, a read only when it changed. */
+    ret = tk_trust_refresh(st->ctx, st->rs->trust, report_crl, st->rs);
+    if (ret)
+        return ret;
     reason = tk_verify_chain(st->ctx, st->rs->trust, st->signer, certs);
     if (reason)
         return refuse_msg(st, reason, tk_reason_code(reason));
