@@ -146,13 +146,77 @@ read_certs(krb5_context ctx, const char *file, STACK_OF(X509) **certs_out)
     return 0;
 }
 
+/* Key files are read whole; a PEM private key is a few KB. */
+#define MAX_KEY_FILE (1024 * 1024)
+
+/*
+ * Read a PEM private key file into *key_out (NULL if it holds none).  Read
+ * with read(2) into a buffer zeroed afterwards, not through stdio, whose
+ * buffer would be freed by fclose() with the key's text in it.
+ */
+static krb5_error_code
+read_key(krb5_context ctx, const char *file, EVP_PKEY **key_out)
+{
+    krb5_error_code ret = 0;
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    ssize_t n;
+    BIO *bio;
+    int fd;
+
+    *key_out = NULL;
+    fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        ret = errno;
+        goto cleanup;
+    }
+    buf = malloc(MAX_KEY_FILE);
+    if (buf == NULL) {
+        ret = ENOMEM;
+        goto cleanup;
+    }
+    while (len < MAX_KEY_FILE) {
+        n = read(fd, buf + len, MAX_KEY_FILE - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            ret = errno;
+            goto cleanup;
+        }
+        if (n == 0)
+            break;
+        len += n;
+    }
+    if (len == MAX_KEY_FILE) {
+        ret = EFBIG;
+        goto cleanup;
+    }
+    bio = BIO_new_mem_buf(buf, (int)len);
+    if (bio == NULL) {
+        ret = ENOMEM;
+        goto cleanup;
+    }
+    *key_out = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+
+cleanup:
+    if (ret)
+        krb5_set_error_message(ctx, ret, "cannot read %s: %s", file,
+                               strerror(ret));
+    if (fd >= 0)
+        close(fd);
+    if (buf != NULL)
+        OPENSSL_cleanse(buf, len);
+    free(buf);
+    return ret;
+}
+
 krb5_error_code
 tk_identity_load(krb5_context ctx, const char *cert_file,
                  const char *key_file, tk_identity **id_out)
 {
     krb5_error_code ret;
     tk_identity *id;
-    FILE *f;
 
     *id_out = NULL;
     id = calloc(1, sizeof(*id));
@@ -162,15 +226,9 @@ tk_identity_load(krb5_context ctx, const char *cert_file,
     if (ret)
         goto cleanup;
     id->cert = sk_X509_shift(id->chain);
-    f = fopen(key_file, "r");
-    if (f == NULL) {
-        ret = errno;
-        krb5_set_error_message(ctx, ret, "cannot read %s: %s", key_file,
-                               strerror(ret));
+    ret = read_key(ctx, key_file, &id->key);
+    if (ret)
         goto cleanup;
-    }
-    id->key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
-    fclose(f);
     if (id->key == NULL) {
         ret = tk_openssl_error(ctx, KRB5_CONFIG_BADFORMAT, key_file);
         goto cleanup;
@@ -538,19 +596,66 @@ cleanup:
 
 /* ---- CMS. */
 
-/* Copy a memory BIO's contents into out. */
+/*
+ * An upload's keys pass through CMS twice: as the content of the server's
+ * SignedData, and as the plaintext of the EnvelopedData around it.  Every
+ * copy of that content this file makes or owns is zeroed before it is freed:
+ * output BIOs are secure-heap memory BIOs zeroed before BIO_free, DER from
+ * i2d is freed with OPENSSL_clear_free, and a CMS structure's content is
+ * zeroed before CMS_ContentInfo_free (which does not).  Content is written
+ * into CMS with CMS_dataInit/CMS_dataFinal rather than CMS_final, whose
+ * buffering copy OpenSSL frees without zeroing.
+ */
+
+/* Zero what a memory BIO holds, then free it. */
+static void
+bio_free_clean(BIO *bio)
+{
+    char *p;
+    long len;
+
+    if (bio == NULL)
+        return;
+    len = BIO_get_mem_data(bio, &p);
+    if (len > 0)
+        OPENSSL_cleanse(p, len);
+    BIO_free(bio);
+}
+
+/* Copy a memory BIO's contents into out (the caller zeroes it before
+ * freeing it), then zero and free the BIO. */
 static krb5_error_code
-bio_to_data(BIO *bio, krb5_data *out)
+bio_take_clean(BIO *bio, krb5_data *out)
 {
     char *p;
     long len = BIO_get_mem_data(bio, &p);
 
     out->data = malloc(len > 0 ? len : 1);
-    if (out->data == NULL)
+    if (out->data == NULL) {
+        bio_free_clean(bio);
         return ENOMEM;
-    memcpy(out->data, p, len);
-    out->length = len;
+    }
+    if (len > 0)
+        memcpy(out->data, p, len);
+    out->length = len > 0 ? len : 0;
+    bio_free_clean(bio);
     return 0;
+}
+
+/* Zero the content a CMS structure carries (the eContent of a SignedData;
+ * ciphertext for an EnvelopedData), then free it. */
+static void
+cms_free_clean(CMS_ContentInfo *cms)
+{
+    ASN1_OCTET_STRING **pos;
+
+    if (cms == NULL)
+        return;
+    pos = CMS_get0_content(cms);
+    if (pos != NULL && *pos != NULL && (*pos)->data != NULL)
+        OPENSSL_cleanse((*pos)->data, (*pos)->length);
+    CMS_ContentInfo_free(cms);
+    ERR_clear_error();
 }
 
 static krb5_error_code
@@ -564,12 +669,13 @@ cms_to_der(krb5_context ctx, CMS_ContentInfo *cms, krb5_data *der_out)
         return tk_openssl_error(ctx, ENOMEM, "encoding CMS");
     der_out->data = malloc(len);
     if (der_out->data == NULL) {
-        OPENSSL_free(der);
+        OPENSSL_clear_free(der, len);
         return ENOMEM;
     }
     memcpy(der_out->data, der, len);
     der_out->length = len;
-    OPENSSL_free(der);
+    /* A SignedData's DER holds its content in the clear. */
+    OPENSSL_clear_free(der, len);
     return 0;
 }
 
@@ -583,10 +689,29 @@ der_to_cms(const krb5_data *der)
         return NULL;
     cms = d2i_CMS_ContentInfo(NULL, &p, der->length);
     if (cms != NULL && p != (const unsigned char *)der->data + der->length) {
-        CMS_ContentInfo_free(cms);
+        cms_free_clean(cms);
         return NULL;
     }
     return cms;
+}
+
+/* Put content into a CMS structure made with CMS_PARTIAL and finish it. */
+static int
+cms_put_content(CMS_ContentInfo *cms, const krb5_data *content)
+{
+    BIO *bio;
+    int ok;
+
+    bio = CMS_dataInit(cms, NULL);
+    if (bio == NULL)
+        return 0;
+    ok = (content->length == 0 ||
+          BIO_write(bio, content->data, content->length) ==
+          (int)content->length);
+    /* The flush ends a cipher: the last block is written then. */
+    ok = ok && BIO_flush(bio) == 1 && CMS_dataFinal(cms, bio);
+    BIO_free_all(bio);
+    return ok;
 }
 
 krb5_error_code
@@ -595,18 +720,15 @@ tk_cms_sign(krb5_context ctx, const tk_identity *id, const krb5_data *content,
 {
     krb5_error_code ret;
     CMS_ContentInfo *cms;
-    BIO *in;
 
-    in = BIO_new_mem_buf(content->data, content->length);
-    if (in == NULL)
-        return ENOMEM;
-    cms = CMS_sign(id->cert, id->key, id->chain, in,
-                   CMS_BINARY | CMS_NOSMIMECAP);
-    BIO_free(in);
-    if (cms == NULL)
+    cms = CMS_sign(id->cert, id->key, id->chain, NULL,
+                   CMS_BINARY | CMS_NOSMIMECAP | CMS_PARTIAL);
+    if (cms == NULL || !cms_put_content(cms, content)) {
+        cms_free_clean(cms);
         return tk_openssl_error(ctx, KRB5_CRYPTO_INTERNAL, "CMS signing");
+    }
     ret = cms_to_der(ctx, cms, der_out);
-    CMS_ContentInfo_free(cms);
+    cms_free_clean(cms);
     return ret;
 }
 
@@ -632,7 +754,7 @@ tk_cms_open_signed(krb5_context ctx, const krb5_data *der,
         krb5_set_error_message(ctx, ret, "not a CMS SignedData");
         goto cleanup;
     }
-    out = BIO_new(BIO_s_mem());
+    out = BIO_new(BIO_s_secmem());
     if (out == NULL) {
         ret = ENOMEM;
         goto cleanup;
@@ -650,7 +772,8 @@ tk_cms_open_signed(krb5_context ctx, const krb5_data *der,
         krb5_set_error_message(ctx, ret, "CMS message must have one signer");
         goto cleanup;
     }
-    ret = bio_to_data(out, content_out);
+    ret = bio_take_clean(out, content_out);
+    out = NULL;
     if (ret)
         goto cleanup;
     *signer_out = sk_X509_value(signers, 0);
@@ -659,8 +782,8 @@ tk_cms_open_signed(krb5_context ctx, const krb5_data *der,
 
 cleanup:
     sk_X509_free(signers);
-    BIO_free(out);
-    CMS_ContentInfo_free(cms);
+    bio_free_clean(out);
+    cms_free_clean(cms);
     return ret;
 }
 
@@ -740,12 +863,9 @@ tk_cms_encrypt(krb5_context ctx, X509 *recipient, const krb5_data *content,
     CMS_ContentInfo *cms = NULL;
     CMS_RecipientInfo *ri;
     EVP_PKEY_CTX *pctx;
-    BIO *in;
 
-    in = BIO_new_mem_buf(content->data, content->length);
-    if (in == NULL)
-        return ENOMEM;
-    cms = CMS_encrypt(NULL, in, EVP_aes_256_cbc(), CMS_BINARY | CMS_PARTIAL);
+    cms = CMS_encrypt(NULL, NULL, EVP_aes_256_cbc(),
+                      CMS_BINARY | CMS_PARTIAL);
     if (cms == NULL)
         goto fail;
     ri = CMS_add1_recipient_cert(cms, recipient, CMS_KEY_PARAM);
@@ -758,7 +878,7 @@ tk_cms_encrypt(krb5_context ctx, X509 *recipient, const krb5_data *content,
             EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_OAEP_PADDING) <= 0)
             goto fail;
     }
-    if (CMS_final(cms, in, NULL, CMS_BINARY) != 1)
+    if (!cms_put_content(cms, content))
         goto fail;
     ret = cms_to_der(ctx, cms, der_out);
     goto cleanup;
@@ -766,8 +886,7 @@ tk_cms_encrypt(krb5_context ctx, X509 *recipient, const krb5_data *content,
 fail:
     ret = tk_openssl_error(ctx, ret, "CMS encryption");
 cleanup:
-    BIO_free(in);
-    CMS_ContentInfo_free(cms);
+    cms_free_clean(cms);
     return ret;
 }
 
@@ -778,8 +897,6 @@ tk_cms_decrypt(krb5_context ctx, const tk_identity *id, const krb5_data *der,
     krb5_error_code ret;
     CMS_ContentInfo *cms;
     BIO *out = NULL;
-    char *p;
-    long len;
 
     content_out->data = NULL;
     content_out->length = 0;
@@ -791,24 +908,25 @@ tk_cms_decrypt(krb5_context ctx, const tk_identity *id, const krb5_data *der,
         krb5_set_error_message(ctx, ret, "not a CMS EnvelopedData");
         goto cleanup;
     }
-    out = BIO_new(BIO_s_mem());
+    out = BIO_new(BIO_s_secmem());
     if (out == NULL) {
         ret = ENOMEM;
         goto cleanup;
     }
+    /* A failure after some blocks leaves their plaintext in out: zeroed
+     * below like a success's. */
     if (CMS_decrypt(cms, id->key, id->cert, NULL, out, CMS_BINARY) != 1) {
         ret = tk_openssl_error(ctx, KRB5KDC_ERR_CERTIFICATE_MISMATCH,
                                "cannot decrypt: not encrypted to this KDC's "
                                "key");
         goto cleanup;
     }
-    ret = bio_to_data(out, content_out);
-    len = BIO_get_mem_data(out, &p);
-    OPENSSL_cleanse(p, len);
+    ret = bio_take_clean(out, content_out);
+    out = NULL;
 
 cleanup:
-    BIO_free(out);
-    CMS_ContentInfo_free(cms);
+    bio_free_clean(out);
+    cms_free_clean(cms);
     return ret;
 }
 

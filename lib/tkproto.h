@@ -76,6 +76,8 @@ typedef enum {
     TK_REASON_KVNO_NOT_NEXT = 21,
     TK_REASON_CRL_EXPIRED = 22
 } tk_reason;
+/* The highest reason: every one up to it has a name, code and text. */
+#define TK_REASON_MAX TK_REASON_CRL_EXPIRED
 
 /*
  * The one rule for an upload's key version, given the highest one ever
@@ -88,6 +90,8 @@ int tk_upload_kvno_reason(krb5_context ctx, krb5_kvno stored,
 
 /* The short name of a reason ("kvno-not-above-stored"), never NULL. */
 const char *tk_reason_name(int reason);
+/* The fixed sentence a refusal for reason tells the client, never NULL. */
+const char *tk_reason_text(int reason);
 /* The Kerberos error code that carries a reason through MIT's KDC, which
  * keeps e-data only for some codes. */
 krb5_error_code tk_reason_code(int reason);

@@ -649,14 +649,17 @@ cap_ticket(krb5_ticket_times *times, int64_t expiry)
         times->renew_till = (krb5_timestamp)expiry;
 }
 
-/* The e-data of a refusal: our reason, for ktupdate to report. */
+/* The e-data of a refusal: our reason, for ktupdate to report, with the
+ * reason's fixed text.  The detail (OpenSSL's and the verifier's words, the
+ * numbers compared) goes to the KDC log only: the peer may be anyone. */
 static krb5_pa_data **
 refusal_edata(check_state *st)
 {
     krb5_pa_data **list = calloc(2, sizeof(*list));
     krb5_data der = EMPTY_DATA;
 
-    if (list == NULL || tk_encode_error(st->ctx, st->reason, st->detail,
+    if (list == NULL || tk_encode_error(st->ctx, st->reason,
+                                        tk_reason_text(st->reason),
                                         st->primary, &der) != 0 ||
         (list[0] = make_pa(&der)) == NULL) {
         free(der.data);

@@ -4,6 +4,7 @@ the database is unchanged, and the KDC serves the next request."""
 
 import datetime
 import os
+import re
 
 import pki
 from realm import (Realm, Tests, fail, KVNO, KDESTROY, REALM, TK_UPLOAD)
@@ -47,7 +48,12 @@ def refused(reason, cert=None, *args, principal=SVC_FULL):
     cert = cert or r.good
     before = r.dump()
     log_before = len(r.kdc_log_text())
-    upload(cert, *args, principal=principal, msg='refused %s:' % reason)
+    out = upload(cert, *args, principal=principal,
+                 msg='refused %s:' % reason)
+    # What an unauthenticated peer reads is the reason's fixed text, never
+    # the verifier's or OpenSSL's words.
+    if re.search(r'error:[0-9A-F]{8}|routines|depth \d', out):
+        fail('the client was told the KDC\'s internal detail: ' + out)
     log = r.kdc_log_text()[log_before:]
     line = 'refused upload for %s signed by' % principal
     if line not in log or (': %s: ' % reason) not in log:
@@ -167,6 +173,27 @@ def test_oversized_der():
     refused('malformed', None, '--fault', 'oversized')
 
 
+def test_refusal_text_is_generic():
+    # The client reads one fixed sentence per reason; the KDC log keeps
+    # what the verifier and OpenSSL said.
+    r = realm()
+    other = pki.CA(r.path('pki'), 'Stranger CA')
+    for reason, cert, args, text, detail in (
+            ('untrusted-certificate', other.issue('y', principal=SVC_FULL),
+             (), 'the certificate chain was not verified',
+             'self-signed certificate in certificate chain at depth 1 '
+             '(/CN=Stranger CA)'),
+            ('bad-signature', r.good, ('--fault', 'bad-signature'),
+             'the signature did not verify', 'CMS routines')):
+        mark = len(r.kdc_log_text())
+        out = upload(cert, *args, msg='refused %s: the KDC refused the '
+                     'upload: %s: %s\n' % (reason, reason, text))
+        if detail in out:
+            fail('the client was told the detail %r' % detail)
+        if detail not in r.kdc_log_text()[mark:]:
+            fail('the KDC log lacks the detail %r' % detail)
+
+
 def test_pinned_key_mismatch():
     r = realm()
     r.kadmin_local('setstr %s tempkey_spki %s' % (SVC, r.good.spki_sha256()))
@@ -269,6 +296,7 @@ Tests(shared=True).run(
     test_upload_names_another_principal,
     test_signature_by_another_key,
     test_encrypted_to_another_kdc,
+    test_refusal_text_is_generic,
     test_kdc_hash_mismatch,
     test_missing_freshness_token,
     test_request_checksum_mismatch,
