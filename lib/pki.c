@@ -732,20 +732,76 @@ tk_cms_sign(krb5_context ctx, const tk_identity *id, const krb5_data *content,
     return ret;
 }
 
+/* Refuse a message (reason) with a message on ctx; return code. */
+static krb5_error_code
+refuse_msg(krb5_context ctx, int *reason_out, int reason,
+           krb5_error_code code, const char *fmt, int n, int max)
+{
+    *reason_out = reason;
+    krb5_set_error_message(ctx, code, fmt, n, max);
+    return code;
+}
+
+/* The bounds a SignedData must keep before its signature is checked. */
+static krb5_error_code
+check_signed_bounds(krb5_context ctx, CMS_ContentInfo *cms,
+                    STACK_OF(X509) *certs, int *reason_out)
+{
+    EVP_PKEY *pk;
+    int i, n, bits, max;
+
+    /* One signature to check, never one per SignerInfo. */
+    n = sk_CMS_SignerInfo_num(CMS_get0_SignerInfos(cms));
+    if (n != 1)
+        return refuse_msg(ctx, reason_out, TK_REASON_BAD_SIGNATURE,
+                          KRB5KDC_ERR_INVALID_SIG, "CMS message has %d "
+                          "signers; it must have %d", n, 1);
+    n = sk_X509_num(certs);
+    if (n > TK_MAX_CERTS)
+        return refuse_msg(ctx, reason_out, TK_REASON_TOO_MANY_CERTIFICATES,
+                          KRB5KDC_ERR_CANT_VERIFY_CERTIFICATE, "the message "
+                          "carries %d certificates; at most %d are read", n,
+                          TK_MAX_CERTS);
+    for (i = 0; i < n; i++) {
+        pk = X509_get0_pubkey(sk_X509_value(certs, i));
+        if (pk == NULL)
+            continue;           /* unusable: the verifier refuses it */
+        bits = EVP_PKEY_get_bits(pk);
+        /* Elliptic curves are at most 571 bits (sect571); every other
+         * kind is bounded like RSA. */
+        max = (EVP_PKEY_get_base_id(pk) == EVP_PKEY_EC) ? 571 :
+            TK_MAX_KEY_BITS;
+        if (bits > max)
+            return refuse_msg(ctx, reason_out, TK_REASON_KEY_TOO_LARGE,
+                              KRB5KDC_ERR_INVALID_CERTIFICATE, "a %d-bit "
+                              "public key in the message; at most %d bits",
+                              bits, max);
+    }
+    ERR_clear_error();
+    return 0;
+}
+
 krb5_error_code
-tk_cms_open_signed(krb5_context ctx, const krb5_data *der,
-                   krb5_data *content_out, X509 **signer_out,
-                   STACK_OF(X509) **certs_out)
+tk_cms_open_signed_bounded(krb5_context ctx, const krb5_data *der,
+                           krb5_data *content_out, X509 **signer_out,
+                           STACK_OF(X509) **certs_out, int *reason_out)
 {
     krb5_error_code ret;
     CMS_ContentInfo *cms;
-    STACK_OF(X509) *signers = NULL;
+    STACK_OF(X509) *signers = NULL, *certs = NULL;
     BIO *out = NULL;
 
     *signer_out = NULL;
     *certs_out = NULL;
+    *reason_out = 0;
     content_out->data = NULL;
     content_out->length = 0;
+    if (der->length > TK_MAX_MESSAGE)
+        return refuse_msg(ctx, reason_out, TK_REASON_MESSAGE_TOO_LARGE,
+                          KRB5KDC_ERR_INVALID_SIG, "a CMS message of %d "
+                          "bytes; at most %d are read", (int)der->length,
+                          TK_MAX_MESSAGE);
+    *reason_out = TK_REASON_MALFORMED;
     cms = der_to_cms(der);
     if (cms == NULL)
         return tk_openssl_error(ctx, ASN1_PARSE_ERROR, "not a CMS message");
@@ -754,37 +810,58 @@ tk_cms_open_signed(krb5_context ctx, const krb5_data *der,
         krb5_set_error_message(ctx, ret, "not a CMS SignedData");
         goto cleanup;
     }
+    certs = CMS_get1_certs(cms);
+    ret = check_signed_bounds(ctx, cms, certs, reason_out);
+    if (ret)
+        goto cleanup;
     out = BIO_new(BIO_s_secmem());
     if (out == NULL) {
+        *reason_out = 0;
         ret = ENOMEM;
         goto cleanup;
     }
     /* The chain is checked by the caller, against its own anchors. */
     if (CMS_verify(cms, NULL, NULL, NULL, out,
                    CMS_BINARY | CMS_NO_SIGNER_CERT_VERIFY) != 1) {
+        *reason_out = TK_REASON_BAD_SIGNATURE;
         ret = tk_openssl_error(ctx, KRB5KDC_ERR_INVALID_SIG,
                                "CMS signature does not verify");
         goto cleanup;
     }
     signers = CMS_get0_signers(cms);
     if (signers == NULL || sk_X509_num(signers) != 1) {
+        *reason_out = TK_REASON_BAD_SIGNATURE;
         ret = KRB5KDC_ERR_INVALID_SIG;
         krb5_set_error_message(ctx, ret, "CMS message must have one signer");
         goto cleanup;
     }
+    *reason_out = 0;
     ret = bio_take_clean(out, content_out);
     out = NULL;
     if (ret)
         goto cleanup;
     *signer_out = sk_X509_value(signers, 0);
     X509_up_ref(*signer_out);
-    *certs_out = CMS_get1_certs(cms);
+    *certs_out = certs;
+    certs = NULL;
 
 cleanup:
     sk_X509_free(signers);
+    sk_X509_pop_free(certs, X509_free);
     bio_free_clean(out);
     cms_free_clean(cms);
     return ret;
+}
+
+krb5_error_code
+tk_cms_open_signed(krb5_context ctx, const krb5_data *der,
+                   krb5_data *content_out, X509 **signer_out,
+                   STACK_OF(X509) **certs_out)
+{
+    int reason;
+
+    return tk_cms_open_signed_bounded(ctx, der, content_out, signer_out,
+                                      certs_out, &reason);
 }
 
 /* Like PKINIT without pkinit_require_crl_checking: a certificate whose
@@ -816,6 +893,8 @@ tk_verify_chain(krb5_context ctx, const tk_trust *trust, X509 *cert,
         sk_X509_push(untrusted, sk_X509_value(extra, i));
     if (!X509_STORE_CTX_init(sctx, trust->store, cert, untrusted))
         goto cleanup;
+    /* Bounds chain building too, whatever the pool and the message hold. */
+    X509_STORE_CTX_set_depth(sctx, TK_MAX_CHAIN_DEPTH);
     if (trust->ncrl_files > 0) {
         /* The CRLs are ours, only lent to the context. */
         X509_STORE_CTX_set0_crls(sctx, trust->crls);
@@ -836,6 +915,8 @@ tk_verify_chain(krb5_context ctx, const tk_trust *trust, X509 *cert,
     else if (err == X509_V_ERR_CRL_HAS_EXPIRED ||
              err == X509_V_ERR_CRL_NOT_YET_VALID)
         reason = TK_REASON_CRL_EXPIRED;
+    else if (err == X509_V_ERR_CERT_CHAIN_TOO_LONG)
+        reason = TK_REASON_CHAIN_TOO_LONG;
     bad = X509_STORE_CTX_get_current_cert(sctx);
     if (bad != NULL)
         X509_NAME_oneline(X509_get_subject_name(bad), subject,
@@ -1073,7 +1154,7 @@ tk_cert_principals(krb5_context ctx, X509 *cert, krb5_principal **princs_out)
     ASN1_OBJECT *san_oid;
     krb5_principal *princs = NULL;
     size_t count = 0;
-    int i;
+    int i, seen = 0;
 
     *princs_out = NULL;
     princs = calloc(1, sizeof(*princs));
@@ -1093,6 +1174,14 @@ tk_cert_principals(krb5_context ctx, X509 *cert, krb5_principal **princs_out)
         if (gn->type != GEN_OTHERNAME ||
             OBJ_cmp(gn->d.otherName->type_id, san_oid) != 0)
             continue;
+        /* Counted before it is decoded: each costs a parse and, at the
+         * KDC, a comparison. */
+        if (++seen > TK_MAX_NAMES) {
+            ret = KRB5KDC_ERR_CLIENT_NAME_MISMATCH;
+            krb5_set_error_message(ctx, ret, "the certificate names more "
+                                   "than %d principals", TK_MAX_NAMES);
+            break;
+        }
         v = gn->d.otherName->value;
         if (v->type != V_ASN1_SEQUENCE)
             continue;

@@ -200,6 +200,21 @@ static const struct {
     { TK_REASON_CRL_EXPIRED, "crl-expired",
       KRB5KDC_ERR_REVOCATION_STATUS_UNKNOWN,
       "a revocation list covering the chain has expired" },
+    { TK_REASON_MESSAGE_TOO_LARGE, "message-too-large",
+      KRB5KDC_ERR_INVALID_SIG,
+      "the upload is larger than the KDC reads" },
+    { TK_REASON_TOO_MANY_CERTIFICATES, "too-many-certificates",
+      KRB5KDC_ERR_CANT_VERIFY_CERTIFICATE,
+      "the upload carries more certificates than the KDC reads" },
+    { TK_REASON_CHAIN_TOO_LONG, "chain-too-long",
+      KRB5KDC_ERR_CANT_VERIFY_CERTIFICATE,
+      "the certificate chain has more intermediates than the KDC allows" },
+    { TK_REASON_KEY_TOO_LARGE, "key-too-large",
+      KRB5KDC_ERR_INVALID_CERTIFICATE,
+      "a certificate's public key is larger than the KDC allows" },
+    { TK_REASON_TOO_MANY_NAMES, "too-many-names",
+      KRB5KDC_ERR_CLIENT_NAME_MISMATCH,
+      "the certificate names more principals than the KDC reads" },
 };
 
 int

@@ -16,8 +16,20 @@
 #define TK_PROTO_VERSION 1
 #define TK_HASH_LEN 32
 #define TK_MAX_KEYS 8
-/* Uploads are a few KB; anything far larger is refused unread. */
+/* Bounds on hostile input (DESIGN section 12), each checked before the work
+ * it bounds and refused with a reason of its own.  Uploads are a few KB;
+ * anything far larger is refused unread. */
 #define TK_MAX_MESSAGE 65536
+/* Certificates one SignedData may carry: a leaf, its intermediates and
+ * perhaps the root, with room to spare. */
+#define TK_MAX_CERTS 8
+/* Intermediate CAs between a leaf and its anchor (OpenSSL's verify depth). */
+#define TK_MAX_CHAIN_DEPTH 4
+/* RSA (and DSA) modulus of any certificate a SignedData carries: a larger
+ * one costs the verifier quadratically more for no security it needs. */
+#define TK_MAX_KEY_BITS 4096
+/* id-pkinit-san principal names one certificate may carry. */
+#define TK_MAX_NAMES 16
 
 /* The KDC's offer, in the METHOD-DATA of PREAUTH_REQUIRED. */
 typedef struct tk_key_request {
@@ -74,10 +86,15 @@ typedef enum {
     TK_REASON_STORE_FAILED = 19,
     TK_REASON_TOO_MANY_KEYS = 20,
     TK_REASON_KVNO_NOT_NEXT = 21,
-    TK_REASON_CRL_EXPIRED = 22
+    TK_REASON_CRL_EXPIRED = 22,
+    TK_REASON_MESSAGE_TOO_LARGE = 23,
+    TK_REASON_TOO_MANY_CERTIFICATES = 24,
+    TK_REASON_CHAIN_TOO_LONG = 25,
+    TK_REASON_KEY_TOO_LARGE = 26,
+    TK_REASON_TOO_MANY_NAMES = 27
 } tk_reason;
 /* The highest reason: every one up to it has a name, code and text. */
-#define TK_REASON_MAX TK_REASON_CRL_EXPIRED
+#define TK_REASON_MAX TK_REASON_TOO_MANY_NAMES
 
 /*
  * The one rule for an upload's key version, given the highest one ever
@@ -189,6 +206,19 @@ krb5_error_code tk_cms_sign(krb5_context ctx, const tk_identity *id,
 krb5_error_code tk_cms_open_signed(krb5_context ctx, const krb5_data *der,
                                    krb5_data *content_out, X509 **signer_out,
                                    STACK_OF(X509) **certs_out);
+/*
+ * The same, bounded for hostile input: before the signature is checked,
+ * the message's size (TK_MAX_MESSAGE), its one signer, the number of
+ * certificates (TK_MAX_CERTS) and each one's key size (TK_MAX_KEY_BITS).
+ * On failure *reason_out is the tk_reason to refuse with (0 if the failure
+ * is not the message's, e.g. ENOMEM).
+ */
+krb5_error_code tk_cms_open_signed_bounded(krb5_context ctx,
+                                           const krb5_data *der,
+                                           krb5_data *content_out,
+                                           X509 **signer_out,
+                                           STACK_OF(X509) **certs_out,
+                                           int *reason_out);
 /* Check cert's chain to the trust anchors (with intermediates from extra
  * and the pool), its validity and, if CRLs were given, the revocation of
  * every certificate in it whose issuer has a CRL (an expired CRL refuses).
@@ -212,7 +242,8 @@ krb5_error_code tk_cert_has_eku(krb5_context ctx, X509 *cert,
 /* Check that eku is a value tk_cert_has_eku() understands. */
 krb5_error_code tk_check_eku(krb5_context ctx, const char *eku);
 /* The principals named by cert's id-pkinit-san otherNames (RFC 4556);
- * *princs_out is NULL-terminated, free with krb5_free_principal each. */
+ * *princs_out is NULL-terminated, free with tk_free_principals().  More
+ * than TK_MAX_NAMES of them: KRB5KDC_ERR_CLIENT_NAME_MISMATCH. */
 krb5_error_code tk_cert_principals(krb5_context ctx, X509 *cert,
                                    krb5_principal **princs_out);
 void tk_free_principals(krb5_context ctx, krb5_principal *princs);

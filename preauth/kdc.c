@@ -485,6 +485,8 @@ check_certificate(check_state *st, krb5_kdcpreauth_callbacks cb,
         return refuse(st, TK_REASON_WRONG_KEY_PURPOSE, "the certificate "
                       "lacks the extended key usage tempkey_eku requires");
     ret = tk_cert_principals(st->ctx, st->signer, &names);
+    if (ret == KRB5KDC_ERR_CLIENT_NAME_MISMATCH)
+        return refuse_msg(st, TK_REASON_TOO_MANY_NAMES, ret);
     if (ret)
         return ret;
     if (!principal_listed(st->ctx, names, st->client))
@@ -701,6 +703,8 @@ tk_kdc_verify(krb5_context ctx, krb5_data *req_pkt, krb5_kdc_req *request,
     const krb5_keyblock *key;
     krb5_kdcpreauth_modreq modreq = NULL;
     int64_t expiry = 0, now = time(NULL);
+    int reason = 0;
+    char msg[100];
 
     memset(&st, 0, sizeof(st));
     st.ctx = ctx;
@@ -721,6 +725,13 @@ tk_kdc_verify(krb5_context ctx, krb5_data *req_pkt, krb5_kdc_req *request,
         ret = refuse_not_primary(&st);
         goto done;
     }
+    /* Unread, before any private-key operation. */
+    if (data->length > TK_MAX_MESSAGE) {
+        snprintf(msg, sizeof(msg), "an upload of %u bytes; at most %d are "
+                 "read", data->length, TK_MAX_MESSAGE);
+        ret = refuse(&st, TK_REASON_MESSAGE_TOO_LARGE, msg);
+        goto done;
+    }
     env.data = (char *)data->contents;
     env.length = data->length;
     ret = tk_cms_decrypt(ctx, st.rs->id, &env, &inner);
@@ -730,10 +741,11 @@ tk_kdc_verify(krb5_context ctx, krb5_data *req_pkt, krb5_kdc_req *request,
                          ret);
         goto done;
     }
-    ret = tk_cms_open_signed(ctx, &inner, &content, &st.signer, &certs);
+    ret = tk_cms_open_signed_bounded(ctx, &inner, &content, &st.signer,
+                                     &certs, &reason);
     if (ret) {
-        ret = refuse_msg(&st, ret == KRB5KDC_ERR_INVALID_SIG ?
-                         TK_REASON_BAD_SIGNATURE : TK_REASON_MALFORMED, ret);
+        if (reason)
+            ret = refuse_msg(&st, reason, ret);
         goto done;
     }
     describe_signer(&st);

@@ -170,7 +170,42 @@ def test_garbage_der():
 
 
 def test_oversized_der():
-    refused('malformed', None, '--fault', 'oversized')
+    refused('message-too-large', None, '--fault', 'oversized')
+
+
+# DESIGN section 12: hostile input is bounded before it costs the KDC work.
+
+def test_too_many_certificates():
+    # A chain of 10 CAs: 12 certificates in the SignedData, above 8.
+    r = realm()
+    cas = pki.ca_chain(r.ca, 10, name='Deep CA')
+    refused('too-many-certificates', cas[-1].issue('deep',
+                                                   principal=SVC_FULL))
+
+
+def test_chain_too_long():
+    # 4 intermediates are allowed; 5 are refused, though 7 certificates
+    # are within the count.
+    r = realm()
+    cas = pki.ca_chain(r.ca, 5, name='Long CA')
+    upload(cas[3].issue('four', principal=SVC_FULL), code=0,
+           msg='stored kvno')
+    refused('chain-too-long', cas[4].issue('five', principal=SVC_FULL))
+
+
+def test_rsa_key_too_large():
+    # Above 4096 bits (8192 would do too, but takes long to generate).
+    refused('key-too-large',
+            realm().server_cert(SVC, name='rsa5120', keytype='rsa:5120'))
+
+
+def test_too_many_names():
+    names = [SVC_FULL] + ['HTTP/n%d.test@%s' % (i, REALM) for i in range(16)]
+    ca = realm().ca
+    refused('too-many-names', ca.issue('many-names', principal=names))
+    # 16 are fine.
+    upload(ca.issue('16-names', principal=names[:16]), code=0,
+           msg='stored kvno')
 
 
 def test_refusal_text_is_generic():
@@ -308,6 +343,10 @@ Tests(shared=True).run(
     test_truncated_der,
     test_garbage_der,
     test_oversized_der,
+    test_too_many_certificates,
+    test_chain_too_long,
+    test_rsa_key_too_large,
+    test_too_many_names,
     test_pinned_key_mismatch,
     test_principal_outside_enrollment,
     test_reserved_names_and_existing_entries_never_enroll,
