@@ -659,9 +659,13 @@ refusal_edata(check_state *st)
 {
     krb5_pa_data **list = calloc(2, sizeof(*list));
     krb5_data der = EMPTY_DATA;
+    const char *text = tk_reason_text(st->reason);
 
-    if (list == NULL || tk_encode_error(st->ctx, st->reason,
-                                        tk_reason_text(st->reason),
+    /* Also fixed: ktupdate tells its operator that the realm's
+     * configuration, not this KDC, lacks the primary. */
+    if (st->reason == TK_REASON_NOT_PRIMARY && st->primary == NULL)
+        text = "this KDC is a replica and knows no primary KDC";
+    if (list == NULL || tk_encode_error(st->ctx, st->reason, text,
                                         st->primary, &der) != 0 ||
         (list[0] = make_pa(&der)) == NULL) {
         free(der.data);
