@@ -132,48 +132,89 @@ static const struct {
     int reason;
     const char *name;
     krb5_error_code code;
+    /* What the client is told: fixed, so that nothing an unauthenticated
+     * peer reads comes from the verifier or OpenSSL (the KDC log has the
+     * detail). */
+    const char *text;
 } reasons[] = {
     /* Not BAD_INTEGRITY, which the backing module's lockout would count as
      * a failed password. */
-    { TK_REASON_MALFORMED, "malformed", KRB5KDC_ERR_INVALID_SIG },
+    { TK_REASON_MALFORMED, "malformed", KRB5KDC_ERR_INVALID_SIG,
+      "the upload could not be decoded" },
     { TK_REASON_NOT_FOR_THIS_KDC, "not-for-this-kdc",
-      KRB5KDC_ERR_CERTIFICATE_MISMATCH },
-    { TK_REASON_BAD_SIGNATURE, "bad-signature", KRB5KDC_ERR_INVALID_SIG },
+      KRB5KDC_ERR_CERTIFICATE_MISMATCH,
+      "the upload is not encrypted to this KDC's certificate" },
+    { TK_REASON_BAD_SIGNATURE, "bad-signature", KRB5KDC_ERR_INVALID_SIG,
+      "the signature did not verify" },
     { TK_REASON_UNTRUSTED_CERTIFICATE, "untrusted-certificate",
-      KRB5KDC_ERR_CANT_VERIFY_CERTIFICATE },
+      KRB5KDC_ERR_CANT_VERIFY_CERTIFICATE,
+      "the certificate chain was not verified" },
     { TK_REASON_CERTIFICATE_EXPIRED, "certificate-expired",
-      KRB5KDC_ERR_INVALID_CERTIFICATE },
+      KRB5KDC_ERR_INVALID_CERTIFICATE,
+      "a certificate of the chain has expired or is not yet valid" },
     { TK_REASON_CERTIFICATE_REVOKED, "certificate-revoked",
-      KRB5KDC_ERR_REVOKED_CERTIFICATE },
+      KRB5KDC_ERR_REVOKED_CERTIFICATE,
+      "a certificate of the chain is revoked" },
     { TK_REASON_WRONG_KEY_PURPOSE, "wrong-key-purpose",
-      KRB5KDC_ERR_INCONSISTENT_KEY_PURPOSE },
+      KRB5KDC_ERR_INCONSISTENT_KEY_PURPOSE,
+      "the certificate lacks the extended key usage the KDC requires" },
     { TK_REASON_NAME_MISMATCH, "name-mismatch",
-      KRB5KDC_ERR_CLIENT_NAME_MISMATCH },
+      KRB5KDC_ERR_CLIENT_NAME_MISMATCH,
+      "the certificate or the upload names another principal" },
     { TK_REASON_PINNED_KEY_MISMATCH, "pinned-key-mismatch",
-      KRB5KDC_ERR_CERTIFICATE_MISMATCH },
+      KRB5KDC_ERR_CERTIFICATE_MISMATCH,
+      "the upload is not signed by the pinned key" },
     { TK_REASON_KDC_CERTIFICATE_MISMATCH, "kdc-certificate-mismatch",
-      KRB5KDC_ERR_CERTIFICATE_MISMATCH },
+      KRB5KDC_ERR_CERTIFICATE_MISMATCH,
+      "the upload was made for another KDC certificate" },
     { TK_REASON_STALE_FRESHNESS_TOKEN, "stale-freshness-token",
-      KRB5KDC_ERR_PA_CHECKSUM_MUST_BE_INCLUDED },
+      KRB5KDC_ERR_PA_CHECKSUM_MUST_BE_INCLUDED,
+      "the freshness token is missing or stale" },
     { TK_REASON_REQUEST_CHECKSUM_MISMATCH, "request-checksum-mismatch",
-      KRB5KDC_ERR_PA_CHECKSUM_MUST_BE_INCLUDED },
+      KRB5KDC_ERR_PA_CHECKSUM_MUST_BE_INCLUDED,
+      "the upload is bound to another request" },
     { TK_REASON_KVNO_NOT_ABOVE_STORED, "kvno-not-above-stored",
-      KRB5KDC_ERR_CLIENT_NOT_TRUSTED },
+      KRB5KDC_ERR_CLIENT_NOT_TRUSTED,
+      "the key version is below the stored one" },
     { TK_REASON_EXPIRY_NOT_ALLOWED, "expiry-not-allowed",
-      KRB5KDC_ERR_CLIENT_NOT_TRUSTED },
+      KRB5KDC_ERR_CLIENT_NOT_TRUSTED,
+      "the requested expiry is past or beyond the longest lifetime" },
     { TK_REASON_ENCTYPE_NOT_ALLOWED, "enctype-not-allowed",
-      KRB5KDC_ERR_ETYPE_NOSUPP },
-    { TK_REASON_BAD_KEY_LENGTH, "bad-key-length", KRB5KDC_ERR_ETYPE_NOSUPP },
+      KRB5KDC_ERR_ETYPE_NOSUPP,
+      "an enctype is not allowed or appears twice" },
+    { TK_REASON_BAD_KEY_LENGTH, "bad-key-length", KRB5KDC_ERR_ETYPE_NOSUPP,
+      "a key has the wrong length for its enctype" },
     { TK_REASON_NOT_ENROLLABLE, "not-enrollable",
-      KRB5KDC_ERR_CLIENT_NOT_TRUSTED },
-    { TK_REASON_NOT_PRIMARY, "not-primary",
-      KRB5KDC_ERR_CLIENT_NOT_TRUSTED },
+      KRB5KDC_ERR_CLIENT_NOT_TRUSTED,
+      "the principal is neither managed nor allowed to enroll" },
+    { TK_REASON_NOT_PRIMARY, "not-primary", KRB5KDC_ERR_CLIENT_NOT_TRUSTED,
+      "this KDC is a replica; upload to the primary KDC" },
     { TK_REASON_STORE_FAILED, "store-failed",
-      KRB5KDC_ERR_REVOCATION_STATUS_UNAVAILABLE },
-    { TK_REASON_KVNO_NOT_NEXT, "kvno-not-next",
-      KRB5KDC_ERR_CLIENT_NOT_TRUSTED },
+      KRB5KDC_ERR_REVOCATION_STATUS_UNAVAILABLE,
+      "the KDC could not store the key; try again later" },
+    { TK_REASON_KVNO_NOT_NEXT, "kvno-not-next", KRB5KDC_ERR_CLIENT_NOT_TRUSTED,
+      "the key version is not the next one after the stored one" },
     { TK_REASON_TOO_MANY_KEYS, "too-many-live-keys",
-      KRB5KDC_ERR_CLIENT_NOT_TRUSTED },
+      KRB5KDC_ERR_CLIENT_NOT_TRUSTED,
+      "the principal holds the most live key versions allowed" },
+    { TK_REASON_CRL_EXPIRED, "crl-expired",
+      KRB5KDC_ERR_REVOCATION_STATUS_UNKNOWN,
+      "a revocation list covering the chain has expired" },
+    { TK_REASON_MESSAGE_TOO_LARGE, "message-too-large",
+      KRB5KDC_ERR_INVALID_SIG,
+      "the upload is larger than the KDC reads" },
+    { TK_REASON_TOO_MANY_CERTIFICATES, "too-many-certificates",
+      KRB5KDC_ERR_CANT_VERIFY_CERTIFICATE,
+      "the upload carries more certificates than the KDC reads" },
+    { TK_REASON_CHAIN_TOO_LONG, "chain-too-long",
+      KRB5KDC_ERR_CANT_VERIFY_CERTIFICATE,
+      "the certificate chain has more intermediates than the KDC allows" },
+    { TK_REASON_KEY_TOO_LARGE, "key-too-large",
+      KRB5KDC_ERR_INVALID_CERTIFICATE,
+      "a certificate's public key is larger than the KDC allows" },
+    { TK_REASON_TOO_MANY_NAMES, "too-many-names",
+      KRB5KDC_ERR_CLIENT_NAME_MISMATCH,
+      "the certificate names more principals than the KDC reads" },
 };
 
 int
@@ -207,6 +248,18 @@ tk_reason_name(int reason)
             return reasons[i].name;
     }
     return "unknown-reason";
+}
+
+const char *
+tk_reason_text(int reason)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(reasons) / sizeof(*reasons); i++) {
+        if (reasons[i].reason == reason)
+            return reasons[i].text;
+    }
+    return "the upload was refused";
 }
 
 krb5_error_code
@@ -309,6 +362,17 @@ encode_msg(krb5_context ctx, TK_MSG *msg, krb5_data *der_out)
     return 0;
 }
 
+static void cleanse_upload_keys(TK_UPLOAD *u);
+
+/* Free a decoded message, zeroing an upload's keys first. */
+static void
+msg_free_clean(TK_MSG *msg)
+{
+    if (msg != NULL && msg->type == MSG_UPLOAD)
+        cleanse_upload_keys(msg->value.upload);
+    TK_MSG_free(msg);
+}
+
 /* Decode a message of the wanted type. */
 static krb5_error_code
 decode_msg(krb5_context ctx, const krb5_data *der, int type, TK_MSG **out)
@@ -324,12 +388,13 @@ decode_msg(krb5_context ctx, const krb5_data *der, int type, TK_MSG **out)
     msg = d2i_TK_MSG(NULL, &p, der->length);
     if (msg == NULL)
         return bad(ctx, ASN1_PARSE_ERROR, "not DER of a TempkeyMessage");
+    /* A refused upload's keys are zeroed as well as an accepted one's. */
     if (p != (const unsigned char *)der->data + der->length) {
-        TK_MSG_free(msg);
+        msg_free_clean(msg);
         return bad(ctx, ASN1_BAD_LENGTH, "trailing bytes");
     }
     if (msg->type != type) {
-        TK_MSG_free(msg);
+        msg_free_clean(msg);
         return bad(ctx, ASN1_BAD_FORMAT, "unexpected message type");
     }
     *out = msg;
@@ -525,9 +590,7 @@ cleanup:
     TK_UPKEY_free(k);
     cleanse_upload_keys(u);
     TK_UPLOAD_free(u);
-    if (msg != NULL && msg->type == MSG_UPLOAD)
-        cleanse_upload_keys(msg->value.upload);
-    TK_MSG_free(msg);
+    msg_free_clean(msg);
     return ret;
 }
 
@@ -613,9 +676,8 @@ tk_decode_upload(krb5_context ctx, const krb5_data *der, tk_upload **up_out)
     ret = 0;
 
 cleanup:
-    cleanse_upload_keys(u);
     tk_upload_free(up);
-    TK_MSG_free(msg);
+    msg_free_clean(msg);
     return ret;
 }
 

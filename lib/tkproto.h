@@ -16,8 +16,20 @@
 #define TK_PROTO_VERSION 1
 #define TK_HASH_LEN 32
 #define TK_MAX_KEYS 8
-/* Uploads are a few KB; anything far larger is refused unread. */
+/* Bounds on hostile input (DESIGN section 12), each checked before the work
+ * it bounds and refused with a reason of its own.  Uploads are a few KB;
+ * anything far larger is refused unread. */
 #define TK_MAX_MESSAGE 65536
+/* Certificates one SignedData may carry: a leaf, its intermediates and
+ * perhaps the root, with room to spare. */
+#define TK_MAX_CERTS 8
+/* Intermediate CAs between a leaf and its anchor (OpenSSL's verify depth). */
+#define TK_MAX_CHAIN_DEPTH 4
+/* RSA (and DSA) modulus of any certificate a SignedData carries: a larger
+ * one costs the verifier quadratically more for no security it needs. */
+#define TK_MAX_KEY_BITS 4096
+/* id-pkinit-san principal names one certificate may carry. */
+#define TK_MAX_NAMES 16
 
 /* The KDC's offer, in the METHOD-DATA of PREAUTH_REQUIRED. */
 typedef struct tk_key_request {
@@ -73,8 +85,16 @@ typedef enum {
     TK_REASON_NOT_PRIMARY = 18,
     TK_REASON_STORE_FAILED = 19,
     TK_REASON_TOO_MANY_KEYS = 20,
-    TK_REASON_KVNO_NOT_NEXT = 21
+    TK_REASON_KVNO_NOT_NEXT = 21,
+    TK_REASON_CRL_EXPIRED = 22,
+    TK_REASON_MESSAGE_TOO_LARGE = 23,
+    TK_REASON_TOO_MANY_CERTIFICATES = 24,
+    TK_REASON_CHAIN_TOO_LONG = 25,
+    TK_REASON_KEY_TOO_LARGE = 26,
+    TK_REASON_TOO_MANY_NAMES = 27
 } tk_reason;
+/* The highest reason: every one up to it has a name, code and text. */
+#define TK_REASON_MAX TK_REASON_TOO_MANY_NAMES
 
 /*
  * The one rule for an upload's key version, given the highest one ever
@@ -87,6 +107,8 @@ int tk_upload_kvno_reason(krb5_context ctx, krb5_kvno stored,
 
 /* The short name of a reason ("kvno-not-above-stored"), never NULL. */
 const char *tk_reason_name(int reason);
+/* The fixed sentence a refusal for reason tells the client, never NULL. */
+const char *tk_reason_text(int reason);
 /* The Kerberos error code that carries a reason through MIT's KDC, which
  * keeps e-data only for some codes. */
 krb5_error_code tk_reason_code(int reason);
@@ -132,12 +154,9 @@ typedef struct tk_identity {
     STACK_OF(X509) *chain;      /* intermediates, may be empty */
 } tk_identity;
 
-/* What a verifier trusts. */
-typedef struct tk_trust {
-    X509_STORE *store;          /* anchors and CRLs */
-    STACK_OF(X509) *pool;       /* untrusted intermediates */
-    int crl_check;
-} tk_trust;
+/* What a verifier trusts: anchors, a pool of intermediates and revocation
+ * lists (pki.c). */
+typedef struct tk_trust tk_trust;
 
 /* Load an identity from a certificate file (PEM, the leaf first, then any
  * intermediates) and a key file (PEM). */
@@ -149,10 +168,25 @@ krb5_error_code tk_identity_load_pkinit(krb5_context ctx, const char *spec,
 void tk_identity_free(tk_identity *id);
 
 /* Build trust from PKINIT-style lists ("FILE:path" or "DIR:path" anchors,
- * "FILE:path" pool and CRL files); any list may be NULL. */
+ * "FILE:path" pool and CRL files); any list may be NULL.  A CRL file holds
+ * one or more PEM CRLs or one DER CRL; one that cannot be read or holds no
+ * CRL is an error naming it. */
 krb5_error_code tk_trust_load(krb5_context ctx, char **anchors, char **pool,
                               char **crls, tk_trust **trust_out);
 void tk_trust_free(tk_trust *trust);
+/*
+ * Reload the CRL files that changed (device, inode, size, modification or
+ * change time) since they were last read: one stat() per file, no read when
+ * nothing changed.  A changed file that cannot be used leaves the CRLs read
+ * from it before in force.  report (may be NULL) is called once for each
+ * file read anew, with error NULL and the number of CRLs it holds, or with
+ * what is wrong (that version of the file is not reported again).  Returns
+ * 0, or ENOMEM with the CRLs in force unchanged.  Not thread-safe.
+ */
+typedef void (*tk_crl_report_fn)(void *arg, const char *spec, int ncrls,
+                                 const char *error);
+krb5_error_code tk_trust_refresh(krb5_context ctx, tk_trust *trust,
+                                 tk_crl_report_fn report, void *arg);
 
 /* SHA-256 of a certificate's DER, and of its SubjectPublicKeyInfo. */
 krb5_error_code tk_cert_hash(krb5_context ctx, X509 *cert,
@@ -172,8 +206,22 @@ krb5_error_code tk_cms_sign(krb5_context ctx, const tk_identity *id,
 krb5_error_code tk_cms_open_signed(krb5_context ctx, const krb5_data *der,
                                    krb5_data *content_out, X509 **signer_out,
                                    STACK_OF(X509) **certs_out);
+/*
+ * The same, bounded for hostile input: before the signature is checked,
+ * the message's size (TK_MAX_MESSAGE), its one signer, the number of
+ * certificates (TK_MAX_CERTS) and each one's key size (TK_MAX_KEY_BITS).
+ * On failure *reason_out is the tk_reason to refuse with (0 if the failure
+ * is not the message's, e.g. ENOMEM).
+ */
+krb5_error_code tk_cms_open_signed_bounded(krb5_context ctx,
+                                           const krb5_data *der,
+                                           krb5_data *content_out,
+                                           X509 **signer_out,
+                                           STACK_OF(X509) **certs_out,
+                                           int *reason_out);
 /* Check cert's chain to the trust anchors (with intermediates from extra
- * and the pool), its validity and, if CRLs were given, its revocation.
+ * and the pool), its validity and, if CRLs were given, the revocation of
+ * every certificate in it whose issuer has a CRL (an expired CRL refuses).
  * Returns a reason (tk_reason) with a message, 0 if trusted. */
 int tk_verify_chain(krb5_context ctx, const tk_trust *trust, X509 *cert,
                     STACK_OF(X509) *extra);
@@ -194,7 +242,8 @@ krb5_error_code tk_cert_has_eku(krb5_context ctx, X509 *cert,
 /* Check that eku is a value tk_cert_has_eku() understands. */
 krb5_error_code tk_check_eku(krb5_context ctx, const char *eku);
 /* The principals named by cert's id-pkinit-san otherNames (RFC 4556);
- * *princs_out is NULL-terminated, free with krb5_free_principal each. */
+ * *princs_out is NULL-terminated, free with tk_free_principals().  More
+ * than TK_MAX_NAMES of them: KRB5KDC_ERR_CLIENT_NAME_MISMATCH. */
 krb5_error_code tk_cert_principals(krb5_context ctx, X509 *cert,
                                    krb5_principal **princs_out);
 void tk_free_principals(krb5_context ctx, krb5_principal *princs);

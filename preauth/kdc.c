@@ -434,6 +434,19 @@ principal_listed(krb5_context ctx, krb5_principal *list, krb5_principal p)
     return FALSE;
 }
 
+static void
+report_crl(void *arg, const char *spec, int ncrls, const char *error)
+{
+    realm_state *rs = arg;
+
+    if (error != NULL)
+        com_err("tempkey", 0, "realm %s: %s; keeping the revocation lists "
+                "read from it before", rs->realm, error);
+    else
+        com_err("tempkey", 0, "realm %s: reloaded pkinit_revoke %s (%d "
+                "CRLs)", rs->realm, spec, ncrls);
+}
+
 /* The certificate checks: a pinned key, or a chain to the anchors with the
  * right key purpose naming exactly the client. */
 static krb5_error_code
@@ -457,6 +470,11 @@ check_certificate(check_state *st, krb5_kdcpreauth_callbacks cb,
         cb->free_string(st->ctx, rock, pin);
         return ret;
     }
+    /* A CRL file replaced while the KDC runs is used from the next upload
+     * on: one stat() per file here, a read only when it changed. */
+    ret = tk_trust_refresh(st->ctx, st->rs->trust, report_crl, st->rs);
+    if (ret)
+        return ret;
     reason = tk_verify_chain(st->ctx, st->rs->trust, st->signer, certs);
     if (reason)
         return refuse_msg(st, reason, tk_reason_code(reason));
@@ -467,6 +485,8 @@ check_certificate(check_state *st, krb5_kdcpreauth_callbacks cb,
         return refuse(st, TK_REASON_WRONG_KEY_PURPOSE, "the certificate "
                       "lacks the extended key usage tempkey_eku requires");
     ret = tk_cert_principals(st->ctx, st->signer, &names);
+    if (ret == KRB5KDC_ERR_CLIENT_NAME_MISMATCH)
+        return refuse_msg(st, TK_REASON_TOO_MANY_NAMES, ret);
     if (ret)
         return ret;
     if (!principal_listed(st->ctx, names, st->client))
@@ -631,14 +651,21 @@ cap_ticket(krb5_ticket_times *times, int64_t expiry)
         times->renew_till = (krb5_timestamp)expiry;
 }
 
-/* The e-data of a refusal: our reason, for ktupdate to report. */
+/* The e-data of a refusal: our reason, for ktupdate to report, with the
+ * reason's fixed text.  The detail (OpenSSL's and the verifier's words, the
+ * numbers compared) goes to the KDC log only: the peer may be anyone. */
 static krb5_pa_data **
 refusal_edata(check_state *st)
 {
     krb5_pa_data **list = calloc(2, sizeof(*list));
     krb5_data der = EMPTY_DATA;
+    const char *text = tk_reason_text(st->reason);
 
-    if (list == NULL || tk_encode_error(st->ctx, st->reason, st->detail,
+    /* Also fixed: ktupdate tells its operator that the realm's
+     * configuration, not this KDC, lacks the primary. */
+    if (st->reason == TK_REASON_NOT_PRIMARY && st->primary == NULL)
+        text = "this KDC is a replica and knows no primary KDC";
+    if (list == NULL || tk_encode_error(st->ctx, st->reason, text,
                                         st->primary, &der) != 0 ||
         (list[0] = make_pa(&der)) == NULL) {
         free(der.data);
@@ -680,6 +707,8 @@ tk_kdc_verify(krb5_context ctx, krb5_data *req_pkt, krb5_kdc_req *request,
     const krb5_keyblock *key;
     krb5_kdcpreauth_modreq modreq = NULL;
     int64_t expiry = 0, now = time(NULL);
+    int reason = 0;
+    char msg[100];
 
     memset(&st, 0, sizeof(st));
     st.ctx = ctx;
@@ -700,6 +729,13 @@ tk_kdc_verify(krb5_context ctx, krb5_data *req_pkt, krb5_kdc_req *request,
         ret = refuse_not_primary(&st);
         goto done;
     }
+    /* Unread, before any private-key operation. */
+    if (data->length > TK_MAX_MESSAGE) {
+        snprintf(msg, sizeof(msg), "an upload of %u bytes; at most %d are "
+                 "read", data->length, TK_MAX_MESSAGE);
+        ret = refuse(&st, TK_REASON_MESSAGE_TOO_LARGE, msg);
+        goto done;
+    }
     env.data = (char *)data->contents;
     env.length = data->length;
     ret = tk_cms_decrypt(ctx, st.rs->id, &env, &inner);
@@ -709,10 +745,11 @@ tk_kdc_verify(krb5_context ctx, krb5_data *req_pkt, krb5_kdc_req *request,
                          ret);
         goto done;
     }
-    ret = tk_cms_open_signed(ctx, &inner, &content, &st.signer, &certs);
+    ret = tk_cms_open_signed_bounded(ctx, &inner, &content, &st.signer,
+                                     &certs, &reason);
     if (ret) {
-        ret = refuse_msg(&st, ret == KRB5KDC_ERR_INVALID_SIG ?
-                         TK_REASON_BAD_SIGNATURE : TK_REASON_MALFORMED, ret);
+        if (reason)
+            ret = refuse_msg(&st, reason, ret);
         goto done;
     }
     describe_signer(&st);

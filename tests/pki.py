@@ -9,7 +9,8 @@ directory the caller gives, normally a test's temporary directory:
     kdc = root.issue('kdc', principal='krbtgt/TEMPKEY.TEST@TEMPKEY.TEST',
                      kdc=True)
     sub.revoke(alice)
-    crl = sub.crl()
+    crl = sub.crl()                           # PEM; crl(der=True) for DER
+    subs = ca_chain(root, 5)                  # root -> Sub CA 1 -> ... 5
 
 Each CA is an `openssl ca` database (db/index.txt, db/serial, db/crlnumber)
 with its own configuration file (ca.cnf, which names only files relative to
@@ -536,14 +537,43 @@ class CA(_Database, _Certified):
         openssl(*args, cwd=self.dir)
         self.revoked.append(cert)
 
-    def crl(self, path=None, days=30):
-        """Write a CRL (PEM) of this CA's revocations, valid for days;
-        return its path (by default crl.pem in the CA's directory)."""
-        path = os.path.abspath(path or os.path.join(self.dir, 'crl.pem'))
+    def crl(self, path=None, days=30, der=False, last_update=None,
+            next_update=None):
+        """Write a CRL of this CA's revocations, valid for days; return its
+        path (by default crl.pem, or crl.der if der, in the CA's
+        directory).  der=True writes DER instead of PEM.  last_update and
+        next_update (datetimes, naive ones UTC, or seconds since the epoch)
+        set the CRL's dates instead, e.g. for a CRL that has expired.  The
+        file is replaced whole (a new file renamed over the old), as a CRL
+        distribution job should do it."""
+        path = os.path.abspath(path or os.path.join(
+            self.dir, 'crl.der' if der else 'crl.pem'))
+        tmp = path + '.new'
+        dates = ['-crldays', days]
+        fmt = '%Y%m%d%H%M%SZ'
+        if last_update is not None:
+            dates += ['-crl_lastupdate', _utc(last_update).strftime(fmt)]
+        if next_update is not None:
+            dates += ['-crl_nextupdate', _utc(next_update).strftime(fmt)]
         openssl('ca', '-batch', '-config', self.config, '-gencrl',
-                '-md', 'sha256', '-crldays', days, '-out', path, cwd=self.dir)
+                '-md', 'sha256', *dates, '-out', tmp, cwd=self.dir)
+        if der:
+            openssl('crl', '-in', tmp, '-outform', 'DER', '-out', tmp + '.d')
+            os.replace(tmp + '.d', tmp)
+        os.replace(tmp, path)
         self.crl_pem = path
         return path
+
+
+def ca_chain(root, n, keytype='ec', name='Sub CA'):
+    """n intermediate CAs, each certified by the one before, the first by
+    root (a CA); returns them in that order (the last issues leaves)."""
+    cas, parent = [], root
+    for i in range(n):
+        parent = CA(root.dir, '%s %d' % (name, i + 1), keytype=keytype,
+                    parent=parent)
+        cas.append(parent)
+    return cas
 
 
 def self_signed(dir, name, principal=None, keytype='ec', eku=None,

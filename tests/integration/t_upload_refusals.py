@@ -4,6 +4,7 @@ the database is unchanged, and the KDC serves the next request."""
 
 import datetime
 import os
+import re
 
 import pki
 from realm import (Realm, Tests, fail, KVNO, KDESTROY, REALM, TK_UPLOAD)
@@ -47,7 +48,12 @@ def refused(reason, cert=None, *args, principal=SVC_FULL):
     cert = cert or r.good
     before = r.dump()
     log_before = len(r.kdc_log_text())
-    upload(cert, *args, principal=principal, msg='refused %s:' % reason)
+    out = upload(cert, *args, principal=principal,
+                 msg='refused %s:' % reason)
+    # What an unauthenticated peer reads is the reason's fixed text, never
+    # the verifier's or OpenSSL's words.
+    if re.search(r'error:[0-9A-F]{8}|routines|depth \d', out):
+        fail('the client was told the KDC\'s internal detail: ' + out)
     log = r.kdc_log_text()[log_before:]
     line = 'refused upload for %s signed by' % principal
     if line not in log or (': %s: ' % reason) not in log:
@@ -164,7 +170,63 @@ def test_garbage_der():
 
 
 def test_oversized_der():
-    refused('malformed', None, '--fault', 'oversized')
+    refused('message-too-large', None, '--fault', 'oversized')
+
+
+# DESIGN section 12: hostile input is bounded before it costs the KDC work.
+
+def test_too_many_certificates():
+    # A chain of 10 CAs: 12 certificates in the SignedData, above 8.
+    r = realm()
+    cas = pki.ca_chain(r.ca, 10, name='Deep CA')
+    refused('too-many-certificates', cas[-1].issue('deep',
+                                                   principal=SVC_FULL))
+
+
+def test_chain_too_long():
+    # 4 intermediates are allowed; 5 are refused, though 7 certificates
+    # are within the count.
+    r = realm()
+    cas = pki.ca_chain(r.ca, 5, name='Long CA')
+    upload(cas[3].issue('four', principal=SVC_FULL), code=0,
+           msg='stored kvno')
+    refused('chain-too-long', cas[4].issue('five', principal=SVC_FULL))
+
+
+def test_rsa_key_too_large():
+    # Above 4096 bits (8192 would do too, but takes long to generate).
+    refused('key-too-large',
+            realm().server_cert(SVC, name='rsa5120', keytype='rsa:5120'))
+
+
+def test_too_many_names():
+    names = [SVC_FULL] + ['HTTP/n%d.test@%s' % (i, REALM) for i in range(16)]
+    ca = realm().ca
+    refused('too-many-names', ca.issue('many-names', principal=names))
+    # 16 are fine.
+    upload(ca.issue('16-names', principal=names[:16]), code=0,
+           msg='stored kvno')
+
+
+def test_refusal_text_is_generic():
+    # The client reads one fixed sentence per reason; the KDC log keeps
+    # what the verifier and OpenSSL said.
+    r = realm()
+    other = pki.CA(r.path('pki'), 'Stranger CA')
+    for reason, cert, args, text, detail in (
+            ('untrusted-certificate', other.issue('y', principal=SVC_FULL),
+             (), 'the certificate chain was not verified',
+             'self-signed certificate in certificate chain at depth 1 '
+             '(/CN=Stranger CA)'),
+            ('bad-signature', r.good, ('--fault', 'bad-signature'),
+             'the signature did not verify', 'CMS routines')):
+        mark = len(r.kdc_log_text())
+        out = upload(cert, *args, msg='refused %s: the KDC refused the '
+                     'upload: %s: %s\n' % (reason, reason, text))
+        if detail in out:
+            fail('the client was told the detail %r' % detail)
+        if detail not in r.kdc_log_text()[mark:]:
+            fail('the KDC log lacks the detail %r' % detail)
 
 
 def test_pinned_key_mismatch():
@@ -269,6 +331,7 @@ Tests(shared=True).run(
     test_upload_names_another_principal,
     test_signature_by_another_key,
     test_encrypted_to_another_kdc,
+    test_refusal_text_is_generic,
     test_kdc_hash_mismatch,
     test_missing_freshness_token,
     test_request_checksum_mismatch,
@@ -280,6 +343,10 @@ Tests(shared=True).run(
     test_truncated_der,
     test_garbage_der,
     test_oversized_der,
+    test_too_many_certificates,
+    test_chain_too_long,
+    test_rsa_key_too_large,
+    test_too_many_names,
     test_pinned_key_mismatch,
     test_principal_outside_enrollment,
     test_reserved_names_and_existing_entries_never_enroll,

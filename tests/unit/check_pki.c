@@ -1,0 +1,300 @@
+/* check_pki.c - unit tests of lib/pki.c and lib/proto.c: no copy of a key
+ * is ever freed without being cleansed first. */
+/*
+ * This program replaces free() (forwarding to glibc's __libc_free) and
+ * realloc() (always moving, so that a grown block's old copy is freed
+ * through free() too) with versions that scan every block released, by
+ * anyone (libkrb5, libcrypto, libc's stdio, the code under test), for a
+ * marker: the bytes of a test key, or a piece of a private key's PEM text.
+ * A test counts the blocks that still held the marker when they were freed;
+ * it must be none.  Stack buffers inside OpenSSL are out of reach of this
+ * check (and of any fix of ours).
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <malloc.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <check.h>
+#include <execinfo.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "tkproto.h"
+
+extern void __libc_free(void *p);
+extern void *__libc_malloc(size_t n);
+
+static unsigned char marker[64];
+static size_t marker_len;
+static int dirty_frees;
+
+static void
+scan(void *p)
+{
+    size_t n;
+
+    if (p == NULL || marker_len == 0)
+        return;
+    n = malloc_usable_size(p);
+    if (memmem(p, n, marker, marker_len) != NULL) {
+        dirty_frees++;
+        /* CHECK_PKI_TRACE=1 shows who freed it (backtrace_symbols_fd does
+         * not allocate). */
+        if (getenv("CHECK_PKI_TRACE") != NULL) {
+            void *frames[16];
+
+            backtrace_symbols_fd(frames, backtrace(frames, 16), 2);
+            write(2, "--\n", 3);
+        }
+    }
+}
+
+void
+free(void *p)
+{
+    scan(p);
+    __libc_free(p);
+}
+
+void *
+realloc(void *p, size_t n)
+{
+    void *q;
+    size_t old;
+
+    if (p == NULL)
+        return __libc_malloc(n);
+    if (n == 0) {
+        free(p);
+        return NULL;
+    }
+    q = __libc_malloc(n);
+    if (q == NULL)
+        return NULL;
+    old = malloc_usable_size(p);
+    memcpy(q, p, old < n ? old : n);
+    free(p);
+    return q;
+}
+
+static krb5_context ctx;
+static tk_identity *server, *kdc;
+
+/* A self-signed identity with a new P-256 key. */
+static tk_identity *
+make_identity(const char *cn)
+{
+    tk_identity *id = calloc(1, sizeof(*id));
+    X509_NAME *name;
+
+    ck_assert_ptr_nonnull(id);
+    id->key = EVP_EC_gen("P-256");
+    id->cert = X509_new();
+    id->chain = sk_X509_new_null();
+    ck_assert_ptr_nonnull(id->key);
+    ck_assert_ptr_nonnull(id->cert);
+    ASN1_INTEGER_set(X509_get_serialNumber(id->cert), 1);
+    X509_gmtime_adj(X509_getm_notBefore(id->cert), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(id->cert), 3600);
+    name = X509_get_subject_name(id->cert);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                               (const unsigned char *)cn, -1, -1, 0);
+    X509_set_issuer_name(id->cert, name);
+    X509_set_pubkey(id->cert, id->key);
+    ck_assert_int_gt(X509_sign(id->cert, id->key, EVP_sha256()), 0);
+    return id;
+}
+
+static void
+setup(void)
+{
+    ck_assert_int_eq(krb5_init_context(&ctx), 0);
+    server = make_identity("server");
+    kdc = make_identity("kdc");
+    /* A 32-byte key that appears nowhere else. */
+    for (marker_len = 0; marker_len < 32; marker_len++)
+        marker[marker_len] = (unsigned char)(0xa5 ^ (marker_len * 37));
+    dirty_frees = 0;
+}
+
+static void
+teardown(void)
+{
+    marker_len = 0;
+    tk_identity_free(server);
+    tk_identity_free(kdc);
+    krb5_free_context(ctx);
+}
+
+/* Zero and free a buffer the code under test handed us. */
+static void
+drop(krb5_data *d)
+{
+    if (d->data != NULL)
+        OPENSSL_cleanse(d->data, d->length);
+    free(d->data);
+    d->data = NULL;
+    d->length = 0;
+}
+
+/* The DER of an upload whose one key is the marker. */
+static void
+upload_der(krb5_data *der_out)
+{
+    tk_upload up;
+    unsigned char token[16] = "token";
+
+    memset(&up, 0, sizeof(up));
+    up.realm = "TEMPKEY.TEST";
+    up.principal = "HTTP/www.test@TEMPKEY.TEST";
+    up.freshness_token.data = (char *)token;
+    up.freshness_token.length = sizeof(token);
+    up.kvno = 2;
+    up.expiry = 2000000000;
+    up.nkeys = 1;
+    up.keys[0].magic = KV5M_KEYBLOCK;
+    up.keys[0].enctype = ENCTYPE_AES256_CTS_HMAC_SHA1_96;
+    up.keys[0].length = 32;
+    up.keys[0].contents = marker;
+    ck_assert_int_eq(tk_encode_upload(ctx, &up, der_out), 0);
+}
+
+/* What the client does: encode, sign, encrypt. */
+static void
+client_side(krb5_data *env_out)
+{
+    krb5_data der = { 0, 0, NULL }, sig = { 0, 0, NULL };
+
+    upload_der(&der);
+    ck_assert_int_eq(tk_cms_sign(ctx, server, &der, &sig), 0);
+    ck_assert_int_eq(tk_cms_encrypt(ctx, kdc->cert, &sig, env_out), 0);
+    drop(&der);
+    drop(&sig);
+}
+
+START_TEST(upload_round_trip_leaves_no_key_behind)
+{
+    krb5_data env = { 0, 0, NULL }, inner = { 0, 0, NULL };
+    krb5_data content = { 0, 0, NULL };
+    STACK_OF(X509) *certs = NULL;
+    X509 *signer = NULL;
+    tk_upload *up = NULL;
+
+    client_side(&env);
+    ck_assert_int_eq(dirty_frees, 0);
+    /* What the KDC does. */
+    ck_assert_int_eq(tk_cms_decrypt(ctx, kdc, &env, &inner), 0);
+    ck_assert_int_eq(tk_cms_open_signed(ctx, &inner, &content, &signer,
+                                        &certs), 0);
+    ck_assert_int_eq(tk_decode_upload(ctx, &content, &up), 0);
+    ck_assert_int_eq(up->keys[0].length, 32);
+    ck_assert_mem_eq(up->keys[0].contents, marker, 32);
+    tk_upload_free(up);
+    drop(&content);
+    drop(&inner);
+    free(env.data);
+    X509_free(signer);
+    sk_X509_pop_free(certs, X509_free);
+    ck_assert_int_eq(dirty_frees, 0);
+}
+END_TEST
+
+START_TEST(refused_messages_leave_no_key_behind)
+{
+    krb5_data der = { 0, 0, NULL }, sig = { 0, 0, NULL };
+    krb5_data env = { 0, 0, NULL }, inner = { 0, 0, NULL };
+    krb5_data content = { 0, 0, NULL }, longer;
+    STACK_OF(X509) *certs = NULL;
+    X509 *signer = NULL;
+    tk_upload *up = NULL;
+    tk_ack *ack = NULL;
+
+    upload_der(&der);
+    /* Trailing bytes, and the wrong message type. */
+    longer.length = der.length + 1;
+    longer.data = calloc(1, longer.length);
+    memcpy(longer.data, der.data, der.length);
+    ck_assert_int_ne(tk_decode_upload(ctx, &longer, &up), 0);
+    ck_assert_int_ne(tk_decode_ack(ctx, &der, &ack), 0);
+    drop(&longer);
+    /* A signature that does not verify. */
+    ck_assert_int_eq(tk_cms_sign(ctx, server, &der, &sig), 0);
+    sig.data[sig.length - 1] ^= 1;
+    ck_assert_int_ne(tk_cms_open_signed(ctx, &sig, &content, &signer,
+                                        &certs), 0);
+    /* Encrypted to another key. */
+    ck_assert_int_eq(tk_cms_encrypt(ctx, server->cert, &sig, &env), 0);
+    ck_assert_int_ne(tk_cms_decrypt(ctx, kdc, &env, &inner), 0);
+    drop(&env);
+    drop(&sig);
+    drop(&der);
+    ck_assert_ptr_null(signer);
+    ck_assert_int_eq(dirty_frees, 0);
+}
+END_TEST
+
+START_TEST(private_key_file_leaves_no_copy_behind)
+{
+    char dir[] = "/tmp/check_pki.XXXXXX", cert_file[64], key_file[64];
+    char pem[4096], *body;
+    tk_identity *id = NULL;
+    BIO *bio;
+    FILE *f;
+    int fd, n;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(cert_file, sizeof(cert_file), "%s/cert.pem", dir);
+    snprintf(key_file, sizeof(key_file), "%s/key.pem", dir);
+    f = fopen(cert_file, "w");
+    ck_assert_ptr_nonnull(f);
+    PEM_write_X509(f, server->cert);
+    fclose(f);
+    bio = BIO_new(BIO_s_mem());
+    PEM_write_bio_PrivateKey(bio, server->key, NULL, NULL, 0, NULL, NULL);
+    n = BIO_read(bio, pem, sizeof(pem) - 1);
+    ck_assert_int_gt(n, 100);
+    pem[n] = '\0';
+    BIO_free(bio);
+    fd = open(key_file, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ck_assert_int_eq(write(fd, pem, n), n);
+    close(fd);
+    /* A piece of the base64 of the key. */
+    body = strchr(pem, '\n') + 1;
+    memcpy(marker, body + 20, 24);
+    marker_len = 24;
+    dirty_frees = 0;
+    ck_assert_int_eq(tk_identity_load(ctx, cert_file, key_file, &id), 0);
+    tk_identity_free(id);
+    marker_len = 0;
+    unlink(cert_file);
+    unlink(key_file);
+    rmdir(dir);
+    OPENSSL_cleanse(pem, sizeof(pem));
+    ck_assert_int_eq(dirty_frees, 0);
+}
+END_TEST
+
+int
+main(void)
+{
+    Suite *s = suite_create("pki");
+    TCase *tc = tcase_create("cleansing");
+    SRunner *sr;
+    int failed;
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, upload_round_trip_leaves_no_key_behind);
+    tcase_add_test(tc, refused_messages_leave_no_key_behind);
+    tcase_add_test(tc, private_key_file_leaves_no_copy_behind);
+    suite_add_tcase(s, tc);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
