@@ -13,6 +13,7 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <malloc.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -282,10 +283,20 @@ END_TEST
 int
 main(void)
 {
-    Suite *s = suite_create("pki");
-    TCase *tc = tcase_create("cleansing");
+    Suite *s;
+    TCase *tc;
     SRunner *sr;
     int failed;
+
+#ifdef __SANITIZE_ADDRESS__
+    /* ASan owns free(); this test's replacement of it cannot run there
+     * (the normal pass runs it). */
+    printf("SKIP: check_pki replaces free(), which AddressSanitizer "
+           "intercepts\n");
+    return 77;
+#endif
+    s = suite_create("pki");
+    tc = tcase_create("cleansing");
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, upload_round_trip_leaves_no_key_behind);
