@@ -232,7 +232,8 @@ class Realm:
                 self.run([ldap.KDB5_LDAP_UTIL, 'stashsrvpw', '-f',
                           self.ldap_pwfile, dn],
                          input='%s\n%s\n' % (ldap.SERVICE_PW,
-                                               ldap.SERVICE_PW))
+                                               ldap.SERVICE_PW),
+                         env=self.unsanitized_env())
         finally:
             self.write_config()
 
@@ -352,6 +353,14 @@ class Realm:
             env['LD_PRELOAD'] = preload
             env['ASAN_OPTIONS'] = (env.get('ASAN_OPTIONS', '') +
                                    ':detect_leaks=0').lstrip(':')
+        return env
+
+    def unsanitized_env(self):
+        """The environment without the sanitizer runtimes, for MIT's LDAP
+        set-up tool: it loads only kldap, never our code, and under the
+        preloaded runtimes its password prompt never returns."""
+        env = dict(self.env)
+        env.pop('LD_PRELOAD', None)
         return env
 
     # ---- running commands
