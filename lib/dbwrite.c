@@ -37,60 +37,14 @@ typedef krb5_error_code (*change_fn)(krb5_context ctx,
                                      krb5_db_entry **entry, void *arg,
                                      krb5_boolean *changed);
 
-static krb5_tl_data *
-find_tl(krb5_db_entry *entry, krb5_int16 type)
-{
-    krb5_tl_data *tl;
-
-    for (tl = entry->tl_data; tl != NULL; tl = tl->tl_data_next) {
-        if (tl->tl_data_type == type)
-            return tl;
-    }
-    return NULL;
-}
-
-/* Whether b holds a key with exactly a's version, enctype and blob. */
+/* Whether two copies of an entry (either may be NULL: none) hold the same
+ * records and keys. */
 static krb5_boolean
-has_key(const krb5_db_entry *b, const krb5_key_data *a)
+same_state(krb5_context ctx, krb5_db_entry *a, krb5_db_entry *b)
 {
-    int i;
-
-    for (i = 0; i < b->n_key_data; i++) {
-        const krb5_key_data *k = &b->key_data[i];
-
-        if (k->key_data_kvno == a->key_data_kvno &&
-            k->key_data_type[0] == a->key_data_type[0] &&
-            k->key_data_length[0] == a->key_data_length[0] &&
-            memcmp(k->key_data_contents[0], a->key_data_contents[0],
-                   a->key_data_length[0]) == 0)
-            return TRUE;
-    }
-    return FALSE;
-}
-
-/* Whether two copies of an entry hold the same records and keys (kldap
- * returns keys in no particular order). */
-static krb5_boolean
-same_state(krb5_db_entry *a, krb5_db_entry *b)
-{
-    krb5_tl_data *ta, *tb;
-    int i;
-
     if (a == NULL || b == NULL)
         return a == b;
-    ta = find_tl(a, TK_TL_META);
-    tb = find_tl(b, TK_TL_META);
-    if ((ta == NULL) != (tb == NULL) || a->n_key_data != b->n_key_data)
-        return FALSE;
-    if (ta != NULL && (ta->tl_data_length != tb->tl_data_length ||
-                       memcmp(ta->tl_data_contents, tb->tl_data_contents,
-                              ta->tl_data_length) != 0))
-        return FALSE;
-    for (i = 0; i < a->n_key_data; i++) {
-        if (!has_key(b, &a->key_data[i]))
-            return FALSE;
-    }
-    return TRUE;
+    return tk_entry_same_key_state(ctx, a, b);
 }
 
 static int
@@ -229,7 +183,7 @@ write_once(krb5_context ctx, krb5_const_principal princ, change_fn fn,
             ret = fetch(ctx, princ, &check);
         if (ret)
             goto cleanup;
-        if (!same_state(before, check)) {
+        if (!same_state(ctx, before, check)) {
             *again_out = TRUE;          /* moved under us: decide again */
             goto cleanup;
         }
@@ -730,7 +684,7 @@ tk_db_put_foreign(krb5_context ctx, krb5_context inner, krb5_db_entry *entry,
         if (ret == 0)
             ret = copy_message(ctx, inner,
                                fetch(inner, entry->princ, &check));
-        if (ret == 0 && same_state(stored, check))
+        if (ret == 0 && same_state(inner, stored, check))
             ret = put(entry, arg);
         else if (ret == 0)
             ret = KRB5_KDB_DB_INUSE;

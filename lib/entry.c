@@ -681,13 +681,13 @@ cleanup:
 
 /* ---- Writers that do not own the key records. */
 
-static krb5_tl_data *
-meta_tl(krb5_db_entry *entry)
+krb5_tl_data *
+tk_entry_find_tl(krb5_db_entry *entry, krb5_int16 type)
 {
     krb5_tl_data *tl;
 
     for (tl = entry->tl_data; tl != NULL; tl = tl->tl_data_next) {
-        if (tl->tl_data_type == TK_TL_META)
+        if (tl->tl_data_type == type)
             return tl;
     }
     return NULL;
@@ -731,12 +731,12 @@ same_key(krb5_context ctx, krb5_key_data *a, krb5_key_data *b)
     return same;
 }
 
-/* Whether entry and stored hold the same key state: the same records and
- * the same set of keys (in any order; kldap does not sort). */
-static krb5_boolean
-same_key_state(krb5_context ctx, krb5_db_entry *entry, krb5_db_entry *stored)
+krb5_boolean
+tk_entry_same_key_state(krb5_context ctx, krb5_db_entry *entry,
+                        krb5_db_entry *stored)
 {
-    krb5_tl_data *ta = meta_tl(entry), *tb = meta_tl(stored);
+    krb5_tl_data *ta = tk_entry_find_tl(entry, TK_TL_META);
+    krb5_tl_data *tb = tk_entry_find_tl(stored, TK_TL_META);
     int i, j;
 
     if ((ta == NULL) != (tb == NULL) ||
@@ -790,7 +790,7 @@ tk_entry_check_foreign(krb5_context ctx, krb5_db_entry *entry,
     if (ret == 0)
         ret = tk_entry_is_managed(ctx, entry, &becomes);
     if (ret || (!managed && !becomes) ||
-        same_key_state(ctx, entry, stored) ||
+        tk_entry_same_key_state(ctx, entry, stored) ||
         (!managed && entry->n_key_data == 0 &&
          (mine == NULL || mine->nkeys == 0)))
         goto cleanup;

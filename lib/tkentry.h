@@ -5,6 +5,15 @@
 #include <kdb.h>
 #include "tempkey.h"
 
+/* The first tl_data of type in entry, or NULL. */
+krb5_tl_data *tk_entry_find_tl(krb5_db_entry *entry, krb5_int16 type);
+/* Whether two copies of an entry hold the same key state: the same records
+ * and the same keys (in any order, since kldap does not sort; the same key
+ * under another master key counts as the same, which ctx's master keys
+ * show). */
+krb5_boolean tk_entry_same_key_state(krb5_context ctx, krb5_db_entry *entry,
+                                     krb5_db_entry *stored);
+
 /* Set *out to whether entry carries the tempkey string attribute. */
 krb5_error_code tk_entry_is_managed(krb5_context ctx, krb5_db_entry *entry,
                                     krb5_boolean *out);

@@ -517,18 +517,6 @@ attach_db_args(krb5_db_entry *entry, char **db_args)
     return 0;
 }
 
-static krb5_tl_data *
-find_tl(krb5_db_entry *entry, krb5_int16 type)
-{
-    krb5_tl_data *tl;
-
-    for (tl = entry->tl_data; tl != NULL; tl = tl->tl_data_next) {
-        if (tl->tl_data_type == type)
-            return tl;
-    }
-    return NULL;
-}
-
 /* The admin context that uploads and purges are written through: opened
  * read-write on first use in this process (after krb5kdc forks its
  * workers), with the update log mapped on an iprop primary. */
@@ -610,7 +598,7 @@ static krb5_error_code
 store_upload(krb5_context ctx, tk_db *db, krb5_db_entry *entry)
 {
     krb5_error_code ret;
-    krb5_tl_data *tl = find_tl(entry, TK_TL_UPLOAD);
+    krb5_tl_data *tl = tk_entry_find_tl(entry, TK_TL_UPLOAD);
     krb5_context writer;
     tk_upload *up = NULL;
     krb5_data der;
@@ -683,10 +671,10 @@ tk_put_principal(krb5_context ctx, krb5_db_entry *entry, char **db_args)
     put_call call;
 
     GET_DB(ctx, db);
-    if (db->kdc && find_tl(entry, TK_TL_UPLOAD) != NULL)
+    if (db->kdc && tk_entry_find_tl(entry, TK_TL_UPLOAD) != NULL)
         return store_upload(ctx, db, entry);
     /* The module's own writes decided on a fresh entry already. */
-    if (db->own_writer || find_tl(entry, TK_TL_META) == NULL)
+    if (db->own_writer || tk_entry_find_tl(entry, TK_TL_META) == NULL)
         return put_checked(ctx, db, entry, db_args);
     /*
      * A writer's copy of temporary keys may be older than the stored ones
