@@ -55,6 +55,9 @@ scan(void *p)
     }
 }
 
+/* Under AddressSanitizer, which owns the allocator, the replacement is
+ * left out and the test skips (main). */
+#ifndef __SANITIZE_ADDRESS__
 void
 free(void *p)
 {
@@ -82,6 +85,7 @@ realloc(void *p, size_t n)
     free(p);
     return q;
 }
+#endif
 
 static krb5_context ctx;
 static tk_identity *server, *kdc;
@@ -289,8 +293,8 @@ main(void)
     int failed;
 
 #ifdef __SANITIZE_ADDRESS__
-    /* ASan owns free(); this test's replacement of it cannot run there
-     * (the normal pass runs it). */
+    /* The normal pass runs it. */
+    (void)scan;
     printf("SKIP: check_pki replaces free(), which AddressSanitizer "
            "intercepts\n");
     return 77;
