@@ -244,7 +244,8 @@ class Realm:
         try:
             self.run([ldap.KDB5_LDAP_UTIL, '-D', ldap.ROOT_DN, '-w',
                       ldap.ROOT_PW, '-H', self.ldap.uri, 'create', '-r',
-                      self.realm, '-s', '-P', PASSWORD])
+                      self.realm, '-s', '-P', PASSWORD],
+                     env=self.unsanitized_env())
         finally:
             self.write_config()
 
@@ -358,7 +359,7 @@ class Realm:
     def unsanitized_env(self):
         """The environment without the sanitizer runtimes, for MIT's LDAP
         set-up tool: it loads only kldap, never our code, and under the
-        preloaded runtimes its password prompt never returns."""
+        preloaded runtimes it hangs (in libldap)."""
         env = dict(self.env)
         env.pop('LD_PRELOAD', None)
         return env
