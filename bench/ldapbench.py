@@ -41,10 +41,15 @@ tests/ldap.py, temp dirs, 127.0.0.1, every daemon stopped by its PID):
        KDC A for --load-seconds over --servers other services with keys of
        --load-lifetime, after a warm-up of twice that lifetime so that the
        entries have reached their steady size.
-   Reported per phase: samples, median, p99 and max lag; for load also
-   upbench's own line, how long B's server took to catch up once the load
-   stopped (both contextCSN sets equal), and KDC A's repair-check log
-   lines.
+   Reported per phase: samples, median, p99 and max lag, how many
+   samples KDC B served at the first probe (the lag is then bounded by
+   the probe's own duration, also reported, and ktupdate's time after
+   the store has covered the replication); the replication delay of every
+   write made on a (its entryCSN time) until it reached b, seen by a
+   persistent search on b (ldapsearch -E sync=rp); for load also
+   upbench's own line, CPU per upload of each daemon, how long b took to
+   catch up once the load stopped (both contextCSN sets equal), and KDC
+   A's repair-check log lines.
 
 Latency percentiles are nearest-rank (as upbench computes them).  Every
 phase also reports "other": the machine's CPU use by anything but this
@@ -57,6 +62,7 @@ only when a tool fails or KDC B does not serve a kvno within --timeout.
 """
 
 import argparse
+import calendar
 import contextlib
 import io
 import os
@@ -65,6 +71,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -383,6 +390,68 @@ class Sampler:
             kvno, self.timeout))
 
 
+class Watcher:
+    """Every write made on slapd a, timed on its arrival at slapd b: a
+    persistent search on b (ldapsearch -E sync=rp, line-buffered) prints
+    each entry b stores, with its entryCSN, whose time is that of the write
+    on a (the CSN's serverID 001; one machine, one clock).  The delay of a
+    write is its arrival time minus its CSN time: replication plus the
+    search's own delivery (a few tenths of a millisecond on loopback)."""
+
+    def __init__(self, a, b):
+        self.sid = '#%03x#' % a.server_id
+        self.since = time.time()
+        self.delays = []
+        self.lock = threading.Lock()
+        self.proc = subprocess.Popen(
+            ['stdbuf', '-oL', ldap.LDAPSEARCH, '-x', '-LLL', '-o',
+             'ldif-wrap=no', '-H', b.uri, '-D', ldap.ROOT_DN, '-w',
+             ldap.ROOT_PW, '-b', ldap.SUFFIX, '-E', '!sync=rp',
+             '(krbPrincipalName=*)', 'entryCSN'],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, text=True)
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            now = time.time()
+            if not line.startswith('entryCSN: ') or self.sid not in line:
+                continue
+            stamp = line.split(': ', 1)[1]
+            m = re.match(r'(\d{14})\.(\d{6})Z', stamp)
+            if not m:
+                continue
+            written = calendar.timegm(time.strptime(
+                m.group(1), '%Y%m%d%H%M%S')) + int(m.group(2)) / 1e6
+            if written >= self.since:
+                with self.lock:
+                    self.delays.append(now - written)
+
+    def take(self):
+        """The delays recorded since the last take()."""
+        with self.lock:
+            out, self.delays = self.delays, []
+        return out
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.thread.join(timeout=5)
+
+
+def report_replication(name, delays):
+    delays = sorted(delays)
+    if not delays:
+        print('replication %s writes=0' % name)
+        return
+    print('replication %s a_to_b writes=%d median_ms=%.1f p99_ms=%.1f '
+          'max_ms=%.1f' % (name, len(delays), 1000 * percentile(delays, 50),
+                           1000 * percentile(delays, 99),
+                           1000 * delays[-1]), flush=True)
+
+
 def load_list(pair, nservers):
     ra = pair.ra
     path = ra.path('load-servers')
@@ -446,12 +515,18 @@ def lag(args):
           'purge_interval %s' % (args.probe, args.purge_interval),
           flush=True)
     pair = Pair(args.purge_interval)
+    watcher = None
     try:
         sampler = Sampler(pair, args.probe, args.timeout, args.lag_lifetime)
+        watcher = Watcher(pair.a, pair.b)
+        pair.meter.daemons['watcher'] = [watcher.proc.pid]
+        time.sleep(1)           # its initial refresh done
+        watcher.take()
         before = pair.meter.snap()
         idle = [sampler.sample() for _ in range(args.uploads)]
         report_lag('idle', idle, sampler,
                    pair.meter.delta(before)['other_pct'])
+        report_replication('idle', watcher.take())
 
         if args.load_seconds:
             servers = load_list(pair, args.servers)
@@ -460,6 +535,7 @@ def lag(args):
             upbench_line(warm)
             ldap.wait_in_sync([pair.a, pair.b], timeout=args.timeout)
             sampler.reset()
+            watcher.take()
             repairs_before = repair_counts(pair.ra)
             before = pair.meter.snap()
             load = run_upbench(pair, servers, args.load_seconds,
@@ -474,6 +550,7 @@ def lag(args):
             caught_up = time.monotonic() - stopped
             print('load upbench through KDC A: %s' % line)
             report_lag('load', busy, sampler, cpu['other_pct'])
+            report_replication('load', watcher.take())
             rate = kv(line).get('rate', 0.0)
             print('load keys_of=%s live_versions_per_entry=%.0f '
                   'cpu_ms_per_upload kdc_a=%.3f slapd_a=%.3f slapd_b=%.3f '
@@ -489,6 +566,8 @@ def lag(args):
                           '%s=%d' % (k, after[k] - repairs_before[k])
                           for k, _ in REPAIR_LINES)), flush=True)
     finally:
+        if watcher is not None:
+            watcher.stop()
         pair.stop()
 
 
