@@ -472,13 +472,15 @@ def run_upbench(pair, servers, seconds, lifetime):
 
 
 def upbench_line(proc):
+    """upbench's result line, and its first error (or '')."""
     out, err = proc.communicate()
     lines = out.strip().splitlines()
     line = lines[-1] if lines else '(no output)'
+    error = ''
     if proc.returncode != 0:
-        line += ' exit=%d first_error=%r' % (
-            proc.returncode, err.strip().splitlines()[:1])
-    return line
+        error = 'exit=%d first_error: %s' % (
+            proc.returncode, (err.strip().splitlines() or ['?'])[0])
+    return line, error
 
 
 def report_lag(name, lags, sampler, other_pct):
@@ -532,7 +534,9 @@ def lag(args):
             servers = load_list(pair, args.servers)
             warm = run_upbench(pair, servers, 2 * parse_duration(
                 args.load_lifetime) + 2, args.load_lifetime)
-            upbench_line(warm)
+            _, error = upbench_line(warm)
+            if error:
+                print('warm-up upbench %s' % error)
             ldap.wait_in_sync([pair.a, pair.b], timeout=args.timeout)
             sampler.reset()
             watcher.take()
@@ -543,12 +547,14 @@ def lag(args):
             busy = []
             while load.poll() is None:
                 busy.append(sampler.sample())
-            line = upbench_line(load)
+            line, error = upbench_line(load)
             cpu = pair.meter.delta(before)
             stopped = time.monotonic()
             ldap.wait_in_sync([pair.a, pair.b], timeout=args.timeout)
             caught_up = time.monotonic() - stopped
             print('load upbench through KDC A: %s' % line)
+            if error:
+                print('load upbench %s' % error)
             report_lag('load', busy, sampler, cpu['other_pct'])
             report_replication('load', watcher.take())
             rate = kv(line).get('rate', 0.0)
