@@ -507,8 +507,13 @@ REPAIR_LINES = (('rolled_back', 'was rolled back by a replicated write'),
 
 
 def repair_counts(r):
+    """How many uploads each kind of repair-check line of r's KDC log
+    names ("forgotten" lines count several)."""
     text = r.kdc_log_text()
-    return {k: text.count(s) for k, s in REPAIR_LINES}
+    counts = {k: text.count(s) for k, s in REPAIR_LINES}
+    counts['forgotten'] = sum(int(n) for n in re.findall(
+        r'(\d+) acknowledged upload\(s\) forgotten unchecked', text))
+    return counts
 
 
 def lag(args):
