@@ -42,16 +42,10 @@ import time
 
 import iprop
 import realm as harness
+from benchlib import UPBENCH, server_list, start_upbench
+from uprun import percentile
 
-UPBENCH = os.path.join(harness.BUILDDIR, 'bench', 'upbench')
 SVC = 'HTTP/lag.test'
-
-
-def percentile(values, pct):
-    if not values:
-        return float('nan')
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100.0))]
 
 
 def parse_duration(text):
@@ -112,31 +106,12 @@ class Sampler:
                          '%ds' % (kvno, self.timeout))
 
 
-def load_list(pair, nservers):
-    """A server list for upbench: nservers enrolled services."""
-    p = pair.primary
-    path = p.path('load-servers')
-    with open(path, 'w') as f, contextlib.redirect_stdout(io.StringIO()):
-        for i in range(nservers):
-            princ = 'HTTP/load%d.test@%s' % (i, p.realm)
-            cert = p.server_cert(princ)
-            f.write('%s %s %s\n' % (princ, cert.chain_pem, cert.key_pem))
-    return path
-
-
-def run_upbench(pair, servers, seconds, lifetime):
-    return subprocess.Popen(
-        [UPBENCH, 'upload', '--certs', servers, '--anchors',
-         pair.primary.ca.cert_pem, '--seconds', str(seconds), '--lifetime',
-         lifetime], env=pair.primary.env, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
-
-
 def full_resyncs(pair):
     return pair.kpropd_text().count('Full resync needed')
 
 
 def report(name, lags, poll):
+    lags = sorted(lags)
     p99 = percentile(lags, 99)
     print('%-5s samples=%d median_ms=%.0f p99_ms=%.0f max_ms=%.0f '
           'goal_p99_ms=%.0f %s' % (
@@ -171,15 +146,16 @@ def main():
         report('idle', idle, poll)
 
         if args.load_seconds:
-            servers = load_list(pair, args.servers)
+            servers = server_list(pair.primary, args.servers,
+                                  pair.primary.path('load-servers'))
             # Twice the key lifetime: the entries reach their largest size,
             # so the log's block does not grow again during the measurement.
-            warm = run_upbench(pair, servers, 2 * parse_duration(
+            warm = start_upbench(pair.primary, servers, 2 * parse_duration(
                 args.load_lifetime) + 2, args.load_lifetime)
             warm.communicate()
             pair.wait_synced(timeout=args.timeout)
             resyncs_before = full_resyncs(pair)
-            load = run_upbench(pair, servers, args.load_seconds,
+            load = start_upbench(pair.primary, servers, args.load_seconds,
                                args.load_lifetime)
             busy = []
             while load.poll() is None:

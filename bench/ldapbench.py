@@ -77,10 +77,10 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ldap                 # noqa: E402 (tests/)
 import realm as harness     # noqa: E402
+from benchlib import UPBENCH, server_list, start_upbench  # noqa: E402
 from uprun import (children_cpu, cpu_seconds, kv, machine_busy,  # noqa: E402
                    percentile, process_tree, NCPU)
 
-UPBENCH = os.path.join(harness.BUILDDIR, 'bench', 'upbench')
 SVC = 'HTTP/lag.test'
 START_DELAY = 0.5
 
@@ -452,25 +452,6 @@ def report_replication(name, delays):
                            1000 * delays[-1]), flush=True)
 
 
-def load_list(pair, nservers):
-    ra = pair.ra
-    path = ra.path('load-servers')
-    with open(path, 'w') as f, quiet():
-        for i in range(nservers):
-            princ = 'HTTP/load%d.test@%s' % (i, ra.realm)
-            cert = ra.server_cert(princ)
-            f.write('%s %s %s\n' % (princ, cert.chain_pem, cert.key_pem))
-    return path
-
-
-def run_upbench(pair, servers, seconds, lifetime):
-    return subprocess.Popen(
-        [UPBENCH, 'upload', '--certs', servers, '--anchors',
-         pair.ra.ca.cert_pem, '--seconds', str(seconds), '--lifetime',
-         lifetime], env=pair.ra.env, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
-
-
 def upbench_line(proc):
     """upbench's result line, and its first error (or '')."""
     out, err = proc.communicate()
@@ -536,8 +517,9 @@ def lag(args):
         report_replication('idle', watcher.take())
 
         if args.load_seconds:
-            servers = load_list(pair, args.servers)
-            warm = run_upbench(pair, servers, 2 * parse_duration(
+            servers = server_list(pair.ra, args.servers,
+                                  pair.ra.path('load-servers'))
+            warm = start_upbench(pair.ra, servers, 2 * parse_duration(
                 args.load_lifetime) + 2, args.load_lifetime)
             _, error = upbench_line(warm)
             if error:
@@ -547,7 +529,7 @@ def lag(args):
             watcher.take()
             repairs_before = repair_counts(pair.ra)
             before = pair.meter.snap()
-            load = run_upbench(pair, servers, args.load_seconds,
+            load = start_upbench(pair.ra, servers, args.load_seconds,
                                args.load_lifetime)
             busy = []
             while load.poll() is None:
