@@ -152,6 +152,10 @@ typedef struct tk_config {
 #define TK_DEFAULT_SETTLE_TIME 10
 #define TK_DEFAULT_MAX_LIFE 86400
 #define TK_DEFAULT_EKU "pkinit"
+/* The keys a server makes (ktupdate, tempkey-admin set) unless told. */
+#define TK_DEFAULT_KEY_ENCTYPES \
+    "aes256-cts-hmac-sha1-96,aes128-cts-hmac-sha1-96"
+/* The enctypes the KDC accepts in uploads unless tempkey_enctypes says. */
 #define TK_DEFAULT_ENCTYPES \
     "aes256-cts-hmac-sha1-96 aes128-cts-hmac-sha1-96 " \
     "aes256-cts-hmac-sha384-192 aes128-cts-hmac-sha256-128"

@@ -5,7 +5,8 @@
  * logs every krb5_db_put_principal made on that context.  The module's own
  * writes (uploads, purges, tempkey-admin) go through a context of their
  * own, which maps the log the way kadmind does (kadm5_get_config_params)
- * when [realms] iprop_enable is set: iprop_logfile (default database_name + ".ulog"),
+ * when [realms] iprop_enable is set: iprop_logfile (default database_name
+ * + ".ulog"),
  * iprop_ulogsize (or iprop_master_ulogsize, default 1000 entries).
  */
 #include "tkentry.h"

@@ -686,8 +686,10 @@ tk_put_principal(krb5_context ctx, krb5_db_entry *entry, char **db_args)
      * after storing it, so an upload stored between an administrator's put
      * and its log entry is logged first, and the replica then replays the
      * administrator's older copy of the records after it; keeping the
-     * newer key state ends with what the primary stored.  Compared under the lock that uploads take, or checked where
-     * there is none (tk_db_put_foreign).
+     * newer key state ends with what the primary stored.  Any other change
+     * of a managed principal's key state by such a writer is refused.
+     * Compared under the lock that uploads take, or checked where there is
+     * none (tk_db_put_foreign, tk_entry_check_foreign).
      */
     call.ctx = ctx;
     call.db = db;

@@ -48,7 +48,6 @@ enum {
     EXIT_SELF_TEST = 6          /* the new key did not read a new ticket */
 };
 
-#define DEFAULT_ENCTYPES "aes256-cts-hmac-sha1-96,aes128-cts-hmac-sha1-96"
 #define STATE_SUFFIX ".tempkey"
 /* The key records of every principal sharing the keytab: with hourly
  * rotation of day-long keys each holds about 25, and a host keytab holds a
@@ -1382,7 +1381,7 @@ setup(updater *u)
             return say_error(u, EXIT_USAGE, ret, "bad option");
     }
     ret = tk_parse_enctypes(u->ctx, "--enctypes", u->opt.enctypes_arg != NULL ?
-                            u->opt.enctypes_arg : DEFAULT_ENCTYPES,
+                            u->opt.enctypes_arg : TK_DEFAULT_KEY_ENCTYPES,
                             u->enctypes, TK_MAX_KEYS, &u->nenctypes);
     if (ret)
         return say_error(u, EXIT_USAGE, ret, "bad --enctypes");

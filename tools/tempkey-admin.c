@@ -12,7 +12,6 @@
 
 #include "tkentry.h"
 
-#define DEFAULT_ENCTYPES "aes256-cts-hmac-sha1-96,aes128-cts-hmac-sha1-96"
 #define MAX_ENCTYPES 8
 
 static const char *progname = "tempkey-admin";
@@ -367,7 +366,8 @@ cmd_set(admin *a, const char *name, const char *lifetime,
     ret = krb5_parse_name(a->ctx, name, &st.princ);
     if (ret)
         return fail(a, ret, name);
-    ret = make_keys(a, enctypes != NULL ? enctypes : DEFAULT_ENCTYPES, &st);
+    ret = make_keys(a, enctypes != NULL ? enctypes : TK_DEFAULT_KEY_ENCTYPES,
+                    &st);
     if (ret) {
         fail(a, ret, name);
         goto cleanup;
