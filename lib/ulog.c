@@ -6,8 +6,8 @@
  * writes (uploads, purges, tempkey-admin) go through a context of their
  * own, which maps the log the way kadmind does (kadm5_get_config_params)
  * when [realms] iprop_enable is set: iprop_logfile (default database_name
- * + ".ulog"),
- * iprop_ulogsize (or iprop_master_ulogsize, default 1000 entries).
+ * + ".ulog"), iprop_ulogsize (or iprop_master_ulogsize, default 1000
+ * entries).
  */
 #include "tkentry.h"
 
