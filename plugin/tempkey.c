@@ -12,11 +12,22 @@
  * - Admin tools (kadmind, kdb5_util, kadmin.local, kpropd) see raw entries,
  *   so a dump/load round trip is exact.
  * - The KDC (KRB5_KDB_SRV_TYPE_KDC) sees a managed entry with only its live
- *   keys; as a server its ticket lifetimes end at the newest key's expiry,
- *   and with no live key the lookup fails and the KDC log says why.  Only
- *   replicated data and the local clock decide, so every replica agrees.
+ *   keys and no password expiry; its ticket lifetimes, as a server and as a
+ *   client, end at the newest key's expiry; as a server with no live key
+ *   the lookup fails and the KDC log says why; as a client with no live key
+ *   (an enrolling name is one) it serves the upload exchange only
+ *   (check_policy_as).  Only replicated data and the local clock decide, so
+ *   every replica agrees.
  * - Every write passes tk_entry_check_put(): no long-term key on a managed
  *   principal, no temporary key left on an unmanaged one.
+ * - Key state (keys, versions, records) changes only through the module's
+ *   own writers, which it opens itself (tk_db_open_for_writes, marked by
+ *   TK_WRITER_ARG): others' writes must leave it as stored
+ *   (tk_entry_check_foreign), a stale copy is refused where the write is
+ *   logged and otherwise yields to the stored keys.
+ * - On an iprop primary the own writers log every write; a replica
+ *   (role = replica) has none: it refuses uploads, never purges, and stores
+ *   what kpropd replays.
  * - The backing module's AS audit (lockout, last success) writes back what it
  *   is given, so it is given a freshly fetched raw entry, never a rewritten
  *   one.
