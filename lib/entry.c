@@ -592,29 +592,48 @@ cleanup:
     return ret;
 }
 
-krb5_error_code
-tk_entry_keep_newer_keys(krb5_context ctx, krb5_db_entry *entry,
-                         krb5_db_entry *stored)
+/*
+ * Decode the records of a writer's copy (entry) and of the stored entry and
+ * tell whether the copy is stale: the stored records are of a later
+ * generation, or the copy lost them.  KRB5_PLUGIN_NO_HANDLE (no message)
+ * if the stored record is unreadable: no rule applies, since the writer may
+ * be repairing it (tempkey-admin revoke).
+ */
+static krb5_error_code
+compare_records(krb5_context ctx, krb5_db_entry *entry,
+                krb5_db_entry *stored, tk_meta **mine_out,
+                tk_meta **theirs_out, krb5_boolean *stale_out)
+{
+    krb5_error_code ret;
+
+    *mine_out = *theirs_out = NULL;
+    *stale_out = FALSE;
+    if (tk_entry_get_meta(ctx, stored, theirs_out) != 0) {
+        krb5_clear_error_message(ctx);
+        *theirs_out = NULL;
+        return KRB5_PLUGIN_NO_HANDLE;
+    }
+    ret = tk_entry_get_meta(ctx, entry, mine_out);
+    if (ret) {
+        tk_meta_free(*theirs_out);
+        *theirs_out = NULL;
+        return ret;
+    }
+    *stale_out = *theirs_out != NULL &&
+        (*mine_out == NULL || (*mine_out)->generation <
+         (*theirs_out)->generation);
+    return 0;
+}
+
+/* Give entry the stored keys, their records and master key version. */
+static krb5_error_code
+take_stored_key_state(krb5_context ctx, krb5_db_entry *entry,
+                      krb5_db_entry *stored)
 {
     krb5_error_code ret = 0;
-    tk_meta *mine = NULL, *theirs = NULL;
     krb5_tl_data tl;
     int i;
 
-    /* An unreadable stored record has nothing to keep: the writer may be
-     * repairing it (tempkey-admin revoke). */
-    if (tk_entry_get_meta(ctx, stored, &theirs) != 0) {
-        krb5_clear_error_message(ctx);
-        return 0;
-    }
-    if (theirs == NULL)
-        goto cleanup;
-    ret = tk_entry_get_meta(ctx, entry, &mine);
-    if (ret)
-        goto cleanup;
-    if (mine != NULL && mine->generation >= theirs->generation)
-        goto cleanup;
-    /* Stale: the stored keys, their records and master key version win. */
     for (i = 0; i < entry->n_key_data; i++)
         krb5_dbe_free_key_data_contents(ctx, &entry->key_data[i]);
     free(entry->key_data);
@@ -632,35 +651,17 @@ tk_entry_keep_newer_keys(krb5_context ctx, krb5_db_entry *entry,
     if (ret == 0 && krb5_dbe_lookup_tl_data(ctx, stored, &tl) == 0 &&
         tl.tl_data_contents != NULL)
         ret = krb5_dbe_update_tl_data(ctx, entry, &tl);
-
-cleanup:
-    tk_meta_free(mine);
-    tk_meta_free(theirs);
     return ret;
 }
 
-krb5_error_code
-tk_entry_check_current(krb5_context ctx, krb5_db_entry *entry,
-                       krb5_db_entry *stored)
+/* The refusal of a stale copy, whose write would undo a newer one. */
+static krb5_error_code
+refuse_stale(krb5_context ctx, krb5_db_entry *entry, const tk_meta *mine,
+             const tk_meta *theirs)
 {
-    krb5_error_code ret = 0;
-    tk_meta *mine = NULL, *theirs = NULL;
+    krb5_error_code ret = KRB5_KDB_DB_CHANGED;
     char *name = NULL;
 
-    /* An unreadable stored record has nothing to keep: the writer may be
-     * repairing it (tempkey-admin revoke). */
-    if (tk_entry_get_meta(ctx, stored, &theirs) != 0) {
-        krb5_clear_error_message(ctx);
-        return 0;
-    }
-    if (theirs == NULL)
-        goto cleanup;
-    ret = tk_entry_get_meta(ctx, entry, &mine);
-    if (ret)
-        goto cleanup;
-    if (mine != NULL && mine->generation >= theirs->generation)
-        goto cleanup;
-    ret = KRB5_KDB_DB_CHANGED;
     if (krb5_unparse_name(ctx, entry->princ, &name) != 0)
         name = NULL;
     krb5_set_error_message(ctx, ret, "tempkey: %s: its temporary keys "
@@ -671,12 +672,40 @@ tk_entry_check_current(krb5_context ctx, krb5_db_entry *entry,
                            (unsigned long long)theirs->generation,
                            (unsigned long long)(mine != NULL ?
                                                 mine->generation : 0));
-
-cleanup:
     krb5_free_unparsed_name(ctx, name);
+    return ret;
+}
+
+krb5_error_code
+tk_entry_keep_newer_keys(krb5_context ctx, krb5_db_entry *entry,
+                         krb5_db_entry *stored)
+{
+    krb5_error_code ret;
+    tk_meta *mine, *theirs;
+    krb5_boolean stale;
+
+    ret = compare_records(ctx, entry, stored, &mine, &theirs, &stale);
+    if (ret == 0 && stale)
+        ret = take_stored_key_state(ctx, entry, stored);
     tk_meta_free(mine);
     tk_meta_free(theirs);
-    return ret;
+    return ret == KRB5_PLUGIN_NO_HANDLE ? 0 : ret;
+}
+
+krb5_error_code
+tk_entry_check_current(krb5_context ctx, krb5_db_entry *entry,
+                       krb5_db_entry *stored)
+{
+    krb5_error_code ret;
+    tk_meta *mine, *theirs;
+    krb5_boolean stale;
+
+    ret = compare_records(ctx, entry, stored, &mine, &theirs, &stale);
+    if (ret == 0 && stale)
+        ret = refuse_stale(ctx, entry, mine, theirs);
+    tk_meta_free(mine);
+    tk_meta_free(theirs);
+    return ret == KRB5_PLUGIN_NO_HANDLE ? 0 : ret;
 }
 
 /* ---- Writers that do not own the key records. */
@@ -763,23 +792,17 @@ tk_entry_check_foreign(krb5_context ctx, krb5_db_entry *entry,
 {
     krb5_error_code ret;
     krb5_boolean managed = FALSE, becomes = FALSE, stale;
-    tk_meta *mine = NULL, *theirs = NULL;
+    tk_meta *mine, *theirs;
 
-    /* An unreadable stored record has nothing to keep: the writer may be
-     * repairing it (tempkey-admin revoke). */
-    if (tk_entry_get_meta(ctx, stored, &theirs) != 0) {
-        krb5_clear_error_message(ctx);
+    ret = compare_records(ctx, entry, stored, &mine, &theirs, &stale);
+    if (ret == KRB5_PLUGIN_NO_HANDLE)
         return 0;
-    }
-    ret = tk_entry_get_meta(ctx, entry, &mine);
     if (ret)
         goto cleanup;
-    stale = theirs != NULL &&
-        (mine == NULL || mine->generation < theirs->generation);
     if (stale) {
         ret = (mode == TK_FOREIGN_LOGGED) ?
-            tk_entry_check_current(ctx, entry, stored) :
-            tk_entry_keep_newer_keys(ctx, entry, stored);
+            refuse_stale(ctx, entry, mine, theirs) :
+            take_stored_key_state(ctx, entry, stored);
         goto cleanup;
     }
     if (mode == TK_FOREIGN_REPLICA)
