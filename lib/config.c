@@ -57,6 +57,7 @@ tk_config_free(tk_config *cfg)
 {
     free(cfg->section);
     free(cfg->backing);
+    free(cfg->ratchet_file);
     tk_policy_free(&cfg->policy);
     memset(cfg, 0, sizeof(*cfg));
 }
@@ -268,6 +269,43 @@ tk_policy_may_enroll(krb5_context ctx, const tk_policy *pol,
     return ok;
 }
 
+/* The ratchet file: [dbmodules] section ratchet_file, else beside the
+ * database: the backing section's database_name (else the realm's, else
+ * MIT's default) + ".ratchet". */
+static krb5_error_code
+read_ratchet_file(profile_t profile, const char *realm, const char *section,
+                  const char *backing, char **path_out)
+{
+    krb5_error_code ret;
+    char *value = NULL, *path = NULL;
+
+    *path_out = NULL;
+    ret = profile_get_string(profile, "dbmodules", section, "ratchet_file",
+                             NULL, &value);
+    if (ret == 0 && value != NULL) {
+        path = strdup(value);
+    } else if (ret == 0) {
+        ret = profile_get_string(profile, "dbmodules", backing,
+                                 "database_name", NULL, &value);
+        if (ret == 0 && value == NULL)
+            ret = profile_get_string(profile, "realms", realm,
+                                     "database_name", TK_DEFAULT_KDB_FILE,
+                                     &value);
+        if (ret == 0) {
+            path = malloc(strlen(value) + sizeof(".ratchet"));
+            if (path != NULL)
+                sprintf(path, "%s.ratchet", value);
+        }
+    }
+    profile_release_string(value);
+    if (ret)
+        return ret;
+    if (path == NULL)
+        return ENOMEM;
+    *path_out = path;
+    return 0;
+}
+
 /* Read [dbmodules] section role: primary (the default) or replica. */
 static krb5_error_code
 read_role(krb5_context ctx, profile_t profile, const char *section,
@@ -368,6 +406,7 @@ tk_config_read(krb5_context ctx, const char *realm, const char *section,
     memset(cfg, 0, sizeof(*cfg));
     cfg->purge_interval = TK_DEFAULT_PURGE_INTERVAL;
     cfg->settle_time = TK_DEFAULT_SETTLE_TIME;
+    cfg->key_epoch = TK_DEFAULT_KEY_EPOCH;
     ret = krb5_get_profile(ctx, &profile);
     if (ret)
         return ret;
@@ -438,6 +477,12 @@ tk_config_read(krb5_context ctx, const char *realm, const char *section,
         ret = read_duration(ctx, profile, "dbmodules", section,
                             "settle_time", FALSE, &cfg->settle_time);
     if (ret == 0)
+        ret = read_duration(ctx, profile, "dbmodules", section, "key_epoch",
+                            FALSE, &cfg->key_epoch);
+    if (ret == 0)
+        ret = read_ratchet_file(profile, realm, section, cfg->backing,
+                                &cfg->ratchet_file);
+    if (ret == 0)
         ret = read_role(ctx, profile, section, &cfg->replica);
     if (ret == 0)
         ret = profile_get_boolean(profile, "realms", realm, "iprop_enable",
@@ -451,6 +496,7 @@ cleanup:
     if (ret) {
         free(cfg->section);
         free(cfg->backing);
+        free(cfg->ratchet_file);
         memset(cfg, 0, sizeof(*cfg));
     }
     profile_free_list(names);

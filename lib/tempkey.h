@@ -7,6 +7,8 @@
 #include <krb5.h>
 #include <profile.h>
 
+#include "tkratchet.h"
+
 /* tl_data type holding a managed principal's metadata (DER, doc/protocol.md).
  * Chosen far from MIT's own types (0x0001-0x0700, 0x7fff). */
 #define TK_TL_META 0x7e54
@@ -142,6 +144,8 @@ typedef struct tk_config {
     krb5_boolean replica;       /* role = replica: never writes key state */
     krb5_boolean logged;        /* a primary with [realms] iprop_enable:
                                  * every write goes to the update log */
+    krb5_deltat key_epoch;      /* the ratchet's step (DESIGN 10) */
+    char *ratchet_file;         /* its file: default beside the database */
     tk_policy policy;
 } tk_config;
 
@@ -151,6 +155,8 @@ typedef struct tk_config {
  * old (doc/design.md, "Many KDCs on LDAP"). */
 #define TK_DEFAULT_SETTLE_TIME 10
 #define TK_DEFAULT_MAX_LIFE 86400
+/* MIT's database_name when kdc.conf sets none (Debian's build). */
+#define TK_DEFAULT_KDB_FILE "/var/lib/krb5kdc/principal"
 #define TK_DEFAULT_EKU "pkinit"
 /* The keys a server makes (ktupdate, tempkey-admin set) unless told. */
 #define TK_DEFAULT_KEY_ENCTYPES \

@@ -28,7 +28,6 @@ krb5_error_code ulog_set_role(krb5_context ctx, int role);
 void ulog_fini(krb5_context context);
 #define TK_IPROP_PRIMARY 1      /* iprop_role's IPROP_PRIMARY */
 #define TK_DEFAULT_ULOG_ENTRIES 1000
-#define TK_DEFAULT_KDB_FILE "/var/lib/krb5kdc/principal"
 
 /* Read [realms] realm name as a positive integer into *out (left unchanged
  * when unset or not positive, as kadmind reads it). */
