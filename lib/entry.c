@@ -472,43 +472,107 @@ tk_reload_master_keys(krb5_context ctx, const char *realm)
     return ret;
 }
 
-/* Re-encrypt the entry's keys under mkey if they use another master key. */
+/* Whether kd is wrapped by the ratchet (its salt is a marker). */
+static krb5_boolean
+is_wrapped(const krb5_key_data *kd)
+{
+    krb5_data salt;
+
+    if (kd->key_data_ver < 2 ||
+        kd->key_data_type[1] != KRB5_KDB_SALTTYPE_SPECIAL)
+        return FALSE;
+    salt.length = kd->key_data_length[1];
+    salt.data = (char *)kd->key_data_contents[1];
+    return tk_ratchet_parse_marker(&salt, NULL, NULL);
+}
+
+/* Encrypt key (version kvno, expiring at expiry) under mkey into *kd,
+ * wrapped by the ratchet: the salt asks the module's encrypt hook to. */
 static krb5_error_code
-reencrypt_keys(krb5_context ctx, krb5_db_entry *entry, krb5_kvno mkvno,
-               const krb5_keyblock *mkey)
+encrypt_wrapped(krb5_context ctx, const krb5_keyblock *mkey,
+                const krb5_keyblock *key, krb5_kvno kvno, int64_t expiry,
+                krb5_key_data *kd)
+{
+    unsigned char request[TK_RATCHET_REQUEST_LEN];
+    krb5_keysalt salt;
+
+    tk_ratchet_request(expiry, request);
+    salt.type = KRB5_KDB_SALTTYPE_SPECIAL;
+    salt.data.length = sizeof(request);
+    salt.data.data = (char *)request;
+    memset(kd, 0, sizeof(*kd));
+    return krb5_dbe_encrypt_key_data(ctx, mkey, key, &salt, kvno, kd);
+}
+
+/*
+ * Bring every key of the entry to the form a store writes: under the
+ * master key mkey and wrapped by the ratchet under its record's expiry.
+ * This re-encrypts keys after a master key change and wraps keys stored
+ * before the ratchet; a wrapped key the ratchet can no longer open (a lost
+ * ratchet) is dropped with its record, being as good as expired.
+ */
+static krb5_error_code
+bring_keys_current(krb5_context ctx, krb5_db_entry *entry, tk_meta *meta,
+                   krb5_kvno mkvno, const krb5_keyblock *mkey)
 {
     krb5_error_code ret = 0;
     krb5_kvno cur;
     krb5_keyblock kb;
     krb5_keysalt salt;
     krb5_key_data fresh;
-    int i;
+    const tk_key_record *rec;
+    int i, out = 0;
 
     if (entry->n_key_data == 0)
         return 0;
     ret = krb5_dbe_get_mkvno(ctx, entry, &cur);
-    if (ret || cur == mkvno)
+    if (ret)
         return ret;
     for (i = 0; i < entry->n_key_data; i++) {
         krb5_key_data *kd = &entry->key_data[i];
+        krb5_boolean wrapped = is_wrapped(kd);
 
+        rec = tk_meta_find(meta, kd->key_data_kvno);
+        if ((cur == mkvno && wrapped) || rec == NULL) {
+            entry->key_data[out++] = *kd;
+            continue;
+        }
         memset(&kb, 0, sizeof(kb));
         memset(&salt, 0, sizeof(salt));
-        memset(&fresh, 0, sizeof(fresh));
         ret = tk_entry_decrypt_key(ctx, entry, kd, &kb, &salt);
+        if (ret == TK_ERR_UNREADABLE && wrapped) {
+            (void)tk_meta_remove(meta, kd->key_data_kvno, time(NULL));
+            krb5_dbe_free_key_data_contents(ctx, kd);
+            krb5_clear_error_message(ctx);
+            continue;
+        }
         if (ret)
-            return ret;
-        ret = krb5_dbe_encrypt_key_data(ctx, mkey, &kb,
-                                        kd->key_data_ver > 1 ? &salt : NULL,
-                                        kd->key_data_kvno, &fresh);
+            goto fail;
+        if (wrapped) {
+            /* The marker came back as the salt: the same epoch. */
+            memset(&fresh, 0, sizeof(fresh));
+            ret = krb5_dbe_encrypt_key_data(ctx, mkey, &kb, &salt,
+                                            kd->key_data_kvno, &fresh);
+        } else {
+            ret = encrypt_wrapped(ctx, mkey, &kb, kd->key_data_kvno,
+                                  rec->expiry, &fresh);
+        }
         krb5_free_keyblock_contents(ctx, &kb);
         free(salt.data.data);
         if (ret)
-            return ret;
+            goto fail;
         krb5_dbe_free_key_data_contents(ctx, kd);
-        *kd = fresh;
+        entry->key_data[out++] = fresh;
     }
+    entry->n_key_data = (krb5_int16)out;
     return 0;
+
+fail:
+    /* Keep the array whole for the caller, who discards the entry. */
+    for (; i < entry->n_key_data; i++)
+        entry->key_data[out++] = entry->key_data[i];
+    entry->n_key_data = (krb5_int16)out;
+    return ret;
 }
 
 krb5_error_code
@@ -558,7 +622,7 @@ tk_entry_add_keys(krb5_context ctx, krb5_db_entry *entry, krb5_kvno kvno,
     if (ret)
         goto cleanup;
 
-    ret = reencrypt_keys(ctx, entry, mkvno, mkey);
+    ret = bring_keys_current(ctx, entry, meta, mkvno, mkey);
     if (ret)
         goto cleanup;
     kd = realloc(entry->key_data,
@@ -570,8 +634,7 @@ tk_entry_add_keys(krb5_context ctx, krb5_db_entry *entry, krb5_kvno kvno,
     entry->key_data = kd;
     for (i = 0; i < nkeys; i++) {
         kd = &entry->key_data[entry->n_key_data];
-        memset(kd, 0, sizeof(*kd));
-        ret = krb5_dbe_encrypt_key_data(ctx, mkey, &keys[i], NULL, kvno, kd);
+        ret = encrypt_wrapped(ctx, mkey, &keys[i], kvno, expiry, kd);
         if (ret)
             goto cleanup;
         entry->n_key_data++;

@@ -84,6 +84,9 @@ typedef struct {
     krb5_boolean own_writer;    /* opened by tk_db_open_for_writes: the
                                  * module's own writes */
     char **db_args;             /* krb5kdc -d/-x, for the writer */
+    tk_ratchet *ratchet;        /* wraps temporary keys at rest */
+    krb5_boolean told_lost;     /* logged that keys of a lost ratchet are
+                                 * treated as absent */
     meta_slot meta_cache[META_CACHE_SLOTS];     /* KDC only */
 } tk_db;
 
@@ -91,6 +94,11 @@ static krb5_error_code purger_start(krb5_context ctx, tk_db *db,
                                     purger **out);
 static void purger_stop(purger *p);
 static void purge_expired(krb5_context ctx, tk_db *db);
+static krb5_boolean purge_due(tk_db *db, krb5_boolean stepped);
+static void log_ratchet_notice(tk_db *db);
+static void sync_ratchet(krb5_context ctx, tk_db *db);
+static void drop_unreadable_keys(krb5_context ctx, tk_db *db,
+                                 krb5_db_entry *entry);
 static krb5_error_code get_writer(krb5_context ctx, tk_db *db,
                                   krb5_context *writer_out);
 
@@ -200,6 +208,7 @@ free_db(tk_db *db)
         tk_meta_free(db->meta_cache[i].meta);
     }
     purger_stop(db->purger);
+    tk_ratchet_close(db->ratchet);
     tk_repair_free(db->inner, db->acked);
     if (db->writer != NULL) {
         tk_db_close_for_writes(db->writer);
@@ -254,6 +263,14 @@ open_db(krb5_context ctx, char *section, char **db_args, int mode,
     ret = make_inner(ctx, realm, db->cfg.backing, &db->inner);
     if (ret)
         goto cleanup;
+    /* A replica's ratchet is a copy of the primary's, made once: one of
+     * its own would open none of the keys it receives. */
+    ret = tk_ratchet_open(ctx, db->cfg.ratchet_file, db->cfg.key_epoch,
+                          db->cfg.replica ? 0 : TK_RATCHET_CREATE,
+                          time(NULL), &db->ratchet);
+    if (ret)
+        goto cleanup;
+    log_ratchet_notice(db);
     if (create)
         ret = krb5_db_create(db->inner, db->db_args);
     else
@@ -264,7 +281,7 @@ open_db(krb5_context ctx, char *section, char **db_args, int mode,
                                    db->cfg.backing);
         goto cleanup;
     }
-    if (db->kdc && !db->cfg.replica && db->cfg.purge_interval > 0) {
+    if (db->kdc) {
         ret = purger_start(ctx, db, &db->purger);
         if (ret)
             goto cleanup;
@@ -433,6 +450,8 @@ kdc_view(krb5_context ctx, tk_db *db, krb5_db_entry *entry,
     ret = tk_entry_is_managed(ctx, entry, &managed);
     if (ret || !managed)
         return ret;
+    sync_ratchet(ctx, db);
+    drop_unreadable_keys(ctx, db, entry);
     ret = cached_meta(ctx, db, entry, &meta);
     if (ret == 0)
         ret = tk_entry_kdc_view_meta(ctx, entry, meta, time(NULL),
@@ -919,18 +938,21 @@ tk_audit_as_req(krb5_context ctx, krb5_kdc_req *request,
     tk_db_audit(db->inner, client->princ, audit_fresh, &a);
 }
 
-/* krb5kdc calls this on SIGHUP, which the purge timer sends: the KDC's
+/* krb5kdc calls this on SIGHUP, which the KDC's timers send: its
  * housekeeping tick. */
 static void
 tk_refresh_config(krb5_context ctx)
 {
     tk_db *db = get_db(ctx);
+    uint64_t epoch;
 
     if (db == NULL)
         return;
     krb5_db_refresh_config(db->inner);
-    /* A replica learns of purges from the primary's update log. */
-    if (!db->kdc || db->cfg.replica)
+    epoch = tk_ratchet_epoch(db->ratchet);
+    sync_ratchet(ctx, db);
+    if (!db->kdc || db->cfg.replica ||
+        !purge_due(db, tk_ratchet_epoch(db->ratchet) != epoch))
         return;
     /* Uploads were remembered only if stored through db->writer. */
     if (db->acked != NULL) {
@@ -1016,21 +1038,25 @@ tk_issue_pac(krb5_context ctx, unsigned int flags, krb5_db_entry *client,
                                    auth_indicators));
 }
 
-/* ---- Removing expired keys (KDC only). */
+/* ---- The KDC's ticks: removing expired keys, advancing the ratchet. */
 /*
  * db2 serializes its calls with a process-wide mutex and waits for file
  * locks while holding it, so a second thread using the database would
  * deadlock against an upload, which holds the database lock across calls;
  * and any second thread makes glibc lock its allocator on every call, which
- * costs the KDC a few percent.  So there is no thread: a POSIX timer sends
- * SIGHUP to the process every purge_interval, which krb5kdc's main loop
- * turns into refresh_config on each realm (it also reopens its log files).
- * refresh_config does the purge through the admin context
- * (tk_db_purge_expired).
+ * costs the KDC a few percent.  So there is no thread: POSIX timers send
+ * SIGHUP to the process, which krb5kdc's main loop turns into
+ * refresh_config on each realm (it also reopens its log files).  One timer
+ * ticks every purge_interval (a primary's purge, through the admin
+ * context: tk_db_purge_expired); the other at the start of every ratchet
+ * epoch (wall clock), so that the ratchet file steps on time even when no
+ * request comes.
  */
 
 struct purger {
-    timer_t timer;
+    timer_t purge_timer, epoch_timer;
+    krb5_boolean has_purge_timer, has_epoch_timer;
+    struct timespec last_purge;         /* CLOCK_MONOTONIC */
 };
 
 static void
@@ -1074,16 +1100,60 @@ purge_expired(krb5_context ctx, tk_db *db)
         log_failure(writer, ret, "listing principals");
 }
 
-/* Arm a periodic SIGHUP for this process, but only once krb5kdc has its
+/* Whether this SIGHUP asks for a purge: every one does (the purge timer's,
+ * an administrator's) except the epoch timer's, told apart by the ratchet
+ * having just stepped, unless a purge is due anyway. */
+static krb5_boolean
+purge_due(tk_db *db, krb5_boolean stepped)
+{
+    purger *p = db->purger;
+    struct timespec now;
+
+    if (clock_gettime(CLOCK_MONOTONIC, &now) != 0)
+        return TRUE;
+    /* A second of slack: the two timers' signals may arrive as one. */
+    if (stepped && p != NULL &&
+        now.tv_sec - p->last_purge.tv_sec + 1 < db->cfg.purge_interval)
+        return FALSE;
+    if (p != NULL)
+        p->last_purge = now;
+    return TRUE;
+}
+
+static krb5_error_code
+make_timer(krb5_context ctx, clockid_t clock, int flags,
+           const struct itimerspec *its, timer_t *out)
+{
+    struct sigevent sev;
+
+    memset(&sev, 0, sizeof(sev));
+    sev.sigev_notify = SIGEV_SIGNAL;
+    sev.sigev_signo = SIGHUP;
+    if (timer_create(clock, &sev, out) != 0) {
+        krb5_set_error_message(ctx, errno, "tempkey: cannot create a "
+                               "timer: %s", strerror(errno));
+        return errno;
+    }
+    if (timer_settime(*out, flags, its, NULL) != 0) {
+        timer_delete(*out);
+        krb5_set_error_message(ctx, errno, "tempkey: cannot start a "
+                               "timer: %s", strerror(errno));
+        return errno;
+    }
+    return 0;
+}
+
+/* Arm the periodic SIGHUPs for this process, but only once krb5kdc has its
  * handler installed: a SIGHUP without it would end the process.  (krb5kdc
  * opens the database once before installing handlers, then again.) */
 static krb5_error_code
 purger_start(krb5_context ctx, tk_db *db, purger **out)
 {
+    krb5_error_code ret;
     struct sigaction sa;
-    struct sigevent sev;
     struct itimerspec its;
     purger *p;
+    int64_t step = db->cfg.key_epoch;
 
     *out = NULL;
     if (sigaction(SIGHUP, NULL, &sa) != 0 || sa.sa_handler == SIG_DFL ||
@@ -1092,27 +1162,31 @@ purger_start(krb5_context ctx, tk_db *db, purger **out)
     p = calloc(1, sizeof(*p));
     if (p == NULL)
         return ENOMEM;
-    memset(&sev, 0, sizeof(sev));
-    sev.sigev_notify = SIGEV_SIGNAL;
-    sev.sigev_signo = SIGHUP;
+    (void)clock_gettime(CLOCK_MONOTONIC, &p->last_purge);
+    /* A replica learns of purges from the primary's update log. */
+    if (!db->cfg.replica && db->cfg.purge_interval > 0) {
+        memset(&its, 0, sizeof(its));
+        its.it_value.tv_sec = db->cfg.purge_interval;
+        its.it_interval.tv_sec = db->cfg.purge_interval;
+        ret = make_timer(ctx, CLOCK_MONOTONIC, 0, &its, &p->purge_timer);
+        if (ret)
+            goto fail;
+        p->has_purge_timer = TRUE;
+    }
     memset(&its, 0, sizeof(its));
-    its.it_value.tv_sec = db->cfg.purge_interval;
-    its.it_interval.tv_sec = db->cfg.purge_interval;
-    if (timer_create(CLOCK_MONOTONIC, &sev, &p->timer) != 0) {
-        free(p);
-        krb5_set_error_message(ctx, errno, "tempkey: cannot create the "
-                               "purge timer: %s", strerror(errno));
-        return errno;
-    }
-    if (timer_settime(p->timer, 0, &its, NULL) != 0) {
-        timer_delete(p->timer);
-        free(p);
-        krb5_set_error_message(ctx, errno, "tempkey: cannot start the "
-                               "purge timer: %s", strerror(errno));
-        return errno;
-    }
+    its.it_value.tv_sec = (time(NULL) / step + 1) * step;
+    its.it_interval.tv_sec = step;
+    ret = make_timer(ctx, CLOCK_REALTIME, TIMER_ABSTIME, &its,
+                     &p->epoch_timer);
+    if (ret)
+        goto fail;
+    p->has_epoch_timer = TRUE;
     *out = p;
     return 0;
+
+fail:
+    purger_stop(p);
+    return ret;
 }
 
 static void
@@ -1120,8 +1194,171 @@ purger_stop(purger *p)
 {
     if (p == NULL)
         return;
-    timer_delete(p->timer);
+    if (p->has_purge_timer)
+        timer_delete(p->purge_timer);
+    if (p->has_epoch_timer)
+        timer_delete(p->epoch_timer);
     free(p);
+}
+
+/* ---- Temporary keys at rest: the ratchet (DESIGN 10, lib/ratchet.c). */
+/*
+ * libkdb5 decrypts and encrypts every key through these two methods, on
+ * this context: the KDC, kadmind (ktadd -norandkey), kdb5_util
+ * (update_princ_encryption, dump -mkey_convert) and the module's own
+ * stores.  A wrapped key's salt is its ratchet marker, which libkdb5 hands
+ * back when it re-encrypts a key, so a key stays wrapped under its epoch
+ * through a master key change.  Keys stored before the ratchet have no
+ * marker and pass through unchanged until their principal's next store.
+ */
+
+static void
+log_ratchet_notice(tk_db *db)
+{
+    const char *notice = tk_ratchet_notice(db->ratchet);
+
+    if (notice != NULL)
+        com_err("tempkey", 0, "%s", notice);
+}
+
+/* Step the ratchet to the clock.  A file that cannot be written is logged
+ * and the process goes on: it has stepped in memory all the same. */
+static void
+sync_ratchet(krb5_context ctx, tk_db *db)
+{
+    krb5_error_code ret;
+    const char *msg;
+
+    ret = tk_ratchet_sync(ctx, db->ratchet, time(NULL));
+    log_ratchet_notice(db);
+    if (ret) {
+        msg = krb5_get_error_message(ctx, ret);
+        com_err("tempkey", 0, "cannot advance the ratchet: %s", msg);
+        krb5_free_error_message(ctx, msg);
+    }
+}
+
+/* The marker of a wrapped key, or NULL. */
+static const krb5_data *
+wrap_marker(const krb5_key_data *kd, krb5_data *buf)
+{
+    if (kd->key_data_ver < 2 ||
+        kd->key_data_type[1] != KRB5_KDB_SALTTYPE_SPECIAL)
+        return NULL;
+    buf->length = kd->key_data_length[1];
+    buf->data = (char *)kd->key_data_contents[1];
+    return tk_ratchet_parse_marker(buf, NULL, NULL) ? buf : NULL;
+}
+
+static krb5_error_code
+tk_decrypt_key_data(krb5_context ctx, const krb5_keyblock *mkey,
+                    const krb5_key_data *kd, krb5_keyblock *dbkey,
+                    krb5_keysalt *keysalt)
+{
+    krb5_error_code ret;
+    krb5_keyblock wrapped;
+    krb5_keysalt salt;
+    krb5_data buf;
+    const krb5_data *marker = wrap_marker(kd, &buf);
+    tk_db *db = get_db(ctx);
+
+    if (marker == NULL)
+        return krb5_dbe_def_decrypt_key_data(ctx, mkey, kd, dbkey, keysalt);
+    memset(dbkey, 0, sizeof(*dbkey));
+    if (keysalt != NULL)
+        memset(keysalt, 0, sizeof(*keysalt));
+    if (db == NULL)
+        return KRB5_KDB_DBNOTINITED;
+    ret = krb5_dbe_def_decrypt_key_data(ctx, mkey, kd, &wrapped, &salt);
+    if (ret)
+        return ret;
+    sync_ratchet(ctx, db);
+    ret = tk_ratchet_unwrap(ctx, db->ratchet, marker, kd->key_data_kvno,
+                            &wrapped, dbkey);
+    krb5_free_keyblock_contents(ctx, &wrapped);
+    if (ret == 0 && keysalt != NULL)
+        *keysalt = salt;
+    else
+        free(salt.data.data);
+    return ret;
+}
+
+static krb5_error_code
+tk_encrypt_key_data(krb5_context ctx, const krb5_keyblock *mkey,
+                    const krb5_keyblock *dbkey, const krb5_keysalt *keysalt,
+                    int keyver, krb5_key_data *kd)
+{
+    krb5_error_code ret;
+    krb5_keyblock wrapped;
+    krb5_keysalt marked;
+    unsigned char marker[TK_RATCHET_MARKER_LEN];
+    int64_t expiry;
+    krb5_boolean is_request;
+    tk_db *db = get_db(ctx);
+
+    if (keysalt == NULL || keysalt->type != KRB5_KDB_SALTTYPE_SPECIAL)
+        return krb5_dbe_def_encrypt_key_data(ctx, mkey, dbkey, keysalt,
+                                             keyver, kd);
+    marked = *keysalt;
+    is_request = tk_ratchet_parse_request(&keysalt->data, &expiry);
+    if (!is_request && !tk_ratchet_parse_marker(&keysalt->data, NULL, NULL))
+        return krb5_dbe_def_encrypt_key_data(ctx, mkey, dbkey, keysalt,
+                                             keyver, kd);
+    if (db == NULL)
+        return KRB5_KDB_DBNOTINITED;
+    sync_ratchet(ctx, db);
+    if (is_request) {
+        ret = tk_ratchet_marker(ctx, db->ratchet, expiry, marker);
+        if (ret)
+            return ret;
+        marked.data.data = (char *)marker;
+        marked.data.length = sizeof(marker);
+    }
+    ret = tk_ratchet_wrap(ctx, db->ratchet, &marked.data, keyver, dbkey,
+                          &wrapped);
+    if (ret)
+        return ret;
+    ret = krb5_dbe_def_encrypt_key_data(ctx, mkey, &wrapped, &marked, keyver,
+                                        kd);
+    krb5_free_keyblock_contents(ctx, &wrapped);
+    return ret;
+}
+
+/* Drop the KDC's copies of keys the ratchet cannot open (they were wrapped
+ * under a lost ratchet, or their epoch is over): they are as good as
+ * expired.  The first time a lost ratchet shows, say so. */
+static void
+drop_unreadable_keys(krb5_context ctx, tk_db *db, krb5_db_entry *entry)
+{
+    krb5_data buf;
+    const krb5_data *marker;
+    unsigned char id[TK_RATCHET_ID_LEN];
+    char *name = NULL;
+    int i, out = 0;
+
+    for (i = 0; i < entry->n_key_data; i++) {
+        krb5_key_data *kd = &entry->key_data[i];
+
+        marker = wrap_marker(kd, &buf);
+        if (marker == NULL || tk_ratchet_readable(db->ratchet, marker)) {
+            entry->key_data[out++] = *kd;
+            continue;
+        }
+        (void)tk_ratchet_parse_marker(marker, id, NULL);
+        if (!db->told_lost && memcmp(id, tk_ratchet_id(db->ratchet),
+                                     TK_RATCHET_ID_LEN) != 0 &&
+            krb5_unparse_name(ctx, entry->princ, &name) == 0) {
+            com_err("tempkey", 0, "temporary keys of %s (and maybe others) "
+                    "were wrapped under another ratchet than %s's (the "
+                    "file was lost or replaced): they are treated as "
+                    "absent until each service uploads again", name,
+                    tk_ratchet_path(db->ratchet));
+            krb5_free_unparsed_name(ctx, name);
+            db->told_lost = TRUE;
+        }
+        krb5_dbe_free_key_data_contents(ctx, kd);
+    }
+    entry->n_key_data = (krb5_int16)out;
 }
 
 /* ---- The entry point. */
@@ -1148,9 +1385,11 @@ kdb_vftabl kdb_function_table = {
     .put_policy = tk_put_policy,
     .iter_policy = tk_iter_policy,
     .delete_policy = tk_delete_policy,
-    /* Master keys, key encryption and password changes: libkdb5's defaults
-     * on this context, which reach the backing store through the methods
-     * above. */
+    /* Master keys and password changes: libkdb5's defaults on this
+     * context, which reach the backing store through the methods above;
+     * key encryption: theirs with the ratchet's wrapping inside. */
+    .decrypt_key_data = tk_decrypt_key_data,
+    .encrypt_key_data = tk_encrypt_key_data,
     .promote_db = tk_promote_db,
     .check_transited_realms = tk_check_transited_realms,
     .check_policy_as = tk_check_policy_as,
