@@ -34,7 +34,10 @@ usage(FILE *out)
             "  set PRINCIPAL [--lifetime DURATION] [--keytab FILE]\n"
             "      [--enctypes LIST]        store a new random temporary key\n"
             "  revoke PRINCIPAL [--kvno N] remove keys now\n"
-            "  purge                       remove expired keys\n",
+            "  purge                       remove expired keys\n"
+            "  ratchet status              the ratchet's file and epoch\n"
+            "  ratchet init                make a ratchet file where none "
+            "is\n",
             progname);
 }
 
@@ -77,9 +80,34 @@ uploader_text(const tk_key_record *rec, char *buf)
         strcpy(buf, "admin");
 }
 
+/* Whether the keys of kvno in entry are wrapped by the ratchet; a key
+ * stored before the ratchet is not, until its principal's next store. */
+static krb5_boolean
+kvno_wrapped(krb5_db_entry *entry, krb5_kvno kvno)
+{
+    krb5_data salt;
+    int i;
+
+    for (i = 0; i < entry->n_key_data; i++) {
+        krb5_key_data *kd = &entry->key_data[i];
+
+        if (kd->key_data_kvno != kvno)
+            continue;
+        if (kd->key_data_ver < 2 ||
+            kd->key_data_type[1] != KRB5_KDB_SALTTYPE_SPECIAL)
+            return FALSE;
+        salt.length = kd->key_data_length[1];
+        salt.data = (char *)kd->key_data_contents[1];
+        if (!tk_ratchet_parse_marker(&salt, NULL, NULL))
+            return FALSE;
+    }
+    return TRUE;
+}
+
 /* Print one managed entry, as a JSON object or as text lines. */
 static void
-print_entry(admin *a, const char *name, const tk_meta *meta, int first)
+print_entry(admin *a, const char *name, krb5_db_entry *entry,
+            const tk_meta *meta, int first)
 {
     char when[TK_TIME_LEN], up[TK_UPLOADER_LEN * 2 + 1];
     int64_t now = time(NULL);
@@ -95,8 +123,9 @@ print_entry(admin *a, const char *name, const tk_meta *meta, int first)
             tk_format_time(rec->expiry, when);
             uploader_text(rec, up);
             printf("%s{\"kvno\": %u, \"expires\": \"%s\", \"expired\": %s, "
-                   "\"uploader\": \"%s\"}", i ? ", " : "", rec->kvno, when,
-                   rec->expiry <= now ? "true" : "false", up);
+                   "\"uploader\": \"%s\", \"wrapped\": %s}", i ? ", " : "",
+                   rec->kvno, when, rec->expiry <= now ? "true" : "false", up,
+                   kvno_wrapped(entry, rec->kvno) ? "true" : "false");
         }
         printf("]}");
         return;
@@ -110,8 +139,10 @@ print_entry(admin *a, const char *name, const tk_meta *meta, int first)
 
         tk_format_time(rec->expiry, when);
         uploader_text(rec, up);
-        printf("%-40s %5u  %-20s%s  %s\n", name, rec->kvno, when,
-               rec->expiry <= now ? " (expired)" : "", up);
+        printf("%-40s %5u  %-20s%s  %s%s\n", name, rec->kvno, when,
+               rec->expiry <= now ? " (expired)" : "", up,
+               kvno_wrapped(entry, rec->kvno) ? "" :
+               "  (stored before the ratchet)");
     }
 }
 
@@ -140,7 +171,8 @@ list_one(krb5_pointer arg, krb5_db_entry *entry)
         a->problems++;
     } else {
         memset(&empty, 0, sizeof(empty));
-        print_entry(a, name, meta != NULL ? meta : &empty, st->count == 0);
+        print_entry(a, name, entry, meta != NULL ? meta : &empty,
+                    st->count == 0);
         st->count++;
     }
     tk_meta_free(meta);
@@ -200,12 +232,12 @@ cmd_show(admin *a, const char *name)
     }
     memset(&empty, 0, sizeof(empty));
     if (a->json) {
-        print_entry(a, name, meta != NULL ? meta : &empty, 1);
+        print_entry(a, name, entry, meta != NULL ? meta : &empty, 1);
         printf("\n");
     } else {
         printf("%-40s %5s  %-20s  %s\n", "PRINCIPAL", "KVNO", "EXPIRES",
                "UPLOADER");
-        print_entry(a, name, meta != NULL ? meta : &empty, 1);
+        print_entry(a, name, entry, meta != NULL ? meta : &empty, 1);
         if (meta != NULL && meta->last_expiry != 0) {
             tk_format_time(meta->last_expiry, when);
             printf("highest kvno ever stored: %u; last key removed: %s\n",
@@ -507,6 +539,93 @@ cmd_purge(admin *a)
     return a->problems ? 1 : 0;
 }
 
+/* ---- ratchet: the file that makes expired keys unreadable. */
+
+static int
+cmd_ratchet_status(admin *a)
+{
+    krb5_error_code ret;
+    tk_ratchet *r = NULL;
+    const char *notice;
+    char since[TK_TIME_LEN], next[TK_TIME_LEN], id[TK_RATCHET_ID_LEN * 2 + 1];
+    int64_t step = a->cfg.key_epoch, start;
+
+    /* Like every process that opens the database, it steps the file. */
+    ret = tk_ratchet_open(a->ctx, a->cfg.ratchet_file, step, 0, time(NULL),
+                          &r);
+    if (ret)
+        return fail(a, ret, "ratchet");
+    notice = tk_ratchet_notice(r);
+    if (notice != NULL)
+        fprintf(stderr, "%s: %s\n", progname, notice);
+    start = (int64_t)tk_ratchet_epoch(r) * step;
+    tk_format_time(start, since);
+    tk_format_time(start + step, next);
+    tk_hex(tk_ratchet_id(r), TK_RATCHET_ID_LEN, id);
+    if (a->json) {
+        printf("{\"file\": ");
+        json_string(tk_ratchet_path(r));
+        printf(", \"key_epoch\": %lld, \"epoch\": %llu, \"id\": \"%s\", "
+               "\"oldest_readable_expiry\": \"%s\", \"next_step\": \"%s\"}\n",
+               (long long)step, (unsigned long long)tk_ratchet_epoch(r), id,
+               since, next);
+    } else {
+        printf("file: %s\nkey_epoch: %llds\nepoch: %llu\nid: %s\n"
+               "oldest expiry still readable: %s\nnext step: %s\n",
+               tk_ratchet_path(r), (long long)step,
+               (unsigned long long)tk_ratchet_epoch(r), id, since, next);
+    }
+    tk_ratchet_close(r);
+    return 0;
+}
+
+static int
+cmd_ratchet_init(admin *a)
+{
+    krb5_error_code ret;
+
+    if (a->cfg.replica) {
+        fprintf(stderr, "%s: ratchet init: this KDC is a replica (role = "
+                "replica): copy the primary's ratchet file to %s instead\n",
+                progname, a->cfg.ratchet_file);
+        return 1;
+    }
+    ret = tk_ratchet_init(a->ctx, a->cfg.ratchet_file, a->cfg.key_epoch,
+                          time(NULL));
+    if (ret)
+        return fail(a, ret, "ratchet init");
+    printf("made the ratchet file %s (key_epoch %llds)\n",
+           a->cfg.ratchet_file, (long long)a->cfg.key_epoch);
+    return 0;
+}
+
+/* The ratchet commands read the configuration only: init must run before
+ * anything opens the database, which would make the file itself. */
+static int
+cmd_ratchet(admin *a, const char *realm, const char *what)
+{
+    krb5_error_code ret;
+
+    ret = krb5_init_context_profile(NULL, KRB5_INIT_CONTEXT_KDC, &a->ctx);
+    if (ret) {
+        fprintf(stderr, "%s: cannot initialize Kerberos: %s\n", progname,
+                error_message(ret));
+        return 1;
+    }
+    if (realm != NULL)
+        ret = krb5_set_default_realm(a->ctx, realm);
+    if (ret == 0)
+        ret = krb5_get_default_realm(a->ctx, &a->realm);
+    if (ret)
+        return fail(a, ret, "finding the realm");
+    ret = tk_config_read(a->ctx, a->realm, NULL, &a->cfg);
+    if (ret)
+        return fail(a, ret, "reading the configuration");
+    if (strcmp(what, "status") == 0)
+        return cmd_ratchet_status(a);
+    return cmd_ratchet_init(a);
+}
+
 /* ---- main. */
 
 /* Open the realm's database; for writes (set, revoke, purge) as the
@@ -583,7 +702,9 @@ main(int argc, char **argv)
     if ((strcmp(cmd, "list") == 0 || strcmp(cmd, "purge") == 0) ?
         nargs != 0 :
         (strcmp(cmd, "show") == 0 || strcmp(cmd, "set") == 0 ||
-         strcmp(cmd, "revoke") == 0) ? nargs != 1 : 1) {
+         strcmp(cmd, "revoke") == 0) ? nargs != 1 :
+        strcmp(cmd, "ratchet") == 0 ? nargs != 1 ||
+        (strcmp(princ, "status") != 0 && strcmp(princ, "init") != 0) : 1) {
         usage(stderr);
         return 2;
     }
@@ -598,9 +719,12 @@ main(int argc, char **argv)
         return 2;
     }
 
-    status = open_realm(&a, realm, strcmp(cmd, "list") != 0 &&
-                        strcmp(cmd, "show") != 0);
-    if (status == 0) {
+    if (strcmp(cmd, "ratchet") == 0)
+        status = cmd_ratchet(&a, realm, princ);
+    else
+        status = open_realm(&a, realm, strcmp(cmd, "list") != 0 &&
+                            strcmp(cmd, "show") != 0);
+    if (status == 0 && strcmp(cmd, "ratchet") != 0) {
         if (strcmp(cmd, "list") == 0)
             status = cmd_list(&a);
         else if (strcmp(cmd, "show") == 0)
