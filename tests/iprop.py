@@ -148,7 +148,7 @@ class IpropPair:
                                              self.kiprop))
 
         # The replica: same stash (the dump carries the master key's
-        # entry, not the key), the primary's CA and a KDC certificate of
+        # entry, not the key) and ratchet file, the primary's CA and a KDC certificate of
         # its own, role = replica.
         r = Realm(dir=p.path('replica'), pki=True, ca=p.ca, iprop=True,
                   tempkey=tempkey,
@@ -171,6 +171,9 @@ class IpropPair:
         r.write_config()
         shutil.copyfile(p.stash, r.stash)
         os.chmod(r.stash, 0o600)
+        # Its ratchet is the primary's, copied once like the stash.
+        shutil.copyfile(p.ratchet, r.ratchet)
+        os.chmod(r.ratchet, 0o600)
         self.kpropd_keytab = r.path('kpropd.keytab')
         shutil.copyfile(p.keytab, self.kpropd_keytab)
         self.kpropd_acl = r.path('kpropd.acl')

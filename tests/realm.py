@@ -99,7 +99,7 @@ class Realm:
         """backing='kldap' keeps the database in the directory of ldap (a
         tests/ldap.py Slapd) instead of db2.  share=another Realm makes a
         second KDC of the same realm on the same database: its master key
-        stash and PKI are reused and nothing is created.  dir= puts the
+        stash, ratchet file and PKI are reused and nothing is created.  dir= puts the
         realm's files in dir (made here) instead of a new temporary
         directory; ca= (with pki=True) issues the KDC's certificate from
         that tests/pki.py CA, another realm's, instead of a new one;
@@ -127,6 +127,8 @@ class Realm:
         self.kdc_log = self.path('kdc.log')
         self.kadmind_log = self.path('kadmind.log')
         self.stash = self.path('stash')
+        # The ratchet's default place: beside the database (database_name).
+        self.ratchet = self.path('principal.ratchet')
         self.keytab = self.path('keytab')
         self.ccache = self.path('ccache')
         if tk_section is None:
@@ -156,7 +158,10 @@ class Realm:
         if backing == 'kldap':
             self._stash_ldap_passwords()
         if share is not None:
+            # A second KDC of the realm holds the same stash and the same
+            # ratchet, each copied once.
             shutil.copy(share.stash, self.stash)
+            shutil.copy(share.ratchet, self.ratchet)
         with open(self.path('kadm5.acl'), 'w') as f:
             f.write('admin/admin@%s *\n' % realm)
         if create:
