@@ -754,14 +754,14 @@ wrap_key(krb5_context ctx, tk_ratchet *r, const krb5_data *marker,
     }
     if (epoch < r->cur.epoch) {
         krb5_set_error_message(ctx, TK_ERR_UNREADABLE, "the key's ratchet "
-                               "epoch is over: it expired and cannot be "
-                               "read");
+                               "epoch is over (ratchet file %s): it expired "
+                               "and cannot be read", r->path);
         return TK_ERR_UNREADABLE;
     }
     off = epoch - r->cur.epoch;
     if (off >= TK_RATCHET_MAX_AHEAD) {
         krb5_set_error_message(ctx, TK_ERR_UNREADABLE, "the key's ratchet "
-                               "epoch is out of reach");
+                               "epoch is out of reach of %s", r->path);
         return TK_ERR_UNREADABLE;
     }
     if (off >= r->capwrap) {
