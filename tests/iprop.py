@@ -108,11 +108,12 @@ class IpropPair:
     tempkey purge intervals (None leaves the module's default); poll is the
     replica's iprop_replica_poll; *_extra are more kdc.conf [realms] lines;
     replica_primary_kdc False leaves primary_kdc out of the replica's
-    kdc.conf (it then names the primary from admin_server)."""
+    kdc.conf (it then names the primary from admin_server); tk_extra are
+    more lines for both tempkey sections."""
 
     def __init__(self, primary_purge='2s', replica_purge=None, poll='1s',
                  primary_extra='', replica_extra='', kdc_args=(),
-                 ulogsize=None, tempkey=True):
+                 ulogsize=None, tempkey=True, tk_extra=''):
         self.host = kprop_hostname()
         libdefaults = '    qualify_shortname = ""\n'
         self.iprop_port = free_port()
@@ -120,7 +121,7 @@ class IpropPair:
 
         # The primary: its database, the iprop principals, kadmind.
         p = Realm(pki=True, iprop=True, create=False, start_kdc=False,
-                  tempkey=tempkey,
+                  tempkey=tempkey, tk_extra=tk_extra,
                   purge_interval=primary_purge, libdefaults_extra=libdefaults)
         self.primary = p
         p.ulog = p.path('ulog')
@@ -157,7 +158,7 @@ class IpropPair:
                   tk_section='')
         self.replica = r
         r.tk_section = self._tk_section(r.path('principal'), replica_purge,
-                                        'replica')
+                                        'replica', tk_extra)
         r.ulog = r.path('ulog')
         # The replica's admin server is the primary's kadmind.
         r.kadmind_port = p.kadmind_port
@@ -195,7 +196,7 @@ class IpropPair:
         self.wait_synced()
 
     @staticmethod
-    def _tk_section(dbname, purge, role):
+    def _tk_section(dbname, purge, role, extra=''):
         lines = ['    tk = {', '        db_library = tempkey',
                  '        backing_module = main',
                  '        database_name = %s' % dbname]
@@ -203,7 +204,7 @@ class IpropPair:
             lines.append('        purge_interval = %s' % purge)
         if role is not None:
             lines.append('        role = %s' % role)
-        return '\n'.join(lines + ['    }'])
+        return '\n'.join(lines) + '\n' + extra + '    }'
 
     # ---- kpropd
 

@@ -95,7 +95,7 @@ class Realm:
                  enroll='HTTP/*.test host/*.test', pki_keytype='ec',
                  backing='db2', ldap=None, share=None,
                  dir=None, ca=None, iprop=False, admin_server=True,
-                 settle_time=None):
+                 settle_time=None, tk_extra=''):
         """backing='kldap' keeps the database in the directory of ldap (a
         tests/ldap.py Slapd) instead of db2.  share=another Realm makes a
         second KDC of the same realm on the same database: its master key
@@ -105,7 +105,7 @@ class Realm:
         that tests/pki.py CA, another realm's, instead of a new one;
         iprop=True sets iprop_enable; admin_server=False leaves the realm's
         admin_server out of krb5.conf.  settle_time, if given, goes in the
-        tempkey section."""
+        tempkey section, and so do the lines of tk_extra."""
         self.realm = realm
         self.tempkey = tempkey
         self.backing = backing
@@ -137,10 +137,10 @@ class Realm:
                           '        backing_module = main\n'
                           '        database_name = %s\n'
                           '        purge_interval = %s\n'
-                          '%s'
+                          '%s%s'
                           '    }' % (self.path('principal'), purge_interval,
                                     '        settle_time = %s\n' % settle_time
-                                    if settle_time else ''))
+                                    if settle_time else '', tk_extra))
         self.tk_section = tk_section
         self.kdc_extra = kdc_extra
         self.libdefaults_extra = libdefaults_extra

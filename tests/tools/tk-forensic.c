@@ -10,8 +10,9 @@
  * write keys in hex).  Each blob that decrypts is compared with the keys of
  * --keytab (the keys sought).  A blob that is a ratchet-wrapped key is
  * then attacked with the ratchet file as found (--ratchet): its wrapping
- * keys for the file's epoch and the N after it (--ahead, default 64), as
- * anyone can step a ratchet forward, never back.
+ * keys for the epochs the files' ratchet markers name and for the file's
+ * epoch and the N after it (--ahead, default 64), as anyone can step a
+ * ratchet forward, never back.
  *
  * Prints "ratchet epoch: E" (the file's, as found), per file "FILE: B blobs, C clear keys, W wrapped keys opened" and
  * one line "found: K" with the number of distinct sought keys recovered.
@@ -44,6 +45,10 @@ static size_t nsought;
 static tk_ratchet *ratchet;
 static unsigned long ahead = 64;
 static unsigned long blobs, clear_hits, wrapped_hits;
+/* Epochs named by ratchet markers seen in the files searched so far (the
+ * salt beside each wrapped key says which epoch wraps it). */
+static uint64_t *seen_epochs;
+static size_t nseen;
 
 static void
 die(krb5_error_code code, const char *what)
@@ -106,21 +111,76 @@ note_clear(const unsigned char *p, size_t len)
     }
 }
 
+/* Note the epoch of every marker of this ratchet in buf. */
+static void
+gather_markers(const unsigned char *buf, size_t n)
+{
+    krb5_data d;
+    unsigned char id[TK_RATCHET_ID_LEN];
+    uint64_t epoch;
+    size_t off, i;
+
+    if (ratchet == NULL)
+        return;
+    for (off = 0; off + TK_RATCHET_MARKER_LEN <= n; off++) {
+        if (memcmp(buf + off, "tkr1", 4) != 0)
+            continue;
+        d.data = (char *)buf + off;
+        d.length = TK_RATCHET_MARKER_LEN;
+        if (!tk_ratchet_parse_marker(&d, id, &epoch) ||
+            memcmp(id, tk_ratchet_id(ratchet), TK_RATCHET_ID_LEN) != 0)
+            continue;
+        for (i = 0; i < nseen && seen_epochs[i] != epoch; i++)
+            ;
+        if (i < nseen)
+            continue;
+        seen_epochs = realloc(seen_epochs, (nseen + 1) * sizeof(uint64_t));
+        if (seen_epochs == NULL)
+            die(ENOMEM, "memory");
+        seen_epochs[nseen++] = epoch;
+    }
+}
+
+/* Try one epoch's wrapping key on a wrapped key: 1 if it opens. */
+static int
+try_epoch(const krb5_keyblock *wrapped, krb5_kvno kvno, uint64_t e)
+{
+    unsigned char marker[TK_RATCHET_MARKER_LEN];
+    krb5_keyblock out;
+    krb5_data md;
+    size_t j;
+
+    memcpy(marker, "tkr1", 4);
+    memcpy(marker + 4, tk_ratchet_id(ratchet), TK_RATCHET_ID_LEN);
+    for (j = 0; j < 8; j++)
+        marker[4 + TK_RATCHET_ID_LEN + j] = (e >> (56 - 8 * j)) & 0xff;
+    md.data = (char *)marker;
+    md.length = sizeof(marker);
+    if (tk_ratchet_unwrap(ctx, ratchet, &md, kvno, wrapped, &out) != 0)
+        return 0;
+    wrapped_hits++;
+    for (j = 0; j < nsought; j++) {
+        if (sought[j].key.length == out.length &&
+            memcmp(sought[j].key.contents, out.contents, out.length) == 0)
+            sought[j].found = 1;
+    }
+    krb5_free_keyblock_contents(ctx, &out);
+    return 1;
+}
+
 /* Try to open a wrapped key with every wrapping key the file still
- * yields, for the kvno and enctype of every sought key of that length. */
+ * yields (the epochs its markers name, and the next few), for the kvno
+ * and enctype of every sought key of that length. */
 static void
 attack_wrapped(const unsigned char *p, size_t len)
 {
-    unsigned char marker[TK_RATCHET_MARKER_LEN];
-    const unsigned char *id;
-    krb5_keyblock wrapped, out;
-    krb5_data md;
+    krb5_keyblock wrapped;
     uint64_t e, first;
-    size_t i, j;
+    size_t i, k;
+    int opened;
 
     if (ratchet == NULL || len <= TK_RATCHET_OVERHEAD)
         return;
-    id = tk_ratchet_id(ratchet);
     first = tk_ratchet_epoch(ratchet);
     for (i = 0; i < nsought; i++) {
         if (sought[i].key.length + TK_RATCHET_OVERHEAD != len)
@@ -129,26 +189,13 @@ attack_wrapped(const unsigned char *p, size_t len)
         wrapped.enctype = sought[i].key.enctype;
         wrapped.length = len;
         wrapped.contents = (krb5_octet *)p;
-        for (e = first; e < first + ahead; e++) {
-            memcpy(marker, "tkr1", 4);
-            memcpy(marker + 4, id, TK_RATCHET_ID_LEN);
-            for (j = 0; j < 8; j++)
-                marker[4 + TK_RATCHET_ID_LEN + j] = (e >> (56 - 8 * j)) & 0xff;
-            md.data = (char *)marker;
-            md.length = sizeof(marker);
-            if (tk_ratchet_unwrap(ctx, ratchet, &md, sought[i].kvno, &wrapped,
-                                  &out) != 0)
-                continue;
-            wrapped_hits++;
-            for (j = 0; j < nsought; j++) {
-                if (sought[j].key.length == out.length &&
-                    memcmp(sought[j].key.contents, out.contents,
-                           out.length) == 0)
-                    sought[j].found = 1;
-            }
-            krb5_free_keyblock_contents(ctx, &out);
-            break;
+        opened = 0;
+        for (k = 0; k < nseen && !opened; k++) {
+            if (seen_epochs[k] >= first)
+                opened = try_epoch(&wrapped, sought[i].kvno, seen_epochs[k]);
         }
+        for (e = first; e < first + ahead && !opened; e++)
+            opened = try_epoch(&wrapped, sought[i].kvno, e);
     }
 }
 
@@ -195,9 +242,10 @@ hexval(int c)
     return isdigit(c) ? c - '0' : tolower(c) - 'a' + 10;
 }
 
-/* Decode every run of at least 36 hex digits and scan it. */
+/* Call fn on every run of at least 36 hex digits of buf, decoded. */
 static void
-scan_hex_runs(const unsigned char *buf, size_t n)
+each_hex_run(const unsigned char *buf, size_t n,
+             void (*fn)(const unsigned char *, size_t))
 {
     size_t i = 0, start, len, j;
     unsigned char *bin;
@@ -219,9 +267,21 @@ scan_hex_runs(const unsigned char *buf, size_t n)
         for (j = 0; j < len; j++)
             bin[j] = hexval(buf[start + 2 * j]) << 4 |
                 hexval(buf[start + 2 * j + 1]);
-        scan(bin, len);
+        fn(bin, len);
         free(bin);
     }
+}
+
+static void
+scan_hex_runs(const unsigned char *buf, size_t n)
+{
+    each_hex_run(buf, n, scan);
+}
+
+static void
+gather_hex_markers(const unsigned char *buf, size_t n)
+{
+    each_hex_run(buf, n, gather_markers);
 }
 
 static void
@@ -249,6 +309,8 @@ search_file(const char *path)
         n += got;
     }
     fclose(f);
+    gather_markers(buf, n);
+    gather_hex_markers(buf, n);
     scan(buf, n);
     scan_hex_runs(buf, n);
     free(buf);
