@@ -459,12 +459,20 @@ sync_locked(krb5_context ctx, tk_ratchet *r, krb5_boolean have_state,
             set_notice(r, "ratchet file %s was replaced by a new "
                        "ratchet; temporary keys wrapped under the old one "
                        "are lost until each service uploads again", r->path);
+            adopt(r, &found);
         } else if (have_state && found.epoch < r->cur.epoch) {
             /* Behind this process (restored from a backup?): write ours. */
-            found = r->cur;
             write = TRUE;
+        } else if (have_state) {
+            /* Another process stepped it: follow, keeping the cache. */
+            ret = advance_memory(r, found.epoch);
+            if (ret)
+                goto cleanup;
+            if (CRYPTO_memcmp(r->cur.secret, found.secret, SECRET_LEN) != 0)
+                adopt(r, &found);
+        } else {
+            adopt(r, &found);
         }
-        adopt(r, &found);
         write = write || !same;
     } else if (have_state) {
         set_notice(r, "ratchet file %s %s; written again from this "
