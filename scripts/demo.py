@@ -53,7 +53,9 @@ def user_ticket(r):
 def main():
     say('A throwaway realm %s on 127.0.0.1: db_library = tempkey over db2, '
         'the tempkey preauth module, a CA for servers' % k.REALM)
-    r = quiet(Realm, pki=True, purge_interval='3s')
+    # Epochs of 3 s rather than 5 min, so that the demo sees one end.
+    r = quiet(Realm, pki=True, purge_interval='3s',
+              tk_extra='        key_epoch = 3s\n')
     print('realm directory: ' + r.dir)
     print('kdc.conf, realm section:')
     conf = open(r.path('kdc.conf')).read()
@@ -106,6 +108,16 @@ def main():
         if 'purged' in line:
             print('KDC log: ' + line.split('): ', 1)[1])
     show(r, [k.TEMPKEY_ADMIN, 'show', SVC])
+
+    say('Forgotten by the clock: the key was stored wrapped under the '
+        'ratchet epoch of its expiry, whose secret is gone')
+    epoch_end = (int(expiry) // 3 + 1) * 3
+    while time.time() <= epoch_end + 1:
+        time.sleep(0.5)
+    show(r, [k.TEMPKEY_ADMIN, 'ratchet', 'status'])
+    print('the key expired %s UTC; its epoch ended %s UTC: no copy of it '
+          '(free pages, dumps, the update log) opens any more, even with '
+          'the stash and this file' % (when(expiry), when(epoch_end)))
 
     say('A certificate for another name cannot set this key')
     other = quiet(r.server_cert, 'HTTP/other.demo.test')

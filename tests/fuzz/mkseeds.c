@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "tempkey.h"
 #include "tkproto.h"
@@ -209,6 +210,30 @@ cms(void)
     tk_identity_free(kdc);
 }
 
+/* A ratchet file as a primary makes it (key_epoch 60 s), and one whose
+ * first slot a crash cut short. */
+static void
+ratchets(void)
+{
+    char path[4096];
+    unsigned char buf[TK_RATCHET_FILE_SIZE];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/ratchet.tmp", corpus);
+    unlink(path);
+    check(tk_ratchet_init(ctx, path, 60, 1700000000), "ratchet");
+    f = fopen(path, "rb");
+    if (f == NULL || fread(buf, 1, sizeof(buf), f) != sizeof(buf))
+        die(path, EIO);
+    fclose(f);
+    unlink(path);
+    strcat(path, ".lock");
+    unlink(path);
+    write_seed("ratchet", "made", buf, sizeof(buf));
+    memset(buf + 40, 0, 32);
+    write_seed("ratchet", "first-slot-torn", buf, sizeof(buf));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -228,6 +253,7 @@ main(int argc, char **argv)
     acks_and_errors();
     metas();
     cms();
+    ratchets();
     krb5_free_context(ctx);
     return 0;
 }
