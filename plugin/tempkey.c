@@ -821,38 +821,57 @@ is_upload_exchange(const krb5_kdc_req *request)
     return TRUE;
 }
 
+/* Whether client is a managed entry without a live key, as the KDC sees it;
+ * *enrolling_out says whether it is the in-memory entry of a name that may
+ * enroll (not a principal yet). */
+static krb5_boolean
+is_keyless_managed(krb5_context ctx, krb5_db_entry *client,
+                   krb5_boolean *enrolling_out)
+{
+    krb5_boolean managed = FALSE;
+    char *value = NULL;
+
+    *enrolling_out = FALSE;
+    if (client == NULL || client->n_key_data > 0 ||
+        tk_entry_is_managed(ctx, client, &managed) != 0 || !managed)
+        return FALSE;
+    if (krb5_dbe_get_string(ctx, client, TK_ATTR_MANAGED, &value) == 0 &&
+        value != NULL && strcmp(value, TK_ATTR_ENROLLING) == 0)
+        *enrolling_out = TRUE;
+    krb5_dbe_free_string(ctx, value);
+    return TRUE;
+}
+
 /*
  * A managed client without a live key (the in-memory entry of a name that
  * may enroll is one) exists for the upload exchange only: it must not log
- * in by PKINIT or be impersonated by S4U2Self (which the KDC also checks
- * here).  Such an entry has no key, so no other mechanism can succeed on it
- * anyway, but a certificate can.
+ * in by PKINIT or be impersonated by S4U2Self.  Such an entry has no key,
+ * so no other mechanism can succeed on it anyway, but a certificate can,
+ * and S4U2Self needs none.  The KDC runs check_policy_as for a local
+ * S4U2Self client too, with the TGS request (validate_as_request from
+ * check_tgs_s4u2self); it carries PA-FOR-USER or PA-S4U-X509-USER, so it
+ * is never an upload exchange.
  */
 static krb5_error_code
 check_keyless_client(krb5_context ctx, krb5_kdc_req *request,
                      krb5_db_entry *client, const char **status)
 {
-    krb5_boolean managed = FALSE;
-    char *value = NULL;
-    krb5_error_code ret;
+    krb5_boolean enrolling, s4u = request->msg_type == KRB5_TGS_REQ;
 
-    if (client == NULL || client->n_key_data > 0 ||
-        tk_entry_is_managed(ctx, client, &managed) != 0 || !managed ||
+    if (!is_keyless_managed(ctx, client, &enrolling) ||
         is_upload_exchange(request))
         return 0;
-    if (krb5_dbe_get_string(ctx, client, TK_ATTR_MANAGED, &value) == 0 &&
-        value != NULL && strcmp(value, TK_ATTR_ENROLLING) == 0) {
+    if (enrolling) {
         /* Not a principal yet: as if the name were unknown. */
-        *status = "CLIENT_NOT_FOUND (tempkey: an enrolling name is only for "
-            "the upload exchange)";
-        ret = KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN;
-    } else {
-        *status = "tempkey: no live temporary key; only an upload is "
-            "accepted";
-        ret = KRB5KDC_ERR_POLICY;
+        *status = s4u ? "CLIENT_NOT_FOUND (tempkey: an enrolling name "
+            "cannot be impersonated by S4U2Self)" :
+            "CLIENT_NOT_FOUND (tempkey: an enrolling name is only for the "
+            "upload exchange)";
+        return KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN;
     }
-    krb5_dbe_free_string(ctx, value);
-    return ret;
+    *status = s4u ? "tempkey: no live temporary key; no S4U2Self for it" :
+        "tempkey: no live temporary key; only an upload is accepted";
+    return KRB5KDC_ERR_POLICY;
 }
 
 static krb5_error_code
