@@ -1,20 +1,22 @@
 /* tk-s4u.c - a test client that asks for S4U2Self and S4U2Proxy tickets for
  * a plain (non-enterprise) client name. */
 /*
- * usage: tk-s4u [--save FILE] CCACHE USER [TARGET]
- *        tk-s4u --evidence FILE CCACHE TARGET
+ * usage: tk-s4u [--save FILE] [--host-based] CCACHE USER [TARGET]
+ *        tk-s4u --evidence FILE [--host-based] CCACHE TARGET
  * CCACHE holds the impersonating service's TGT (its default principal is
  * that service).  The first form asks the KDC for a ticket from USER to the
- * service itself (S4U2Self), keeps it in the credential cache FILE if asked,
- * and given TARGET uses it as evidence for a ticket from USER to TARGET
- * (S4U2Proxy).  The second form does only the S4U2Proxy step, with the
- * evidence ticket kept earlier in FILE.  USER is parsed as an ordinary
- * principal name: kvno -U sends an enterprise name, which the client first
- * resolves by an AS exchange, so the KDC's S4U2Self lookup of the name
- * itself is never reached.  CCACHE is never written, so every S4U2Self
- * reaches the KDC.  Prints "s4u2self: CLIENT for SERVER" and "s4u2proxy:
- * CLIENT for SERVER" for the tickets obtained (exit 0), or the error
- * (exit 1).
+ * service itself (S4U2Self), keeps it in the credential cache FILE if
+ * asked, and given TARGET uses it as evidence for a ticket from USER to
+ * TARGET (S4U2Proxy).  The second form does only the S4U2Proxy step, with
+ * the evidence ticket kept earlier in FILE.  --host-based makes TARGET a
+ * host-based name (NT-SRV-HST), which the KDC may refer to another realm by
+ * its host part when it has no such principal.  USER is parsed as an
+ * ordinary principal name: kvno -U sends an enterprise name, which the
+ * client first resolves by an AS exchange, so the KDC's S4U2Self lookup of
+ * the name itself is never reached.  CCACHE is never written, so every
+ * S4U2Self reaches the KDC.  Prints "s4u2self: CLIENT for SERVER" and
+ * "s4u2proxy: CLIENT for SERVER" for the tickets obtained (exit 0), or the
+ * error (exit 1).
  */
 
 #include <getopt.h>
@@ -123,7 +125,7 @@ load(krb5_context ctx, const char *name, krb5_creds **creds_out)
 static krb5_error_code
 s4u2proxy(krb5_context ctx, krb5_ccache cc, krb5_principal self,
           krb5_creds *evidence, const char *target_name,
-          krb5_creds **creds_out)
+          krb5_boolean host_based, krb5_creds **creds_out)
 {
     krb5_error_code ret;
     krb5_principal target = NULL;
@@ -133,11 +135,14 @@ s4u2proxy(krb5_context ctx, krb5_ccache cc, krb5_principal self,
     ret = krb5_parse_name(ctx, target_name, &target);
     if (ret)
         return ret;
+    if (host_based)
+        target->type = KRB5_NT_SRV_HST;
     memset(&in, 0, sizeof(in));
     in.client = self;
     in.server = target;
     in.second_ticket = evidence->ticket;
-    ret = krb5_get_credentials(ctx, KRB5_GC_NO_STORE |
+    /* Canonicalize, as GSS-API does, so that a referral is followed. */
+    ret = krb5_get_credentials(ctx, KRB5_GC_NO_STORE | KRB5_GC_CANONICALIZE |
                                KRB5_GC_CONSTRAINED_DELEGATION, cc, &in,
                                creds_out);
     krb5_free_principal(ctx, target);
@@ -150,6 +155,7 @@ main(int argc, char **argv)
     static const struct option opts[] = {
         { "save", required_argument, NULL, 's' },
         { "evidence", required_argument, NULL, 'e' },
+        { "host-based", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
     const char *save_file = NULL, *evidence_file = NULL, *target = NULL;
@@ -157,6 +163,7 @@ main(int argc, char **argv)
     krb5_ccache cc = NULL;
     krb5_principal self = NULL;
     krb5_creds *evidence = NULL, *proxy = NULL;
+    krb5_boolean host_based = FALSE;
     krb5_error_code ret;
     int c, status = 1;
 
@@ -165,6 +172,8 @@ main(int argc, char **argv)
             save_file = optarg;
         else if (c == 'e')
             evidence_file = optarg;
+        else if (c == 'h')
+            host_based = TRUE;
         else
             return 2;
     }
@@ -172,8 +181,10 @@ main(int argc, char **argv)
     argv += optind;
     if (evidence_file != NULL ? argc != 2 || save_file != NULL :
         argc != 2 && argc != 3) {
-        fprintf(stderr, "usage: tk-s4u [--save FILE] CCACHE USER [TARGET]\n"
-                "       tk-s4u --evidence FILE CCACHE TARGET\n");
+        fprintf(stderr, "usage: tk-s4u [--save FILE] [--host-based] CCACHE "
+                "USER [TARGET]\n"
+                "       tk-s4u --evidence FILE [--host-based] CCACHE "
+                "TARGET\n");
         return 2;
     }
     if (krb5_init_context(&ctx) != 0) {
@@ -213,7 +224,8 @@ main(int argc, char **argv)
     }
 
     if (target != NULL) {
-        ret = s4u2proxy(ctx, cc, self, evidence, target, &proxy);
+        ret = s4u2proxy(ctx, cc, self, evidence, target, host_based,
+                        &proxy);
         if (ret) {
             status = report(ctx, ret, "S4U2Proxy");
             goto cleanup;
