@@ -5,8 +5,9 @@ delegate on behalf of a real principal, a managed one with a live key
 included, but not with evidence for a managed principal whose keys were
 revoked since, nor for one deleted since whose name may enroll (the KDC's
 client lookup now answers with the in-memory entry that serves the upload
-exchange alone)."""
+exchange alone), nor for one whose key record cannot be read."""
 
+import base64
 import os
 import re
 
@@ -21,7 +22,9 @@ BACK = 'svc/back.test'      # where IMP may delegate
 SVC = 'HTTP/www.test'       # managed, with a live key
 GONE = 'HTTP/gone.test'     # managed, revoked after its evidence was issued
 OLD = 'HTTP/old.test'       # managed, deleted after its evidence was issued
+BROKEN = 'HTTP/broken.test'     # managed, its key record garbled later
 ALICE = 'alice'             # not managed, deleted likewise
+TL_META = 0x7e54
 
 _realm = None
 
@@ -29,8 +32,8 @@ _realm = None
 def realm():
     """One realm for every test: IMP with ok_to_auth_as_delegate, allowed to
     delegate to BACK, with a TGT in imp.ccache, and evidence tickets (kept
-    in ev-NAME) for GONE, OLD and ALICE from while they were principals
-    with keys."""
+    in ev-NAME) for GONE, OLD, BROKEN and ALICE from while they were
+    principals with keys."""
     global _realm
     if _realm is None:
         slapd = ldap.Slapd()
@@ -45,10 +48,10 @@ def realm():
         r.kadmin_local('ktadd -k %s %s' % (r.path('imp.keytab'), IMP))
         r.run([KINIT, '-f', '-k', '-t', r.path('imp.keytab'), '-c',
                r.path('imp.ccache'), IMP])
-        for name in (SVC, GONE, OLD):
+        for name in (SVC, GONE, OLD, BROKEN):
             stored(r.ktupdate(r.server_cert(name),
                               keytab=r.path(name.replace('/', '_'))))
-        for name in (GONE, OLD, ALICE):
+        for name in (GONE, OLD, BROKEN, ALICE):
             r.run([TK_S4U, '--save', evidence(r, name), r.path('imp.ccache'),
                    name], expected_msg='s4u2self: %s@%s' % (name, REALM))
         _realm = r
@@ -107,6 +110,38 @@ def test_evidence_for_a_deleted_enrolling_name_is_refused():
                         (ALICE, REALM))
 
 
+def garble_key_record(r, princ):
+    """Replace princ's key record in the directory (kldap keeps each
+    tl_data as a krbExtraData value: the type in 2 bytes, then the
+    contents) with bytes that do not decode."""
+    dn = 'krbPrincipalName=%s@%s,cn=%s,%s' % (princ, REALM, REALM,
+                                               ldap.SUFFIX)
+    old = None
+    for line in r.ldap.search('(krbPrincipalName=%s@%s)' % (princ, REALM),
+                              'krbExtraData').splitlines():
+        if line.startswith('krbExtraData:: '):
+            value = base64.b64decode(line.split(':: ', 1)[1])
+            if int.from_bytes(value[:2], 'big') == TL_META:
+                old = line.split(':: ', 1)[1]
+    if old is None:
+        fail('no key record of %s in the directory' % princ)
+    new = base64.b64encode(TL_META.to_bytes(2, 'big') +
+                           b'\x30\x03garbage').decode()
+    r.ldap.add('dn: %s\nchangetype: modify\ndelete: krbExtraData\n'
+               'krbExtraData:: %s\n-\nadd: krbExtraData\n'
+               'krbExtraData:: %s\n' % (dn, old, new))
+
+
+def test_evidence_for_an_unreadable_key_record_is_refused():
+    r = realm()
+    garble_key_record(r, BROKEN)
+    proxy_with_evidence(r, BROKEN, expected_code=1)
+    if 'tempkey: %s@%s' % (BROKEN, REALM) not in r.kdc_log_text() or \
+            'refusing it' not in r.kdc_log_text():
+        fail('the KDC log does not name the unreadable record')
+
+
 Tests(shared=True).run(test_s4u2proxy_for_real_principals,
                        test_evidence_for_a_revoked_service_is_refused,
-                       test_evidence_for_a_deleted_enrolling_name_is_refused)
+                       test_evidence_for_a_deleted_enrolling_name_is_refused,
+                       test_evidence_for_an_unreadable_key_record_is_refused)
