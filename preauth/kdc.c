@@ -13,6 +13,7 @@
  */
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -373,12 +374,29 @@ typedef struct {
     const char *primary;        /* named in a not-primary refusal */
 } check_state;
 
-/* Record a refusal; return its Kerberos error code. */
+/* Record a refusal and return its Kerberos error code.  The detail, for
+ * the KDC log, is fmt's, or without fmt the context's message for code. */
 static krb5_error_code
-refuse(check_state *st, int reason, const char *detail)
+refuse(check_state *st, int reason, krb5_error_code code, const char *fmt,
+       ...) __attribute__((format(printf, 4, 5)));
+
+static krb5_error_code
+refuse(check_state *st, int reason, krb5_error_code code, const char *fmt,
+       ...)
 {
+    va_list ap;
+    const char *msg;
+
     st->reason = reason;
-    snprintf(st->detail, sizeof(st->detail), "%s", detail);
+    if (fmt != NULL) {
+        va_start(ap, fmt);
+        vsnprintf(st->detail, sizeof(st->detail), fmt, ap);
+        va_end(ap);
+    } else {
+        msg = krb5_get_error_message(st->ctx, code);
+        snprintf(st->detail, sizeof(st->detail), "%s", msg);
+        krb5_free_error_message(st->ctx, msg);
+    }
     return tk_reason_code(reason);
 }
 
@@ -386,27 +404,13 @@ refuse(check_state *st, int reason, const char *detail)
 static krb5_error_code
 refuse_not_primary(check_state *st)
 {
-    char detail[sizeof(st->detail)];
-
     st->primary = st->rs->primary;
     if (st->primary == NULL)
-        return refuse(st, TK_REASON_NOT_PRIMARY, "this KDC is a replica "
+        return refuse(st, TK_REASON_NOT_PRIMARY, 0, "this KDC is a replica "
                       "and knows no primary KDC (set primary_kdc or "
                       "admin_server for the realm)");
-    snprintf(detail, sizeof(detail), "this KDC is a replica; upload to the "
-             "primary KDC %s", st->primary);
-    return refuse(st, TK_REASON_NOT_PRIMARY, detail);
-}
-
-/* The context's message for code, as a refusal detail. */
-static krb5_error_code
-refuse_msg(check_state *st, int reason, krb5_error_code code)
-{
-    const char *msg = krb5_get_error_message(st->ctx, code);
-    krb5_error_code ret = refuse(st, reason, msg);
-
-    krb5_free_error_message(st->ctx, msg);
-    return ret;
+    return refuse(st, TK_REASON_NOT_PRIMARY, 0, "this KDC is a replica; "
+                  "upload to the primary KDC %s", st->primary);
 }
 
 static void
@@ -465,8 +469,8 @@ check_certificate(check_state *st, krb5_kdcpreauth_callbacks cb,
         ret = tk_spki_hash(st->ctx, st->signer, spki);
         tk_hex(spki, TK_HASH_LEN, hex);
         if (ret == 0 && strcasecmp(hex, pin) != 0)
-            ret = refuse(st, TK_REASON_PINNED_KEY_MISMATCH, "the upload is "
-                         "not signed by the key pinned in tempkey_spki");
+            ret = refuse(st, TK_REASON_PINNED_KEY_MISMATCH, 0, "the upload "
+                         "is not signed by the key pinned in tempkey_spki");
         cb->free_string(st->ctx, rock, pin);
         return ret;
     }
@@ -477,21 +481,21 @@ check_certificate(check_state *st, krb5_kdcpreauth_callbacks cb,
         return ret;
     reason = tk_verify_chain(st->ctx, st->rs->trust, st->signer, certs);
     if (reason)
-        return refuse_msg(st, reason, tk_reason_code(reason));
+        return refuse(st, reason, tk_reason_code(reason), NULL);
     ret = tk_cert_has_eku(st->ctx, st->signer, st->rs->policy.eku, &eku_ok);
     if (ret)
-        return refuse_msg(st, TK_REASON_WRONG_KEY_PURPOSE, ret);
+        return refuse(st, TK_REASON_WRONG_KEY_PURPOSE, ret, NULL);
     if (!eku_ok)
-        return refuse(st, TK_REASON_WRONG_KEY_PURPOSE, "the certificate "
+        return refuse(st, TK_REASON_WRONG_KEY_PURPOSE, 0, "the certificate "
                       "lacks the extended key usage tempkey_eku requires");
     ret = tk_cert_principals(st->ctx, st->signer, &names);
     if (ret == KRB5KDC_ERR_CLIENT_NAME_MISMATCH)
-        return refuse_msg(st, TK_REASON_TOO_MANY_NAMES, ret);
+        return refuse(st, TK_REASON_TOO_MANY_NAMES, ret, NULL);
     if (ret)
         return ret;
     if (!principal_listed(st->ctx, names, st->client))
-        ret = refuse(st, TK_REASON_NAME_MISMATCH, "the certificate does not "
-                     "name the client principal");
+        ret = refuse(st, TK_REASON_NAME_MISMATCH, 0, "the certificate does "
+                     "not name the client principal");
     tk_free_principals(st->ctx, names);
     return ret;
 }
@@ -516,19 +520,19 @@ check_upload(check_state *st, krb5_kdcpreauth_callbacks cb,
             krb5_principal_compare(st->ctx, named, st->client));
     krb5_free_principal(st->ctx, named);
     if (!same)
-        return refuse(st, TK_REASON_NAME_MISMATCH, "the upload names another "
-                      "principal than the AS-REQ client");
+        return refuse(st, TK_REASON_NAME_MISMATCH, 0, "the upload names "
+                      "another principal than the AS-REQ client");
     if (CRYPTO_memcmp(up->kdc_cert_hash, st->rs->cert_hash, TK_HASH_LEN) != 0)
-        return refuse(st, TK_REASON_KDC_CERTIFICATE_MISMATCH, "the upload "
+        return refuse(st, TK_REASON_KDC_CERTIFICATE_MISMATCH, 0, "the upload "
                       "was made for another KDC certificate");
     if (up->freshness_token.length == 0 ||
         cb->check_freshness_token(st->ctx, rock, &up->freshness_token) != 0)
-        return refuse(st, TK_REASON_STALE_FRESHNESS_TOKEN, "missing or stale "
-                      "freshness token");
+        return refuse(st, TK_REASON_STALE_FRESHNESS_TOKEN, 0, "missing or "
+                      "stale freshness token");
     body = cb->request_body(st->ctx, rock);
     tk_sha256(body->data, body->length, sum);
     if (CRYPTO_memcmp(sum, up->body_checksum, TK_HASH_LEN) != 0)
-        return refuse(st, TK_REASON_REQUEST_CHECKSUM_MISMATCH, "the upload "
+        return refuse(st, TK_REASON_REQUEST_CHECKSUM_MISMATCH, 0, "the upload "
                       "is bound to another AS-REQ body");
     for (i = 0; i < up->nkeys; i++) {
         for (j = 0; j < st->rs->policy.nenctypes; j++) {
@@ -538,32 +542,32 @@ check_upload(check_state *st, krb5_kdcpreauth_callbacks cb,
         if (j == st->rs->policy.nenctypes) {
             snprintf(msg, sizeof(msg), "enctype %d is not in "
                      "tempkey_enctypes", up->keys[i].enctype);
-            return refuse(st, TK_REASON_ENCTYPE_NOT_ALLOWED, msg);
+            return refuse(st, TK_REASON_ENCTYPE_NOT_ALLOWED, 0, "%s", msg);
         }
         for (j = 0; j < i; j++) {
             if (up->keys[j].enctype == up->keys[i].enctype)
-                return refuse(st, TK_REASON_ENCTYPE_NOT_ALLOWED, "an enctype "
-                              "appears twice");
+                return refuse(st, TK_REASON_ENCTYPE_NOT_ALLOWED, 0, "an "
+                              "enctype appears twice");
         }
         if (krb5_c_keylengths(st->ctx, up->keys[i].enctype, NULL,
                               &keylen) != 0 || keylen != up->keys[i].length) {
             snprintf(msg, sizeof(msg), "a %u-byte key for enctype %d",
                      up->keys[i].length, up->keys[i].enctype);
-            return refuse(st, TK_REASON_BAD_KEY_LENGTH, msg);
+            return refuse(st, TK_REASON_BAD_KEY_LENGTH, 0, "%s", msg);
         }
     }
     if (up->expiry <= now || up->expiry > now + st->rs->policy.max_life) {
         snprintf(msg, sizeof(msg), "requested expiry %+lld s from now; "
                  "tempkey_max_life is %d s", (long long)(up->expiry - now),
                  (int)st->rs->policy.max_life);
-        return refuse(st, TK_REASON_EXPIRY_NOT_ALLOWED, msg);
+        return refuse(st, TK_REASON_EXPIRY_NOT_ALLOWED, 0, "%s", msg);
     }
     /* A first look; the store decides again on a fresh entry. */
     meta = client_meta(st->ctx, cb, rock);
     reason = tk_upload_kvno_reason(st->ctx, meta != NULL ?
                                    meta->highest_kvno : 0, up->kvno);
     tk_meta_free(meta);
-    return reason ? refuse_msg(st, reason, tk_reason_code(reason)) : 0;
+    return reason ? refuse(st, reason, tk_reason_code(reason), NULL) : 0;
 }
 
 /* Free the entry made by store(), with what the KDB module added. */
@@ -628,10 +632,10 @@ store(check_state *st, const krb5_data *upload_der, int64_t *expiry_out)
             expiry = (expiry << 8) | result->tl_data_contents[4 + i];
     }
     if (ret)
-        ret = (reason != 0) ? refuse_msg(st, reason, ret) :
-            refuse_msg(st, TK_REASON_STORE_FAILED, ret);
+        ret = refuse(st, reason != 0 ? reason : TK_REASON_STORE_FAILED, ret,
+                     NULL);
     else if (result == NULL)
-        ret = refuse(st, TK_REASON_STORE_FAILED, "the KDB module is not "
+        ret = refuse(st, TK_REASON_STORE_FAILED, 0, "the KDB module is not "
                      "tempkey");
     *expiry_out = expiry;
     free_upload_entry(st->ctx, e);
@@ -720,7 +724,7 @@ tk_kdc_verify(krb5_context ctx, krb5_data *req_pkt, krb5_kdc_req *request,
         return;
     }
     if (!is_ours(ctx, cb, rock, st.rs)) {
-        ret = refuse(&st, TK_REASON_NOT_ENROLLABLE, "neither managed by "
+        ret = refuse(&st, TK_REASON_NOT_ENROLLABLE, 0, "neither managed by "
                      "tempkey nor allowed to enroll by tempkey_enroll");
         goto done;
     }
@@ -733,23 +737,23 @@ tk_kdc_verify(krb5_context ctx, krb5_data *req_pkt, krb5_kdc_req *request,
     if (data->length > TK_MAX_MESSAGE) {
         snprintf(msg, sizeof(msg), "an upload of %u bytes; at most %d are "
                  "read", data->length, TK_MAX_MESSAGE);
-        ret = refuse(&st, TK_REASON_MESSAGE_TOO_LARGE, msg);
+        ret = refuse(&st, TK_REASON_MESSAGE_TOO_LARGE, 0, "%s", msg);
         goto done;
     }
     env.data = (char *)data->contents;
     env.length = data->length;
     ret = tk_cms_decrypt(ctx, st.rs->id, &env, &inner);
     if (ret) {
-        ret = refuse_msg(&st, ret == KRB5KDC_ERR_CERTIFICATE_MISMATCH ?
-                         TK_REASON_NOT_FOR_THIS_KDC : TK_REASON_MALFORMED,
-                         ret);
+        ret = refuse(&st, ret == KRB5KDC_ERR_CERTIFICATE_MISMATCH ?
+                     TK_REASON_NOT_FOR_THIS_KDC : TK_REASON_MALFORMED, ret,
+                     NULL);
         goto done;
     }
     ret = tk_cms_open_signed_bounded(ctx, &inner, &content, &st.signer,
                                      &certs, &reason);
     if (ret) {
         if (reason)
-            ret = refuse_msg(&st, reason, ret);
+            ret = refuse(&st, reason, ret, NULL);
         goto done;
     }
     describe_signer(&st);
@@ -758,7 +762,7 @@ tk_kdc_verify(krb5_context ctx, krb5_data *req_pkt, krb5_kdc_req *request,
         goto done;
     ret = tk_decode_upload(ctx, &content, &up);
     if (ret) {
-        ret = refuse_msg(&st, TK_REASON_MALFORMED, ret);
+        ret = refuse(&st, TK_REASON_MALFORMED, ret, NULL);
         goto done;
     }
     ret = check_upload(&st, cb, rock, up);
@@ -766,7 +770,7 @@ tk_kdc_verify(krb5_context ctx, krb5_data *req_pkt, krb5_kdc_req *request,
         goto done;
     key = reply_key(request, up);
     if (key == NULL) {
-        ret = refuse(&st, TK_REASON_ENCTYPE_NOT_ALLOWED, "no uploaded key "
+        ret = refuse(&st, TK_REASON_ENCTYPE_NOT_ALLOWED, 0, "no uploaded key "
                      "matches the AS-REQ enctypes");
         goto done;
     }
