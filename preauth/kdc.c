@@ -3,13 +3,13 @@
  * PREAUTH_REQUIRED for a managed or enrolling principal carries our signed
  * KeyRequest (and, through the KDC, a freshness token).  An AS-REQ carrying
  * an upload is decrypted, its signature, certificate, names, freshness,
- * request binding, key version, expiry and keys are checked in that order,
- * and only then is it handed to the tempkey KDB module's put_principal,
- * which stores it (the write path lives there).  The reply is encrypted in
- * the new key and carries a signed acknowledgement.  Every refusal logs one
- * line and answers with an error code MIT's KDC passes on, our reason in
- * the e-data.  The module keeps per-realm state built lazily in the realm's
- * context; it never writes to the database itself.
+ * request binding, keys, expiry and key version are checked in that order
+ * (tk_kdc_verify), and only then is it handed to the tempkey KDB module's
+ * put_principal, which stores it (the write path lives there).  The reply
+ * is encrypted in the new key and carries a signed acknowledgement.  Every
+ * refusal logs one line and answers with an error code MIT's KDC passes
+ * on, our reason in the e-data.  The module keeps per-realm state built
+ * lazily in the realm's context; it never writes to the database itself.
  */
 
 #include <errno.h>
@@ -361,12 +361,21 @@ cleanup:
 }
 
 /* ---- verify */
+/*
+ * tk_kdc_verify runs the steps of an upload in the order of the protocol,
+ * each a function that records a refusal in the state it is given:
+ * check_client, open_upload (decrypt, check the signature), check_certificate
+ * (chain, key purpose, names), decode_upload, check_binding (names, KDC,
+ * freshness, request), check_keys (enctypes, lengths, expiry), check_kvno,
+ * choose_reply_key, store, accept_upload; then respond_verdict answers.
+ */
 
 typedef struct {
     krb5_context ctx;
     realm_state *rs;
     krb5_principal client;
     char *client_name;
+    int64_t now;                /* when verification began */
     X509 *signer;
     char signer_desc[256];      /* subject and fingerprint, for the log */
     int reason;
@@ -428,6 +437,54 @@ describe_signer(check_state *st)
     }
 }
 
+/* The client: ours to serve, on a KDC that may store. */
+static krb5_error_code
+check_client(check_state *st, krb5_kdcpreauth_callbacks cb,
+             krb5_kdcpreauth_rock rock)
+{
+    if (!is_ours(st->ctx, cb, rock, st->rs))
+        return refuse(st, TK_REASON_NOT_ENROLLABLE, 0, "neither managed by "
+                      "tempkey nor allowed to enroll by tempkey_enroll");
+    /* Before any key is decrypted: a replica never stores one. */
+    if (st->rs->replica)
+        return refuse_not_primary(st);
+    return 0;
+}
+
+/* Decrypt the padata (EnvelopedData to this KDC) and open the SignedData
+ * inside, checking its signature: *content_out is the Upload DER (the
+ * caller cleanses and frees it), *certs_out the chain sent with it. */
+static krb5_error_code
+open_upload(check_state *st, const krb5_pa_data *data,
+            krb5_data *content_out, STACK_OF(X509) **certs_out)
+{
+    krb5_error_code ret;
+    krb5_data env, inner = EMPTY_DATA;
+    int reason = 0;
+
+    /* Unread, before any private-key operation. */
+    if (data->length > TK_MAX_MESSAGE)
+        return refuse(st, TK_REASON_MESSAGE_TOO_LARGE, 0, "an upload of %u "
+                      "bytes; at most %d are read", data->length,
+                      TK_MAX_MESSAGE);
+    env.data = (char *)data->contents;
+    env.length = data->length;
+    ret = tk_cms_decrypt(st->ctx, st->rs->id, &env, &inner);
+    if (ret)
+        return refuse(st, ret == KRB5KDC_ERR_CERTIFICATE_MISMATCH ?
+                      TK_REASON_NOT_FOR_THIS_KDC : TK_REASON_MALFORMED, ret,
+                      NULL);
+    ret = tk_cms_open_signed_bounded(st->ctx, &inner, content_out,
+                                     &st->signer, certs_out, &reason);
+    if (inner.data != NULL)
+        OPENSSL_cleanse(inner.data, inner.length);
+    free(inner.data);
+    if (ret)
+        return reason ? refuse(st, reason, ret, NULL) : ret;
+    describe_signer(st);
+    return 0;
+}
+
 static krb5_boolean
 principal_listed(krb5_context ctx, krb5_principal *list, krb5_principal p)
 {
@@ -451,8 +508,8 @@ report_crl(void *arg, const char *spec, int ncrls, const char *error)
                 "CRLs)", rs->realm, spec, ncrls);
 }
 
-/* The certificate checks: a pinned key, or a chain to the anchors with the
- * right key purpose naming exactly the client. */
+/* The signer: a pinned key, or a chain to the anchors with the right key
+ * purpose naming exactly the client. */
 static krb5_error_code
 check_certificate(check_state *st, krb5_kdcpreauth_callbacks cb,
                   krb5_kdcpreauth_rock rock, STACK_OF(X509) *certs)
@@ -500,20 +557,25 @@ check_certificate(check_state *st, krb5_kdcpreauth_callbacks cb,
     return ret;
 }
 
-/* The checks of the upload's contents against this request and policy. */
 static krb5_error_code
-check_upload(check_state *st, krb5_kdcpreauth_callbacks cb,
-             krb5_kdcpreauth_rock rock, const tk_upload *up)
+decode_upload(check_state *st, const krb5_data *content, tk_upload **up_out)
+{
+    krb5_error_code ret;
+
+    ret = tk_decode_upload(st->ctx, content, up_out);
+    return ret ? refuse(st, TK_REASON_MALFORMED, ret, NULL) : 0;
+}
+
+/* What binds the upload to this exchange: the client, this KDC, the
+ * freshness token it sent, this AS-REQ's body. */
+static krb5_error_code
+check_binding(check_state *st, krb5_kdcpreauth_callbacks cb,
+              krb5_kdcpreauth_rock rock, const tk_upload *up)
 {
     krb5_principal named = NULL;
     unsigned char sum[TK_HASH_LEN];
     krb5_data *body;
-    tk_meta *meta;
     krb5_boolean same;
-    int64_t now = time(NULL);
-    size_t i, j, keylen;
-    int reason;
-    char msg[160];
 
     same = (krb5_parse_name(st->ctx, up->principal, &named) == 0 &&
             strcmp(up->realm, st->rs->realm) == 0 &&
@@ -532,42 +594,81 @@ check_upload(check_state *st, krb5_kdcpreauth_callbacks cb,
     body = cb->request_body(st->ctx, rock);
     tk_sha256(body->data, body->length, sum);
     if (CRYPTO_memcmp(sum, up->body_checksum, TK_HASH_LEN) != 0)
-        return refuse(st, TK_REASON_REQUEST_CHECKSUM_MISMATCH, 0, "the upload "
-                      "is bound to another AS-REQ body");
+        return refuse(st, TK_REASON_REQUEST_CHECKSUM_MISMATCH, 0, "the "
+                      "upload is bound to another AS-REQ body");
+    return 0;
+}
+
+/* The keys against the realm's policy: allowed enctypes, once each, of
+ * their length, with an expiry within tempkey_max_life. */
+static krb5_error_code
+check_keys(check_state *st, const tk_upload *up)
+{
+    int64_t now = time(NULL);
+    size_t i, j, keylen;
+
     for (i = 0; i < up->nkeys; i++) {
         for (j = 0; j < st->rs->policy.nenctypes; j++) {
             if (st->rs->policy.enctypes[j] == up->keys[i].enctype)
                 break;
         }
-        if (j == st->rs->policy.nenctypes) {
-            snprintf(msg, sizeof(msg), "enctype %d is not in "
-                     "tempkey_enctypes", up->keys[i].enctype);
-            return refuse(st, TK_REASON_ENCTYPE_NOT_ALLOWED, 0, "%s", msg);
-        }
+        if (j == st->rs->policy.nenctypes)
+            return refuse(st, TK_REASON_ENCTYPE_NOT_ALLOWED, 0, "enctype %d "
+                          "is not in tempkey_enctypes", up->keys[i].enctype);
         for (j = 0; j < i; j++) {
             if (up->keys[j].enctype == up->keys[i].enctype)
                 return refuse(st, TK_REASON_ENCTYPE_NOT_ALLOWED, 0, "an "
                               "enctype appears twice");
         }
         if (krb5_c_keylengths(st->ctx, up->keys[i].enctype, NULL,
-                              &keylen) != 0 || keylen != up->keys[i].length) {
-            snprintf(msg, sizeof(msg), "a %u-byte key for enctype %d",
-                     up->keys[i].length, up->keys[i].enctype);
-            return refuse(st, TK_REASON_BAD_KEY_LENGTH, 0, "%s", msg);
-        }
+                              &keylen) != 0 || keylen != up->keys[i].length)
+            return refuse(st, TK_REASON_BAD_KEY_LENGTH, 0, "a %u-byte key "
+                          "for enctype %d", up->keys[i].length,
+                          up->keys[i].enctype);
     }
-    if (up->expiry <= now || up->expiry > now + st->rs->policy.max_life) {
-        snprintf(msg, sizeof(msg), "requested expiry %+lld s from now; "
-                 "tempkey_max_life is %d s", (long long)(up->expiry - now),
-                 (int)st->rs->policy.max_life);
-        return refuse(st, TK_REASON_EXPIRY_NOT_ALLOWED, 0, "%s", msg);
-    }
-    /* A first look; the store decides again on a fresh entry. */
+    if (up->expiry <= now || up->expiry > now + st->rs->policy.max_life)
+        return refuse(st, TK_REASON_EXPIRY_NOT_ALLOWED, 0, "requested expiry "
+                      "%+lld s from now; tempkey_max_life is %d s",
+                      (long long)(up->expiry - now),
+                      (int)st->rs->policy.max_life);
+    return 0;
+}
+
+/* A first look at the key version; the store decides again on a fresh
+ * entry. */
+static krb5_error_code
+check_kvno(check_state *st, krb5_kdcpreauth_callbacks cb,
+           krb5_kdcpreauth_rock rock, const tk_upload *up)
+{
+    tk_meta *meta;
+    int reason;
+
     meta = client_meta(st->ctx, cb, rock);
     reason = tk_upload_kvno_reason(st->ctx, meta != NULL ?
                                    meta->highest_kvno : 0, up->kvno);
     tk_meta_free(meta);
     return reason ? refuse(st, reason, tk_reason_code(reason), NULL) : 0;
+}
+
+/* The uploaded key that must encrypt the reply: the first requested enctype
+ * we were given a key for. */
+static krb5_error_code
+choose_reply_key(check_state *st, const krb5_kdc_req *request,
+                 const tk_upload *up, const krb5_keyblock **key_out)
+{
+    int i;
+    size_t j;
+
+    for (i = 0; i < request->nktypes; i++) {
+        for (j = 0; j < up->nkeys; j++) {
+            if (up->keys[j].enctype == request->ktype[i]) {
+                *key_out = &up->keys[j];
+                return 0;
+            }
+        }
+    }
+    return refuse(st, TK_REASON_ENCTYPE_NOT_ALLOWED, 0, "no uploaded key "
+                  "matches the AS-REQ enctypes");
 }
 
 /* Free the entry made by store(), with what the KDB module added. */
@@ -655,6 +756,44 @@ cap_ticket(krb5_ticket_times *times, int64_t expiry)
         times->renew_till = (krb5_timestamp)expiry;
 }
 
+/* The stored upload: the reply in its key, the ticket within its life, and
+ * the acknowledgement for return_padata in *modreq_out. */
+static krb5_error_code
+accept_upload(check_state *st, krb5_kdcpreauth_callbacks cb,
+              krb5_kdcpreauth_rock rock, const krb5_keyblock *key,
+              const tk_upload *up, int64_t expiry,
+              krb5_enc_tkt_part *enc_tkt_reply,
+              krb5_kdcpreauth_modreq *modreq_out)
+{
+    krb5_error_code ret;
+    krb5_kdcpreauth_modreq modreq;
+
+    *modreq_out = NULL;
+    ret = cb->replace_reply_key(st->ctx, rock, key, FALSE);
+    if (ret)
+        return ret;
+    enc_tkt_reply->flags |= TKT_FLG_PRE_AUTH;
+    cap_ticket(&enc_tkt_reply->times, expiry);
+    modreq = calloc(1, sizeof(*modreq));
+    if (modreq == NULL)
+        return ENOMEM;
+    modreq->ack.principal = strdup(st->client_name);
+    if (modreq->ack.principal == NULL) {
+        free(modreq);
+        return ENOMEM;
+    }
+    modreq->ack.kvno = up->kvno;
+    modreq->ack.expiry = expiry;
+    /* Refresh with two thirds of the key's life gone, leaving time to
+     * retry before it expires. */
+    modreq->ack.refresh_by = st->now + (expiry - st->now) * 2 / 3;
+    com_err("tempkey", 0, "stored kvno %u of %s, expires in %lld s, "
+            "uploaded by %s", up->kvno, st->client_name,
+            (long long)(expiry - st->now), st->signer_desc);
+    *modreq_out = modreq;
+    return 0;
+}
+
 /* The e-data of a refusal: our reason, for ktupdate to report, with the
  * reason's fixed text.  The detail (OpenSSL's and the verifier's words, the
  * numbers compared) goes to the KDC log only: the peer may be anyone. */
@@ -679,21 +818,30 @@ refusal_edata(check_state *st)
     return list;
 }
 
-/* The uploaded key that must encrypt the reply: the first requested enctype
- * we were given a key for. */
-static const krb5_keyblock *
-reply_key(const krb5_kdc_req *request, const tk_upload *up)
+/* Answer the KDC: a refusal logged with its reason and carried in the
+ * e-data, another failure logged, or the acknowledgement, which respond
+ * takes over. */
+static void
+respond_verdict(check_state *st, krb5_error_code ret,
+                krb5_kdcpreauth_modreq modreq,
+                krb5_kdcpreauth_verify_respond_fn respond, void *arg)
 {
-    int i;
-    size_t j;
+    const char *msg;
 
-    for (i = 0; i < request->nktypes; i++) {
-        for (j = 0; j < up->nkeys; j++) {
-            if (up->keys[j].enctype == request->ktype[i])
-                return &up->keys[j];
-        }
+    if (ret && st->reason) {
+        com_err("tempkey", 0, "refused upload for %s signed by %s: %s: %s",
+                st->client_name, st->signer_desc, tk_reason_name(st->reason),
+                st->detail);
+        (*respond)(arg, ret, NULL, refusal_edata(st), NULL);
+    } else if (ret) {
+        msg = krb5_get_error_message(st->ctx, ret);
+        com_err("tempkey", 0, "upload for %s failed: %s", st->client_name,
+                msg);
+        krb5_free_error_message(st->ctx, msg);
+        (*respond)(arg, ret, NULL, NULL, NULL);
+    } else {
+        (*respond)(arg, 0, modreq, NULL, NULL);
     }
-    return NULL;
 }
 
 static void
@@ -705,124 +853,49 @@ tk_kdc_verify(krb5_context ctx, krb5_data *req_pkt, krb5_kdc_req *request,
 {
     krb5_error_code ret;
     check_state st;
-    krb5_data env, inner = EMPTY_DATA, content = EMPTY_DATA;
+    krb5_data content = EMPTY_DATA;
     STACK_OF(X509) *certs = NULL;
     tk_upload *up = NULL;
-    const krb5_keyblock *key;
+    const krb5_keyblock *key = NULL;
     krb5_kdcpreauth_modreq modreq = NULL;
-    int64_t expiry = 0, now = time(NULL);
-    int reason = 0;
-    char msg[100];
+    int64_t expiry = 0;
 
     memset(&st, 0, sizeof(st));
     st.ctx = ctx;
     st.client = cb->client_name(ctx, rock);
     st.rs = find_realm(md, &st.client->realm);
+    st.now = time(NULL);
     strcpy(st.signer_desc, "no certificate");
     if (krb5_unparse_name(ctx, st.client, &st.client_name) != 0) {
         (*respond)(arg, ENOMEM, NULL, NULL, NULL);
         return;
     }
-    if (!is_ours(ctx, cb, rock, st.rs)) {
-        ret = refuse(&st, TK_REASON_NOT_ENROLLABLE, 0, "neither managed by "
-                     "tempkey nor allowed to enroll by tempkey_enroll");
-        goto done;
-    }
-    /* Before any key is decrypted: a replica never stores one. */
-    if (st.rs->replica) {
-        ret = refuse_not_primary(&st);
-        goto done;
-    }
-    /* Unread, before any private-key operation. */
-    if (data->length > TK_MAX_MESSAGE) {
-        snprintf(msg, sizeof(msg), "an upload of %u bytes; at most %d are "
-                 "read", data->length, TK_MAX_MESSAGE);
-        ret = refuse(&st, TK_REASON_MESSAGE_TOO_LARGE, 0, "%s", msg);
-        goto done;
-    }
-    env.data = (char *)data->contents;
-    env.length = data->length;
-    ret = tk_cms_decrypt(ctx, st.rs->id, &env, &inner);
-    if (ret) {
-        ret = refuse(&st, ret == KRB5KDC_ERR_CERTIFICATE_MISMATCH ?
-                     TK_REASON_NOT_FOR_THIS_KDC : TK_REASON_MALFORMED, ret,
-                     NULL);
-        goto done;
-    }
-    ret = tk_cms_open_signed_bounded(ctx, &inner, &content, &st.signer,
-                                     &certs, &reason);
-    if (ret) {
-        if (reason)
-            ret = refuse(&st, reason, ret, NULL);
-        goto done;
-    }
-    describe_signer(&st);
-    ret = check_certificate(&st, cb, rock, certs);
-    if (ret)
-        goto done;
-    ret = tk_decode_upload(ctx, &content, &up);
-    if (ret) {
-        ret = refuse(&st, TK_REASON_MALFORMED, ret, NULL);
-        goto done;
-    }
-    ret = check_upload(&st, cb, rock, up);
-    if (ret)
-        goto done;
-    key = reply_key(request, up);
-    if (key == NULL) {
-        ret = refuse(&st, TK_REASON_ENCTYPE_NOT_ALLOWED, 0, "no uploaded key "
-                     "matches the AS-REQ enctypes");
-        goto done;
-    }
-    ret = store(&st, &content, &expiry);
-    if (ret)
-        goto done;
-    ret = cb->replace_reply_key(ctx, rock, key, FALSE);
-    if (ret)
-        goto done;
-    enc_tkt_reply->flags |= TKT_FLG_PRE_AUTH;
-    cap_ticket(&enc_tkt_reply->times, expiry);
-    modreq = calloc(1, sizeof(*modreq));
-    if (modreq == NULL || (modreq->ack.principal =
-                           strdup(st.client_name)) == NULL) {
-        ret = ENOMEM;
-        goto done;
-    }
-    modreq->ack.kvno = up->kvno;
-    modreq->ack.expiry = expiry;
-    /* Refresh with two thirds of the key's life gone, leaving time to
-     * retry before it expires. */
-    modreq->ack.refresh_by = now + (expiry - now) * 2 / 3;
-    com_err("tempkey", 0, "stored kvno %u of %s, expires in %lld s, "
-            "uploaded by %s", up->kvno, st.client_name,
-            (long long)(expiry - now), st.signer_desc);
 
-done:
-    if (ret && st.reason) {
-        com_err("tempkey", 0, "refused upload for %s signed by %s: %s: %s",
-                st.client_name, st.signer_desc, tk_reason_name(st.reason),
-                st.detail);
-        (*respond)(arg, ret, NULL, refusal_edata(&st), NULL);
-    } else if (ret) {
-        const char *msg = krb5_get_error_message(ctx, ret);
+    ret = check_client(&st, cb, rock);
+    if (ret == 0)
+        ret = open_upload(&st, data, &content, &certs);
+    if (ret == 0)
+        ret = check_certificate(&st, cb, rock, certs);
+    if (ret == 0)
+        ret = decode_upload(&st, &content, &up);
+    if (ret == 0)
+        ret = check_binding(&st, cb, rock, up);
+    if (ret == 0)
+        ret = check_keys(&st, up);
+    if (ret == 0)
+        ret = check_kvno(&st, cb, rock, up);
+    if (ret == 0)
+        ret = choose_reply_key(&st, request, up, &key);
+    if (ret == 0)
+        ret = store(&st, &content, &expiry);
+    if (ret == 0) {
+        ret = accept_upload(&st, cb, rock, key, up, expiry, enc_tkt_reply,
+                            &modreq);
+    }
+    respond_verdict(&st, ret, modreq, respond, arg);
 
-        com_err("tempkey", 0, "upload for %s failed: %s", st.client_name,
-                msg);
-        krb5_free_error_message(ctx, msg);
-        (*respond)(arg, ret, NULL, NULL, NULL);
-    } else {
-        (*respond)(arg, 0, modreq, NULL, NULL);
-        modreq = NULL;
-    }
-    if (modreq != NULL) {
-        free(modreq->ack.principal);
-        free(modreq);
-    }
-    if (inner.data != NULL)
-        OPENSSL_cleanse(inner.data, inner.length);
     if (content.data != NULL)
         OPENSSL_cleanse(content.data, content.length);
-    free(inner.data);
     free(content.data);
     tk_upload_free(up);
     X509_free(st.signer);
