@@ -821,38 +821,57 @@ is_upload_exchange(const krb5_kdc_req *request)
     return TRUE;
 }
 
+/* Whether client is a managed entry without a live key, as the KDC sees it;
+ * *enrolling_out says whether it is the in-memory entry of a name that may
+ * enroll (not a principal yet). */
+static krb5_boolean
+is_keyless_managed(krb5_context ctx, krb5_db_entry *client,
+                   krb5_boolean *enrolling_out)
+{
+    krb5_boolean managed = FALSE;
+    char *value = NULL;
+
+    *enrolling_out = FALSE;
+    if (client == NULL || client->n_key_data > 0 ||
+        tk_entry_is_managed(ctx, client, &managed) != 0 || !managed)
+        return FALSE;
+    if (krb5_dbe_get_string(ctx, client, TK_ATTR_MANAGED, &value) == 0 &&
+        value != NULL && strcmp(value, TK_ATTR_ENROLLING) == 0)
+        *enrolling_out = TRUE;
+    krb5_dbe_free_string(ctx, value);
+    return TRUE;
+}
+
 /*
  * A managed client without a live key (the in-memory entry of a name that
  * may enroll is one) exists for the upload exchange only: it must not log
- * in by PKINIT or be impersonated by S4U2Self (which the KDC also checks
- * here).  Such an entry has no key, so no other mechanism can succeed on it
- * anyway, but a certificate can.
+ * in by PKINIT or be impersonated by S4U2Self.  Such an entry has no key,
+ * so no other mechanism can succeed on it anyway, but a certificate can,
+ * and S4U2Self needs none.  The KDC runs check_policy_as for a local
+ * S4U2Self client too, with the TGS request (validate_as_request from
+ * check_tgs_s4u2self); it carries PA-FOR-USER or PA-S4U-X509-USER, so it
+ * is never an upload exchange.
  */
 static krb5_error_code
 check_keyless_client(krb5_context ctx, krb5_kdc_req *request,
                      krb5_db_entry *client, const char **status)
 {
-    krb5_boolean managed = FALSE;
-    char *value = NULL;
-    krb5_error_code ret;
+    krb5_boolean enrolling, s4u = request->msg_type == KRB5_TGS_REQ;
 
-    if (client == NULL || client->n_key_data > 0 ||
-        tk_entry_is_managed(ctx, client, &managed) != 0 || !managed ||
+    if (!is_keyless_managed(ctx, client, &enrolling) ||
         is_upload_exchange(request))
         return 0;
-    if (krb5_dbe_get_string(ctx, client, TK_ATTR_MANAGED, &value) == 0 &&
-        value != NULL && strcmp(value, TK_ATTR_ENROLLING) == 0) {
+    if (enrolling) {
         /* Not a principal yet: as if the name were unknown. */
-        *status = "CLIENT_NOT_FOUND (tempkey: an enrolling name is only for "
-            "the upload exchange)";
-        ret = KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN;
-    } else {
-        *status = "tempkey: no live temporary key; only an upload is "
-            "accepted";
-        ret = KRB5KDC_ERR_POLICY;
+        *status = s4u ? "CLIENT_NOT_FOUND (tempkey: an enrolling name "
+            "cannot be impersonated by S4U2Self)" :
+            "CLIENT_NOT_FOUND (tempkey: an enrolling name is only for the "
+            "upload exchange)";
+        return KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN;
     }
-    krb5_dbe_free_string(ctx, value);
-    return ret;
+    *status = s4u ? "tempkey: no live temporary key; no S4U2Self for it" :
+        "tempkey: no live temporary key; only an upload is accepted";
+    return KRB5KDC_ERR_POLICY;
 }
 
 static krb5_error_code
@@ -962,12 +981,63 @@ tk_refresh_config(krb5_context ctx)
     purge_expired(ctx, db);
 }
 
+/*
+ * S4U2Proxy: client is the evidence ticket's, which can outlive what the
+ * client was when it was issued: a managed principal revoked since, or
+ * one deleted since whose name may enroll (the KDC's client lookup now
+ * answers with the in-memory entry).  Nobody may act for either.  A name
+ * with no entry at all keeps MIT's rule: the KDC does not look it up.
+ */
+static krb5_error_code
+check_evidence_client(krb5_context ctx, krb5_const_principal client)
+{
+    krb5_error_code ret;
+    krb5_db_entry *entry = NULL;
+    krb5_boolean enrolling;
+    char *name = NULL;
+
+    ret = tk_get_principal(ctx, client, KRB5_KDB_FLAG_CLIENT, &entry);
+    if (ret == KRB5_KDB_NOENTRY)
+        return 0;
+    if (ret)
+        return ret;
+    if (is_keyless_managed(ctx, entry, &enrolling)) {
+        /* Not KDC_ERR_BADOPTION, after which the KDC would try
+         * resource-based delegation.  Its TGS_REQ line ends with this
+         * message. */
+        ret = KRB5KDC_ERR_POLICY;
+        if (krb5_unparse_name(ctx, client, &name) != 0)
+            name = NULL;
+        krb5_set_error_message(ctx, ret, "tempkey: %s %s: no S4U2Proxy on "
+                               "its behalf", name ? name : "(unprintable)",
+                               enrolling ? "is an enrolling name, not a "
+                               "principal" : "has no live temporary key");
+        krb5_free_unparsed_name(ctx, name);
+    }
+    krb5_db_free_principal(ctx, entry);
+    return ret;
+}
+
+/*
+ * The KDC asks this first on every S4U2Proxy request whose target is named
+ * in the impersonator's realm, as an initial request always is, whatever
+ * the backing module can answer: also one it then answers with a referral
+ * to another realm, where it asks nothing else.  Without a client it asks
+ * whether server may delegate at all (s4u2self_forwardable).
+ */
 static krb5_error_code
 tk_check_allowed_to_delegate(krb5_context ctx, krb5_const_principal client,
                              const krb5_db_entry *server,
                              krb5_const_principal proxy)
 {
+    krb5_error_code ret;
+
     GET_DB(ctx, db);
+    if (db->kdc && client != NULL) {
+        ret = check_evidence_client(ctx, client);
+        if (ret)
+            return ret;
+    }
     return relay(ctx, db->inner,
                  krb5_db_check_allowed_to_delegate(db->inner, client, server,
                                                    proxy));
@@ -1018,10 +1088,17 @@ tk_allowed_to_delegate_from(krb5_context ctx, krb5_const_principal client,
                             krb5_const_principal server, krb5_pac server_pac,
                             const krb5_db_entry *proxy)
 {
+    krb5_error_code ret;
+
     GET_DB(ctx, db);
-    return relay(ctx, db->inner,
-                 krb5_db_allowed_to_delegate_from(db->inner, client, server,
-                                                  server_pac, proxy));
+    ret = relay(ctx, db->inner,
+                krb5_db_allowed_to_delegate_from(db->inner, client, server,
+                                                 server_pac, proxy));
+    /* The final request of a cross-realm delegation, whose evidence client
+     * comes from the PAC. */
+    if (ret == 0 && db->kdc)
+        ret = check_evidence_client(ctx, client);
+    return ret;
 }
 
 static krb5_error_code

@@ -3,16 +3,17 @@
  * PREAUTH_REQUIRED for a managed or enrolling principal carries our signed
  * KeyRequest (and, through the KDC, a freshness token).  An AS-REQ carrying
  * an upload is decrypted, its signature, certificate, names, freshness,
- * request binding, key version, expiry and keys are checked in that order,
- * and only then is it handed to the tempkey KDB module's put_principal,
- * which stores it (the write path lives there).  The reply is encrypted in
- * the new key and carries a signed acknowledgement.  Every refusal logs one
- * line and answers with an error code MIT's KDC passes on, our reason in
- * the e-data.  The module keeps per-realm state built lazily in the realm's
- * context; it never writes to the database itself.
+ * request binding, keys, expiry and key version are checked in that order
+ * (tk_kdc_verify), and only then is it handed to the tempkey KDB module's
+ * put_principal, which stores it (the write path lives there).  The reply
+ * is encrypted in the new key and carries a signed acknowledgement.  Every
+ * refusal logs one line and answers with an error code MIT's KDC passes
+ * on, our reason in the e-data.  The module keeps per-realm state built
+ * lazily in the realm's context; it never writes to the database itself.
  */
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -360,12 +361,21 @@ cleanup:
 }
 
 /* ---- verify */
+/*
+ * tk_kdc_verify runs the steps of an upload in the order of the protocol,
+ * each a function that records a refusal in the state it is given:
+ * check_client, open_upload (decrypt, check the signature), check_certificate
+ * (chain, key purpose, names), decode_upload, check_binding (names, KDC,
+ * freshness, request), check_keys (enctypes, lengths, expiry), check_kvno,
+ * choose_reply_key, store, accept_upload; then respond_verdict answers.
+ */
 
 typedef struct {
     krb5_context ctx;
     realm_state *rs;
     krb5_principal client;
     char *client_name;
+    int64_t now;                /* when verification began */
     X509 *signer;
     char signer_desc[256];      /* subject and fingerprint, for the log */
     int reason;
@@ -373,12 +383,29 @@ typedef struct {
     const char *primary;        /* named in a not-primary refusal */
 } check_state;
 
-/* Record a refusal; return its Kerberos error code. */
+/* Record a refusal and return its Kerberos error code.  The detail, for
+ * the KDC log, is fmt's, or without fmt the context's message for code. */
 static krb5_error_code
-refuse(check_state *st, int reason, const char *detail)
+refuse(check_state *st, int reason, krb5_error_code code, const char *fmt,
+       ...) __attribute__((format(printf, 4, 5)));
+
+static krb5_error_code
+refuse(check_state *st, int reason, krb5_error_code code, const char *fmt,
+       ...)
 {
+    va_list ap;
+    const char *msg;
+
     st->reason = reason;
-    snprintf(st->detail, sizeof(st->detail), "%s", detail);
+    if (fmt != NULL) {
+        va_start(ap, fmt);
+        vsnprintf(st->detail, sizeof(st->detail), fmt, ap);
+        va_end(ap);
+    } else {
+        msg = krb5_get_error_message(st->ctx, code);
+        snprintf(st->detail, sizeof(st->detail), "%s", msg);
+        krb5_free_error_message(st->ctx, msg);
+    }
     return tk_reason_code(reason);
 }
 
@@ -386,27 +413,13 @@ refuse(check_state *st, int reason, const char *detail)
 static krb5_error_code
 refuse_not_primary(check_state *st)
 {
-    char detail[sizeof(st->detail)];
-
     st->primary = st->rs->primary;
     if (st->primary == NULL)
-        return refuse(st, TK_REASON_NOT_PRIMARY, "this KDC is a replica "
+        return refuse(st, TK_REASON_NOT_PRIMARY, 0, "this KDC is a replica "
                       "and knows no primary KDC (set primary_kdc or "
                       "admin_server for the realm)");
-    snprintf(detail, sizeof(detail), "this KDC is a replica; upload to the "
-             "primary KDC %s", st->primary);
-    return refuse(st, TK_REASON_NOT_PRIMARY, detail);
-}
-
-/* The context's message for code, as a refusal detail. */
-static krb5_error_code
-refuse_msg(check_state *st, int reason, krb5_error_code code)
-{
-    const char *msg = krb5_get_error_message(st->ctx, code);
-    krb5_error_code ret = refuse(st, reason, msg);
-
-    krb5_free_error_message(st->ctx, msg);
-    return ret;
+    return refuse(st, TK_REASON_NOT_PRIMARY, 0, "this KDC is a replica; "
+                  "upload to the primary KDC %s", st->primary);
 }
 
 static void
@@ -422,6 +435,54 @@ describe_signer(check_state *st)
         snprintf(st->signer_desc, sizeof(st->signer_desc), "%s (sha256 %s...)",
                  subject, hex);
     }
+}
+
+/* The client: ours to serve, on a KDC that may store. */
+static krb5_error_code
+check_client(check_state *st, krb5_kdcpreauth_callbacks cb,
+             krb5_kdcpreauth_rock rock)
+{
+    if (!is_ours(st->ctx, cb, rock, st->rs))
+        return refuse(st, TK_REASON_NOT_ENROLLABLE, 0, "neither managed by "
+                      "tempkey nor allowed to enroll by tempkey_enroll");
+    /* Before any key is decrypted: a replica never stores one. */
+    if (st->rs->replica)
+        return refuse_not_primary(st);
+    return 0;
+}
+
+/* Decrypt the padata (EnvelopedData to this KDC) and open the SignedData
+ * inside, checking its signature: *content_out is the Upload DER (the
+ * caller cleanses and frees it), *certs_out the chain sent with it. */
+static krb5_error_code
+open_upload(check_state *st, const krb5_pa_data *data,
+            krb5_data *content_out, STACK_OF(X509) **certs_out)
+{
+    krb5_error_code ret;
+    krb5_data env, inner = EMPTY_DATA;
+    int reason = 0;
+
+    /* Unread, before any private-key operation. */
+    if (data->length > TK_MAX_MESSAGE)
+        return refuse(st, TK_REASON_MESSAGE_TOO_LARGE, 0, "an upload of %u "
+                      "bytes; at most %d are read", data->length,
+                      TK_MAX_MESSAGE);
+    env.data = (char *)data->contents;
+    env.length = data->length;
+    ret = tk_cms_decrypt(st->ctx, st->rs->id, &env, &inner);
+    if (ret)
+        return refuse(st, ret == KRB5KDC_ERR_CERTIFICATE_MISMATCH ?
+                      TK_REASON_NOT_FOR_THIS_KDC : TK_REASON_MALFORMED, ret,
+                      NULL);
+    ret = tk_cms_open_signed_bounded(st->ctx, &inner, content_out,
+                                     &st->signer, certs_out, &reason);
+    if (inner.data != NULL)
+        OPENSSL_cleanse(inner.data, inner.length);
+    free(inner.data);
+    if (ret)
+        return reason ? refuse(st, reason, ret, NULL) : ret;
+    describe_signer(st);
+    return 0;
 }
 
 static krb5_boolean
@@ -447,8 +508,8 @@ report_crl(void *arg, const char *spec, int ncrls, const char *error)
                 "CRLs)", rs->realm, spec, ncrls);
 }
 
-/* The certificate checks: a pinned key, or a chain to the anchors with the
- * right key purpose naming exactly the client. */
+/* The signer: a pinned key, or a chain to the anchors with the right key
+ * purpose naming exactly the client. */
 static krb5_error_code
 check_certificate(check_state *st, krb5_kdcpreauth_callbacks cb,
                   krb5_kdcpreauth_rock rock, STACK_OF(X509) *certs)
@@ -465,8 +526,8 @@ check_certificate(check_state *st, krb5_kdcpreauth_callbacks cb,
         ret = tk_spki_hash(st->ctx, st->signer, spki);
         tk_hex(spki, TK_HASH_LEN, hex);
         if (ret == 0 && strcasecmp(hex, pin) != 0)
-            ret = refuse(st, TK_REASON_PINNED_KEY_MISMATCH, "the upload is "
-                         "not signed by the key pinned in tempkey_spki");
+            ret = refuse(st, TK_REASON_PINNED_KEY_MISMATCH, 0, "the upload "
+                         "is not signed by the key pinned in tempkey_spki");
         cb->free_string(st->ctx, rock, pin);
         return ret;
     }
@@ -477,93 +538,137 @@ check_certificate(check_state *st, krb5_kdcpreauth_callbacks cb,
         return ret;
     reason = tk_verify_chain(st->ctx, st->rs->trust, st->signer, certs);
     if (reason)
-        return refuse_msg(st, reason, tk_reason_code(reason));
+        return refuse(st, reason, tk_reason_code(reason), NULL);
     ret = tk_cert_has_eku(st->ctx, st->signer, st->rs->policy.eku, &eku_ok);
     if (ret)
-        return refuse_msg(st, TK_REASON_WRONG_KEY_PURPOSE, ret);
+        return refuse(st, TK_REASON_WRONG_KEY_PURPOSE, ret, NULL);
     if (!eku_ok)
-        return refuse(st, TK_REASON_WRONG_KEY_PURPOSE, "the certificate "
+        return refuse(st, TK_REASON_WRONG_KEY_PURPOSE, 0, "the certificate "
                       "lacks the extended key usage tempkey_eku requires");
     ret = tk_cert_principals(st->ctx, st->signer, &names);
     if (ret == KRB5KDC_ERR_CLIENT_NAME_MISMATCH)
-        return refuse_msg(st, TK_REASON_TOO_MANY_NAMES, ret);
+        return refuse(st, TK_REASON_TOO_MANY_NAMES, ret, NULL);
     if (ret)
         return ret;
     if (!principal_listed(st->ctx, names, st->client))
-        ret = refuse(st, TK_REASON_NAME_MISMATCH, "the certificate does not "
-                     "name the client principal");
+        ret = refuse(st, TK_REASON_NAME_MISMATCH, 0, "the certificate does "
+                     "not name the client principal");
     tk_free_principals(st->ctx, names);
     return ret;
 }
 
-/* The checks of the upload's contents against this request and policy. */
 static krb5_error_code
-check_upload(check_state *st, krb5_kdcpreauth_callbacks cb,
-             krb5_kdcpreauth_rock rock, const tk_upload *up)
+decode_upload(check_state *st, const krb5_data *content, tk_upload **up_out)
+{
+    krb5_error_code ret;
+
+    ret = tk_decode_upload(st->ctx, content, up_out);
+    return ret ? refuse(st, TK_REASON_MALFORMED, ret, NULL) : 0;
+}
+
+/* What binds the upload to this exchange: the client, this KDC, the
+ * freshness token it sent, this AS-REQ's body. */
+static krb5_error_code
+check_binding(check_state *st, krb5_kdcpreauth_callbacks cb,
+              krb5_kdcpreauth_rock rock, const tk_upload *up)
 {
     krb5_principal named = NULL;
     unsigned char sum[TK_HASH_LEN];
     krb5_data *body;
-    tk_meta *meta;
     krb5_boolean same;
-    int64_t now = time(NULL);
-    size_t i, j, keylen;
-    int reason;
-    char msg[160];
 
     same = (krb5_parse_name(st->ctx, up->principal, &named) == 0 &&
             strcmp(up->realm, st->rs->realm) == 0 &&
             krb5_principal_compare(st->ctx, named, st->client));
     krb5_free_principal(st->ctx, named);
     if (!same)
-        return refuse(st, TK_REASON_NAME_MISMATCH, "the upload names another "
-                      "principal than the AS-REQ client");
+        return refuse(st, TK_REASON_NAME_MISMATCH, 0, "the upload names "
+                      "another principal than the AS-REQ client");
     if (CRYPTO_memcmp(up->kdc_cert_hash, st->rs->cert_hash, TK_HASH_LEN) != 0)
-        return refuse(st, TK_REASON_KDC_CERTIFICATE_MISMATCH, "the upload "
+        return refuse(st, TK_REASON_KDC_CERTIFICATE_MISMATCH, 0, "the upload "
                       "was made for another KDC certificate");
     if (up->freshness_token.length == 0 ||
         cb->check_freshness_token(st->ctx, rock, &up->freshness_token) != 0)
-        return refuse(st, TK_REASON_STALE_FRESHNESS_TOKEN, "missing or stale "
-                      "freshness token");
+        return refuse(st, TK_REASON_STALE_FRESHNESS_TOKEN, 0, "missing or "
+                      "stale freshness token");
     body = cb->request_body(st->ctx, rock);
     tk_sha256(body->data, body->length, sum);
     if (CRYPTO_memcmp(sum, up->body_checksum, TK_HASH_LEN) != 0)
-        return refuse(st, TK_REASON_REQUEST_CHECKSUM_MISMATCH, "the upload "
-                      "is bound to another AS-REQ body");
+        return refuse(st, TK_REASON_REQUEST_CHECKSUM_MISMATCH, 0, "the "
+                      "upload is bound to another AS-REQ body");
+    return 0;
+}
+
+/* The keys against the realm's policy: allowed enctypes, once each, of
+ * their length, with an expiry within tempkey_max_life. */
+static krb5_error_code
+check_keys(check_state *st, const tk_upload *up)
+{
+    int64_t now = time(NULL);
+    size_t i, j, keylen;
+
     for (i = 0; i < up->nkeys; i++) {
         for (j = 0; j < st->rs->policy.nenctypes; j++) {
             if (st->rs->policy.enctypes[j] == up->keys[i].enctype)
                 break;
         }
-        if (j == st->rs->policy.nenctypes) {
-            snprintf(msg, sizeof(msg), "enctype %d is not in "
-                     "tempkey_enctypes", up->keys[i].enctype);
-            return refuse(st, TK_REASON_ENCTYPE_NOT_ALLOWED, msg);
-        }
+        if (j == st->rs->policy.nenctypes)
+            return refuse(st, TK_REASON_ENCTYPE_NOT_ALLOWED, 0, "enctype %d "
+                          "is not in tempkey_enctypes", up->keys[i].enctype);
         for (j = 0; j < i; j++) {
             if (up->keys[j].enctype == up->keys[i].enctype)
-                return refuse(st, TK_REASON_ENCTYPE_NOT_ALLOWED, "an enctype "
-                              "appears twice");
+                return refuse(st, TK_REASON_ENCTYPE_NOT_ALLOWED, 0, "an "
+                              "enctype appears twice");
         }
         if (krb5_c_keylengths(st->ctx, up->keys[i].enctype, NULL,
-                              &keylen) != 0 || keylen != up->keys[i].length) {
-            snprintf(msg, sizeof(msg), "a %u-byte key for enctype %d",
-                     up->keys[i].length, up->keys[i].enctype);
-            return refuse(st, TK_REASON_BAD_KEY_LENGTH, msg);
-        }
+                              &keylen) != 0 || keylen != up->keys[i].length)
+            return refuse(st, TK_REASON_BAD_KEY_LENGTH, 0, "a %u-byte key "
+                          "for enctype %d", up->keys[i].length,
+                          up->keys[i].enctype);
     }
-    if (up->expiry <= now || up->expiry > now + st->rs->policy.max_life) {
-        snprintf(msg, sizeof(msg), "requested expiry %+lld s from now; "
-                 "tempkey_max_life is %d s", (long long)(up->expiry - now),
-                 (int)st->rs->policy.max_life);
-        return refuse(st, TK_REASON_EXPIRY_NOT_ALLOWED, msg);
-    }
-    /* A first look; the store decides again on a fresh entry. */
+    if (up->expiry <= now || up->expiry > now + st->rs->policy.max_life)
+        return refuse(st, TK_REASON_EXPIRY_NOT_ALLOWED, 0, "requested expiry "
+                      "%+lld s from now; tempkey_max_life is %d s",
+                      (long long)(up->expiry - now),
+                      (int)st->rs->policy.max_life);
+    return 0;
+}
+
+/* A first look at the key version; the store decides again on a fresh
+ * entry. */
+static krb5_error_code
+check_kvno(check_state *st, krb5_kdcpreauth_callbacks cb,
+           krb5_kdcpreauth_rock rock, const tk_upload *up)
+{
+    tk_meta *meta;
+    int reason;
+
     meta = client_meta(st->ctx, cb, rock);
     reason = tk_upload_kvno_reason(st->ctx, meta != NULL ?
                                    meta->highest_kvno : 0, up->kvno);
     tk_meta_free(meta);
-    return reason ? refuse_msg(st, reason, tk_reason_code(reason)) : 0;
+    return reason ? refuse(st, reason, tk_reason_code(reason), NULL) : 0;
+}
+
+/* The uploaded key that must encrypt the reply: the first requested enctype
+ * we were given a key for. */
+static krb5_error_code
+choose_reply_key(check_state *st, const krb5_kdc_req *request,
+                 const tk_upload *up, const krb5_keyblock **key_out)
+{
+    int i;
+    size_t j;
+
+    for (i = 0; i < request->nktypes; i++) {
+        for (j = 0; j < up->nkeys; j++) {
+            if (up->keys[j].enctype == request->ktype[i]) {
+                *key_out = &up->keys[j];
+                return 0;
+            }
+        }
+    }
+    return refuse(st, TK_REASON_ENCTYPE_NOT_ALLOWED, 0, "no uploaded key "
+                  "matches the AS-REQ enctypes");
 }
 
 /* Free the entry made by store(), with what the KDB module added. */
@@ -628,10 +733,10 @@ store(check_state *st, const krb5_data *upload_der, int64_t *expiry_out)
             expiry = (expiry << 8) | result->tl_data_contents[4 + i];
     }
     if (ret)
-        ret = (reason != 0) ? refuse_msg(st, reason, ret) :
-            refuse_msg(st, TK_REASON_STORE_FAILED, ret);
+        ret = refuse(st, reason != 0 ? reason : TK_REASON_STORE_FAILED, ret,
+                     NULL);
     else if (result == NULL)
-        ret = refuse(st, TK_REASON_STORE_FAILED, "the KDB module is not "
+        ret = refuse(st, TK_REASON_STORE_FAILED, 0, "the KDB module is not "
                      "tempkey");
     *expiry_out = expiry;
     free_upload_entry(st->ctx, e);
@@ -649,6 +754,44 @@ cap_ticket(krb5_ticket_times *times, int64_t expiry)
         times->endtime = (krb5_timestamp)expiry;
     if ((int64_t)(uint32_t)times->renew_till > expiry)
         times->renew_till = (krb5_timestamp)expiry;
+}
+
+/* The stored upload: the reply in its key, the ticket within its life, and
+ * the acknowledgement for return_padata in *modreq_out. */
+static krb5_error_code
+accept_upload(check_state *st, krb5_kdcpreauth_callbacks cb,
+              krb5_kdcpreauth_rock rock, const krb5_keyblock *key,
+              const tk_upload *up, int64_t expiry,
+              krb5_enc_tkt_part *enc_tkt_reply,
+              krb5_kdcpreauth_modreq *modreq_out)
+{
+    krb5_error_code ret;
+    krb5_kdcpreauth_modreq modreq;
+
+    *modreq_out = NULL;
+    ret = cb->replace_reply_key(st->ctx, rock, key, FALSE);
+    if (ret)
+        return ret;
+    enc_tkt_reply->flags |= TKT_FLG_PRE_AUTH;
+    cap_ticket(&enc_tkt_reply->times, expiry);
+    modreq = calloc(1, sizeof(*modreq));
+    if (modreq == NULL)
+        return ENOMEM;
+    modreq->ack.principal = strdup(st->client_name);
+    if (modreq->ack.principal == NULL) {
+        free(modreq);
+        return ENOMEM;
+    }
+    modreq->ack.kvno = up->kvno;
+    modreq->ack.expiry = expiry;
+    /* Refresh with two thirds of the key's life gone, leaving time to
+     * retry before it expires. */
+    modreq->ack.refresh_by = st->now + (expiry - st->now) * 2 / 3;
+    com_err("tempkey", 0, "stored kvno %u of %s, expires in %lld s, "
+            "uploaded by %s", up->kvno, st->client_name,
+            (long long)(expiry - st->now), st->signer_desc);
+    *modreq_out = modreq;
+    return 0;
 }
 
 /* The e-data of a refusal: our reason, for ktupdate to report, with the
@@ -675,21 +818,30 @@ refusal_edata(check_state *st)
     return list;
 }
 
-/* The uploaded key that must encrypt the reply: the first requested enctype
- * we were given a key for. */
-static const krb5_keyblock *
-reply_key(const krb5_kdc_req *request, const tk_upload *up)
+/* Answer the KDC: a refusal logged with its reason and carried in the
+ * e-data, another failure logged, or the acknowledgement, which respond
+ * takes over. */
+static void
+respond_verdict(check_state *st, krb5_error_code ret,
+                krb5_kdcpreauth_modreq modreq,
+                krb5_kdcpreauth_verify_respond_fn respond, void *arg)
 {
-    int i;
-    size_t j;
+    const char *msg;
 
-    for (i = 0; i < request->nktypes; i++) {
-        for (j = 0; j < up->nkeys; j++) {
-            if (up->keys[j].enctype == request->ktype[i])
-                return &up->keys[j];
-        }
+    if (ret && st->reason) {
+        com_err("tempkey", 0, "refused upload for %s signed by %s: %s: %s",
+                st->client_name, st->signer_desc, tk_reason_name(st->reason),
+                st->detail);
+        (*respond)(arg, ret, NULL, refusal_edata(st), NULL);
+    } else if (ret) {
+        msg = krb5_get_error_message(st->ctx, ret);
+        com_err("tempkey", 0, "upload for %s failed: %s", st->client_name,
+                msg);
+        krb5_free_error_message(st->ctx, msg);
+        (*respond)(arg, ret, NULL, NULL, NULL);
+    } else {
+        (*respond)(arg, 0, modreq, NULL, NULL);
     }
-    return NULL;
 }
 
 static void
@@ -701,124 +853,49 @@ tk_kdc_verify(krb5_context ctx, krb5_data *req_pkt, krb5_kdc_req *request,
 {
     krb5_error_code ret;
     check_state st;
-    krb5_data env, inner = EMPTY_DATA, content = EMPTY_DATA;
+    krb5_data content = EMPTY_DATA;
     STACK_OF(X509) *certs = NULL;
     tk_upload *up = NULL;
-    const krb5_keyblock *key;
+    const krb5_keyblock *key = NULL;
     krb5_kdcpreauth_modreq modreq = NULL;
-    int64_t expiry = 0, now = time(NULL);
-    int reason = 0;
-    char msg[100];
+    int64_t expiry = 0;
 
     memset(&st, 0, sizeof(st));
     st.ctx = ctx;
     st.client = cb->client_name(ctx, rock);
     st.rs = find_realm(md, &st.client->realm);
+    st.now = time(NULL);
     strcpy(st.signer_desc, "no certificate");
     if (krb5_unparse_name(ctx, st.client, &st.client_name) != 0) {
         (*respond)(arg, ENOMEM, NULL, NULL, NULL);
         return;
     }
-    if (!is_ours(ctx, cb, rock, st.rs)) {
-        ret = refuse(&st, TK_REASON_NOT_ENROLLABLE, "neither managed by "
-                     "tempkey nor allowed to enroll by tempkey_enroll");
-        goto done;
-    }
-    /* Before any key is decrypted: a replica never stores one. */
-    if (st.rs->replica) {
-        ret = refuse_not_primary(&st);
-        goto done;
-    }
-    /* Unread, before any private-key operation. */
-    if (data->length > TK_MAX_MESSAGE) {
-        snprintf(msg, sizeof(msg), "an upload of %u bytes; at most %d are "
-                 "read", data->length, TK_MAX_MESSAGE);
-        ret = refuse(&st, TK_REASON_MESSAGE_TOO_LARGE, msg);
-        goto done;
-    }
-    env.data = (char *)data->contents;
-    env.length = data->length;
-    ret = tk_cms_decrypt(ctx, st.rs->id, &env, &inner);
-    if (ret) {
-        ret = refuse_msg(&st, ret == KRB5KDC_ERR_CERTIFICATE_MISMATCH ?
-                         TK_REASON_NOT_FOR_THIS_KDC : TK_REASON_MALFORMED,
-                         ret);
-        goto done;
-    }
-    ret = tk_cms_open_signed_bounded(ctx, &inner, &content, &st.signer,
-                                     &certs, &reason);
-    if (ret) {
-        if (reason)
-            ret = refuse_msg(&st, reason, ret);
-        goto done;
-    }
-    describe_signer(&st);
-    ret = check_certificate(&st, cb, rock, certs);
-    if (ret)
-        goto done;
-    ret = tk_decode_upload(ctx, &content, &up);
-    if (ret) {
-        ret = refuse_msg(&st, TK_REASON_MALFORMED, ret);
-        goto done;
-    }
-    ret = check_upload(&st, cb, rock, up);
-    if (ret)
-        goto done;
-    key = reply_key(request, up);
-    if (key == NULL) {
-        ret = refuse(&st, TK_REASON_ENCTYPE_NOT_ALLOWED, "no uploaded key "
-                     "matches the AS-REQ enctypes");
-        goto done;
-    }
-    ret = store(&st, &content, &expiry);
-    if (ret)
-        goto done;
-    ret = cb->replace_reply_key(ctx, rock, key, FALSE);
-    if (ret)
-        goto done;
-    enc_tkt_reply->flags |= TKT_FLG_PRE_AUTH;
-    cap_ticket(&enc_tkt_reply->times, expiry);
-    modreq = calloc(1, sizeof(*modreq));
-    if (modreq == NULL || (modreq->ack.principal =
-                           strdup(st.client_name)) == NULL) {
-        ret = ENOMEM;
-        goto done;
-    }
-    modreq->ack.kvno = up->kvno;
-    modreq->ack.expiry = expiry;
-    /* Refresh with two thirds of the key's life gone, leaving time to
-     * retry before it expires. */
-    modreq->ack.refresh_by = now + (expiry - now) * 2 / 3;
-    com_err("tempkey", 0, "stored kvno %u of %s, expires in %lld s, "
-            "uploaded by %s", up->kvno, st.client_name,
-            (long long)(expiry - now), st.signer_desc);
 
-done:
-    if (ret && st.reason) {
-        com_err("tempkey", 0, "refused upload for %s signed by %s: %s: %s",
-                st.client_name, st.signer_desc, tk_reason_name(st.reason),
-                st.detail);
-        (*respond)(arg, ret, NULL, refusal_edata(&st), NULL);
-    } else if (ret) {
-        const char *msg = krb5_get_error_message(ctx, ret);
+    ret = check_client(&st, cb, rock);
+    if (ret == 0)
+        ret = open_upload(&st, data, &content, &certs);
+    if (ret == 0)
+        ret = check_certificate(&st, cb, rock, certs);
+    if (ret == 0)
+        ret = decode_upload(&st, &content, &up);
+    if (ret == 0)
+        ret = check_binding(&st, cb, rock, up);
+    if (ret == 0)
+        ret = check_keys(&st, up);
+    if (ret == 0)
+        ret = check_kvno(&st, cb, rock, up);
+    if (ret == 0)
+        ret = choose_reply_key(&st, request, up, &key);
+    if (ret == 0)
+        ret = store(&st, &content, &expiry);
+    if (ret == 0) {
+        ret = accept_upload(&st, cb, rock, key, up, expiry, enc_tkt_reply,
+                            &modreq);
+    }
+    respond_verdict(&st, ret, modreq, respond, arg);
 
-        com_err("tempkey", 0, "upload for %s failed: %s", st.client_name,
-                msg);
-        krb5_free_error_message(ctx, msg);
-        (*respond)(arg, ret, NULL, NULL, NULL);
-    } else {
-        (*respond)(arg, 0, modreq, NULL, NULL);
-        modreq = NULL;
-    }
-    if (modreq != NULL) {
-        free(modreq->ack.principal);
-        free(modreq);
-    }
-    if (inner.data != NULL)
-        OPENSSL_cleanse(inner.data, inner.length);
     if (content.data != NULL)
         OPENSSL_cleanse(content.data, content.length);
-    free(inner.data);
     free(content.data);
     tk_upload_free(up);
     X509_free(st.signer);
