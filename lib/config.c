@@ -58,6 +58,7 @@ tk_config_free(tk_config *cfg)
     free(cfg->section);
     free(cfg->backing);
     free(cfg->ratchet_file);
+    free(cfg->db_base);
     tk_policy_free(&cfg->policy);
     memset(cfg, 0, sizeof(*cfg));
 }
@@ -269,40 +270,48 @@ tk_policy_may_enroll(krb5_context ctx, const tk_policy *pol,
     return ok;
 }
 
-/* The ratchet file: [dbmodules] section ratchet_file, else beside the
- * database: the backing section's database_name (else the realm's, else
- * MIT's default) + ".ratchet". */
+/* The database's base name: the backing section's database_name, else the
+ * realm's, else MIT's default; the files the module keeps beside the
+ * database are named after it.  The ratchet file: [dbmodules] section
+ * ratchet_file, else the base name + ".ratchet". */
 static krb5_error_code
-read_ratchet_file(profile_t profile, const char *realm, const char *section,
-                  const char *backing, char **path_out)
+read_db_paths(profile_t profile, const char *realm, const char *section,
+              const char *backing, char **base_out, char **ratchet_out)
 {
     krb5_error_code ret;
-    char *value = NULL, *path = NULL;
+    char *value = NULL, *base = NULL, *ratchet = NULL;
 
-    *path_out = NULL;
+    *base_out = *ratchet_out = NULL;
+    ret = profile_get_string(profile, "dbmodules", backing, "database_name",
+                             NULL, &value);
+    if (ret == 0 && value == NULL)
+        ret = profile_get_string(profile, "realms", realm, "database_name",
+                                 TK_DEFAULT_KDB_FILE, &value);
+    if (ret)
+        return ret;
+    base = strdup(value);
+    profile_release_string(value);
+    value = NULL;
+    if (base == NULL)
+        return ENOMEM;
     ret = profile_get_string(profile, "dbmodules", section, "ratchet_file",
                              NULL, &value);
     if (ret == 0 && value != NULL) {
-        path = strdup(value);
+        ratchet = strdup(value);
     } else if (ret == 0) {
-        ret = profile_get_string(profile, "dbmodules", backing,
-                                 "database_name", NULL, &value);
-        if (ret == 0 && value == NULL)
-            ret = profile_get_string(profile, "realms", realm,
-                                     "database_name", TK_DEFAULT_KDB_FILE,
-                                     &value);
-        if (ret == 0) {
-            path = malloc(strlen(value) + sizeof(".ratchet"));
-            if (path != NULL)
-                sprintf(path, "%s.ratchet", value);
-        }
+        ratchet = malloc(strlen(base) + sizeof(".ratchet"));
+        if (ratchet != NULL)
+            sprintf(ratchet, "%s.ratchet", base);
     }
     profile_release_string(value);
-    if (ret)
+    if (ret == 0 && ratchet == NULL)
+        ret = ENOMEM;
+    if (ret) {
+        free(base);
         return ret;
-    if (path == NULL)
-        return ENOMEM;
-    *path_out = path;
+    }
+    *base_out = base;
+    *ratchet_out = ratchet;
     return 0;
 }
 
@@ -480,8 +489,8 @@ tk_config_read(krb5_context ctx, const char *realm, const char *section,
         ret = read_duration(ctx, profile, "dbmodules", section, "key_epoch",
                             FALSE, &cfg->key_epoch);
     if (ret == 0)
-        ret = read_ratchet_file(profile, realm, section, cfg->backing,
-                                &cfg->ratchet_file);
+        ret = read_db_paths(profile, realm, section, cfg->backing,
+                            &cfg->db_base, &cfg->ratchet_file);
     if (ret == 0)
         ret = read_role(ctx, profile, section, &cfg->replica);
     if (ret == 0)
@@ -497,6 +506,7 @@ cleanup:
         free(cfg->section);
         free(cfg->backing);
         free(cfg->ratchet_file);
+        free(cfg->db_base);
         memset(cfg, 0, sizeof(*cfg));
     }
     profile_free_list(names);

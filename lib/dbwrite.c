@@ -337,31 +337,66 @@ purge_entry(krb5_context ctx, krb5_db_entry *entry, void *arg,
 }
 
 krb5_error_code
-tk_db_purge_expired(krb5_context ctx, int64_t now, tk_purge_report_fn report,
-                    void *arg)
+tk_db_list_expired(krb5_context ctx, int64_t now, krb5_principal **names_out,
+                   size_t *count_out)
 {
-    krb5_error_code ret, err;
+    krb5_error_code ret;
     expired_list list;
-    purge_state st;
     size_t i;
 
+    *names_out = NULL;
+    *count_out = 0;
     memset(&list, 0, sizeof(list));
     list.ctx = ctx;
     list.now = now;
     ret = krb5_db_iterate(ctx, NULL, collect_expired, &list, 0);
     if (ret == 0)
         ret = list.error;
-    for (i = 0; i < list.count; i++) {
-        st.now = now;
-        st.removed = 0;
-        err = tk_db_update(ctx, list.names[i], purge_entry, &st);
+    if (ret) {
+        for (i = 0; i < list.count; i++)
+            krb5_free_principal(ctx, list.names[i]);
+        free(list.names);
+        return ret;
+    }
+    *names_out = list.names;
+    *count_out = list.count;
+    return 0;
+}
+
+krb5_error_code
+tk_db_purge_one(krb5_context ctx, krb5_const_principal princ, int64_t now,
+                size_t *removed_out)
+{
+    krb5_error_code ret;
+    purge_state st;
+
+    st.now = now;
+    st.removed = 0;
+    ret = tk_db_update(ctx, princ, purge_entry, &st);
+    *removed_out = st.removed;
+    return ret;
+}
+
+krb5_error_code
+tk_db_purge_expired(krb5_context ctx, int64_t now, tk_purge_report_fn report,
+                    void *arg)
+{
+    krb5_error_code ret, err;
+    krb5_principal *names;
+    size_t i, count, removed;
+
+    ret = tk_db_list_expired(ctx, now, &names, &count);
+    if (ret)
+        return ret;
+    for (i = 0; i < count; i++) {
+        err = tk_db_purge_one(ctx, names[i], now, &removed);
         /* Gone since the listing: nothing left to purge. */
         if (err != KRB5_KDB_NOENTRY)
-            report(ctx, list.names[i], st.removed, err, arg);
-        krb5_free_principal(ctx, list.names[i]);
+            report(ctx, names[i], removed, err, arg);
+        krb5_free_principal(ctx, names[i]);
     }
-    free(list.names);
-    return ret;
+    free(names);
+    return 0;
 }
 
 /* A fresh entry for an enrolling principal, like one kadmin would create

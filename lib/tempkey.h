@@ -146,6 +146,8 @@ typedef struct tk_config {
                                  * every write goes to the update log */
     krb5_deltat key_epoch;      /* the ratchet's step (DESIGN 10) */
     char *ratchet_file;         /* its file: default beside the database */
+    char *db_base;              /* the database's name, which the files
+                                 * kept beside it extend */
     tk_policy policy;
 } tk_config;
 

@@ -165,6 +165,14 @@ typedef void (*tk_purge_report_fn)(krb5_context ctx,
  * Principals with corrupt records are left alone (the KDC refuses them). */
 krb5_error_code tk_db_purge_expired(krb5_context ctx, int64_t now,
                                     tk_purge_report_fn report, void *arg);
+/* The two steps of a purge: list the managed principals holding a key
+ * expired at now (a walk that writes nothing; free each name and the array),
+ * and purge one of them (KRB5_KDB_NOENTRY if it is gone). */
+krb5_error_code tk_db_list_expired(krb5_context ctx, int64_t now,
+                                   krb5_principal **names_out,
+                                   size_t *count_out);
+krb5_error_code tk_db_purge_one(krb5_context ctx, krb5_const_principal princ,
+                                int64_t now, size_t *removed_out);
 
 /* How a store treats a writer that does not own the key records. */
 typedef enum {

@@ -32,7 +32,8 @@
  *   is given, so it is given a freshly fetched raw entry, never a rewritten
  *   one.
  * - In the KDC expired keys are removed from the database every
- *   purge_interval, on the main thread (see "Removing expired keys").
+ *   purge_interval by a pass in a child process (housekeeping.c), never in
+ *   the request loop.
  *   Where the backing module has no lock (kldap over multi-provider LDAP),
  *   the same tick stores again any upload this KDC acknowledged that a
  *   replicated write rolled back (repair.c).
@@ -55,6 +56,7 @@
 #include <com_err.h>
 #include <profile.h>
 
+#include "housekeeping.h"
 #include "repair.h"
 #include "tkentry.h"
 #include "tkproto.h"
@@ -77,6 +79,7 @@ typedef struct {
     tk_config cfg;
     krb5_boolean kdc;           /* opened by krb5kdc: rewrite managed ones */
     purger *purger;
+    pid_t housekeeper;          /* KDC only: the running purge pass */
     krb5_context writer;        /* KDC only: admin context for uploads,
                                  * opened on the first one (after fork) */
     tk_repair *acked;           /* KDC without a lock: uploads to check
@@ -93,7 +96,6 @@ typedef struct {
 static krb5_error_code purger_start(krb5_context ctx, tk_db *db,
                                     purger **out);
 static void purger_stop(purger *p);
-static void purge_expired(krb5_context ctx, tk_db *db);
 static krb5_boolean purge_due(tk_db *db, krb5_boolean stepped);
 static void log_ratchet_notice(tk_db *db);
 static void sync_ratchet(krb5_context ctx, tk_db *db);
@@ -208,6 +210,7 @@ free_db(tk_db *db)
         tk_meta_free(db->meta_cache[i].meta);
     }
     purger_stop(db->purger);
+    tk_housekeeping_stop(&db->housekeeper);
     tk_ratchet_close(db->ratchet);
     tk_repair_free(db->inner, db->acked);
     if (db->writer != NULL) {
@@ -978,7 +981,7 @@ tk_refresh_config(krb5_context ctx)
         tk_repair_check(ctx, db->writer, &db->cfg.policy, db->acked,
                         time(NULL), db->cfg.settle_time);
     }
-    purge_expired(ctx, db);
+    tk_housekeeping_tick(ctx, &db->cfg, db->db_args, &db->housekeeper);
 }
 
 /*
@@ -1124,8 +1127,8 @@ tk_issue_pac(krb5_context ctx, unsigned int flags, krb5_db_entry *client,
  * costs the KDC a few percent.  So there is no thread: POSIX timers send
  * SIGHUP to the process, which krb5kdc's main loop turns into
  * refresh_config on each realm (it also reopens its log files).  One timer
- * ticks every purge_interval (a primary's purge, through the admin
- * context: tk_db_purge_expired); the other at the start of every ratchet
+ * ticks every purge_interval (a primary's purge pass, which runs in a
+ * child process: housekeeping.c); the other at the start of every ratchet
  * epoch (wall clock), so that the ratchet file steps on time even when no
  * request comes.
  */
@@ -1135,47 +1138,6 @@ struct purger {
     krb5_boolean has_purge_timer, has_epoch_timer;
     struct timespec last_purge;         /* CLOCK_MONOTONIC */
 };
-
-static void
-log_failure(krb5_context ctx, krb5_error_code code, const char *what)
-{
-    const char *msg = krb5_get_error_message(ctx, code);
-
-    com_err("tempkey", 0, "purge: %s: %s", what, msg);
-    krb5_free_error_message(ctx, msg);
-}
-
-static void
-report_purge(krb5_context ctx, krb5_const_principal princ, size_t removed,
-             krb5_error_code error, void *arg)
-{
-    char *name = NULL;
-
-    if (krb5_unparse_name(ctx, princ, &name) != 0)
-        return;
-    if (error)
-        log_failure(ctx, error, name);
-    else if (removed > 0)
-        com_err("tempkey", 0, "purged %zu expired key version(s) of %s",
-                removed, name);
-    krb5_free_unparsed_name(ctx, name);
-}
-
-static void
-purge_expired(krb5_context ctx, tk_db *db)
-{
-    krb5_error_code ret;
-    krb5_context writer;
-
-    ret = get_writer(ctx, db, &writer);
-    if (ret) {
-        log_failure(ctx, ret, "opening the database");
-        return;
-    }
-    ret = tk_db_purge_expired(writer, time(NULL), report_purge, NULL);
-    if (ret)
-        log_failure(writer, ret, "listing principals");
-}
 
 /* Whether this SIGHUP asks for a purge: every one does (the purge timer's,
  * an administrator's) except the epoch timer's, told apart by the ratchet
@@ -1195,6 +1157,33 @@ purge_due(tk_db *db, krb5_boolean stepped)
     if (p != NULL)
         p->last_purge = now;
     return TRUE;
+}
+
+/* A phase in [0, interval) seconds, in milliseconds, from name. */
+static int64_t
+phase_of(const char *name, int64_t interval)
+{
+    uint32_t h = 2166136261u;
+
+    for (; *name != '\0'; name++)
+        h = (h ^ (unsigned char)*name) * 16777619u;         /* FNV-1a */
+    return (int64_t)(h % (uint32_t)(interval * 1000));
+}
+
+/* The first instant after now that is phase_ms past a multiple of
+ * interval. */
+static struct timespec
+next_tick(int64_t interval, int64_t phase_ms)
+{
+    struct timespec now, t;
+    int64_t ms, period = interval * 1000, next;
+
+    clock_gettime(CLOCK_REALTIME, &now);
+    ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    next = (ms - phase_ms) / period * period + period + phase_ms;
+    t.tv_sec = next / 1000;
+    t.tv_nsec = (next % 1000) * 1000000;
+    return t;
 }
 
 static krb5_error_code
@@ -1242,10 +1231,18 @@ purger_start(krb5_context ctx, tk_db *db, purger **out)
     (void)clock_gettime(CLOCK_MONOTONIC, &p->last_purge);
     /* A replica learns of purges from the primary's update log. */
     if (!db->cfg.replica && db->cfg.purge_interval > 0) {
+        /* On the wall clock, at multiples of the interval shifted by a
+         * phase of the database's name: every -w worker of this KDC ticks
+         * at the same instants, so one pass serves them all, while KDCs
+         * over one LDAP directory (other names) do not all write at
+         * once. */
         memset(&its, 0, sizeof(its));
-        its.it_value.tv_sec = db->cfg.purge_interval;
+        its.it_value = next_tick(db->cfg.purge_interval,
+                                 phase_of(db->cfg.db_base,
+                                          db->cfg.purge_interval));
         its.it_interval.tv_sec = db->cfg.purge_interval;
-        ret = make_timer(ctx, CLOCK_MONOTONIC, 0, &its, &p->purge_timer);
+        ret = make_timer(ctx, CLOCK_REALTIME, TIMER_ABSTIME, &its,
+                         &p->purge_timer);
         if (ret)
             goto fail;
         p->has_purge_timer = TRUE;
@@ -1306,7 +1303,13 @@ sync_ratchet(krb5_context ctx, tk_db *db)
     krb5_error_code ret;
     const char *msg;
 
-    ret = tk_ratchet_sync(ctx, db->ratchet, time(NULL));
+    struct timespec now;
+
+    /* Not time(): at the epoch timer's tick, a whole second, its coarse
+     * clock may still say the second before, and the step would wait a
+     * whole epoch. */
+    clock_gettime(CLOCK_REALTIME, &now);
+    ret = tk_ratchet_sync(ctx, db->ratchet, now.tv_sec);
     log_ratchet_notice(db);
     if (ret) {
         msg = krb5_get_error_message(ctx, ret);

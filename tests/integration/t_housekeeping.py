@@ -1,0 +1,166 @@
+"""The KDC's purge pass runs outside its request loop: in a child process,
+once per purge_interval however many workers tick, covering every managed
+principal, and a pass cut short is resumed by the next one."""
+
+import json
+import os
+import re
+import signal
+import time
+
+from realm import (Realm, Tests, fail, dump_fields, KDB5_UTIL, KVNO, REALM)
+
+CLONES = 2000
+
+
+def purge_stamp(r):
+    """(last, passes) from the pass lock file, or (0, 0)."""
+    try:
+        with open(r.path('principal.purge.lock')) as f:
+            m = re.match(r'last (\d+) passes (\d+)', f.read())
+    except FileNotFoundError:
+        return 0, 0
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def children(pid):
+    try:
+        with open('/proc/%d/task/%d/children' % (pid, pid)) as f:
+            return [int(x) for x in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def clone_expired(r, count):
+    """count managed principals HTTP/hN.test whose only key has expired,
+    loaded in one kdb5_util load (cloned from one made by tempkey-admin)."""
+    r.kadmin_local('addprinc -nokey HTTP/h0.test')
+    _, expiry = r.set_key('HTTP/h0.test', '1s')
+    lines = r.dump().splitlines()
+    model = next(l for l in lines if '\tHTTP/h0.test@' in l)
+    f = dump_fields(model)
+    clones = []
+    for i in range(1, count):
+        g = list(f)
+        g[6] = 'HTTP/h%d.test@%s' % (i, REALM)
+        g[2] = str(len(g[6]))
+        clones.append('\t'.join(g) + ';')
+    dump = r.path('clones.dump')
+    with open(dump, 'w') as out:
+        out.write('\n'.join(lines + clones) + '\n')
+    r.run([KDB5_UTIL, 'load', dump])
+    while time.time() <= expiry:
+        time.sleep(0.1)
+    return ['HTTP/h%d.test@%s' % (i, REALM) for i in range(count)]
+
+
+def holding_expired(r):
+    """How many managed principals still hold an expired key."""
+    listed = json.loads(r.tempkey_admin('--json', 'list'))
+    return sum(1 for p in listed if any(k['expired'] for k in p['keys']))
+
+
+def purged(r, names):
+    log = r.kdc_log_text()
+    return [n for n in names
+            if 'purged 1 expired key version(s) of %s\n' % n in log]
+
+
+def test_one_pass_per_interval_with_two_workers():
+    r = Realm(start_kdc=False, purge_interval='2s')
+    names = clone_expired(r, 50)
+    r.start_kdc('-w', '2')
+    r.kadmin_local('addprinc -pw user-pw user')
+    for _ in range(6):
+        r.kinit('user', 'user-pw')
+    r.wait_for('every principal to be purged',
+               lambda: len(purged(r, names)) == len(names), timeout=30)
+    log = r.kdc_log_text()
+    for n in names:
+        if log.count('expired key version(s) of %s\n' % n) != 1:
+            fail('%s was purged %d times' % (n, log.count(n)))
+    # The passes ran in processes that serve no request: children of the
+    # workers, not the workers themselves.
+    pids = set(re.findall(r'krb5kdc\[(\d+)\]\(info\): purged', log))
+    served = set(re.findall(r'krb5kdc\[(\d+)\]\(info\): AS_REQ', log))
+    if not pids or not served:
+        fail('no purge or no request in the log:\n' + log[-3000:])
+    if pids & served:
+        fail('a worker purged in its request loop: %r' % (pids & served))
+    _, first = purge_stamp(r)
+    start = time.monotonic()
+    time.sleep(10)
+    _, last = purge_stamp(r)
+    passes = last - first
+    elapsed = time.monotonic() - start
+    # Two workers tick every 2 s: one pass per interval, not one each.
+    if passes > elapsed / 2 + 1 or passes < 2:
+        fail('%d passes in %.1f s with purge_interval 2s and two workers'
+             % (passes, elapsed))
+    r.stop()
+
+
+def test_pass_cut_short_is_resumed():
+    r = Realm(start_kdc=False, purge_interval='1s')
+    names = clone_expired(r, CLONES)
+    r.start_kdc()
+    kdc = r.kdc.pid
+    todo = r.path('principal.purge.todo')
+    r.wait_for('a pass to list its work', lambda: os.path.exists(todo),
+               timeout=30, step=0.05)
+    kids = children(kdc)
+    if len(kids) != 1:
+        fail('expected one pass process under the KDC, found %r' % kids)
+    os.kill(kids[0], signal.SIGKILL)
+    done_before = len(purged(r, names))
+    if done_before >= len(names):
+        fail('the pass finished before it could be cut short')
+    if not os.path.exists(todo):
+        fail('the interrupted pass left no list of its work')
+    # The KDC serves while the next pass resumes.
+    r.kadmin_local('addprinc -pw user-pw user')
+    r.kinit('user', 'user-pw')
+    r.wait_for('the next pass to resume', lambda: re.search(
+        r'purge: resumed an interrupted pass \(%d principals\)' % CLONES,
+        r.kdc_log_text()), timeout=60)
+    # (A principal the killed pass purged may lack its log line: the
+    # database says.)
+    r.wait_for('every principal to be purged',
+               lambda: holding_expired(r) == 0, timeout=120)
+    r.wait_for('the list to go', lambda: not os.path.exists(todo),
+               timeout=30)
+    # The KDC restarted mid-pass also resumes: a list left on disk.
+    r.stop_kdc()
+    with open(todo, 'w') as f:
+        f.write('HTTP/h1.test@%s\nnot a principal@@\n' % REALM)
+    before = len(r.kdc_log_text())
+    r.start_kdc()
+    r.wait_for('a restarted KDC to resume', lambda: 'resumed an interrupted '
+               'pass (1 principals)' in r.kdc_log_text()[before:],
+               timeout=30)
+    r.stop()
+
+
+def test_pass_dies_with_the_kdc():
+    r = Realm(start_kdc=False, purge_interval='1s')
+    clone_expired(r, CLONES)
+    r.start_kdc()
+    kdc = r.kdc.pid
+    r.wait_for('a pass to start', lambda: len(children(kdc)) == 1,
+               timeout=30, step=0.05)
+    child = children(kdc)[0]
+    r.stop_kdc()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and os.path.exists('/proc/%d' % child):
+        time.sleep(0.05)
+    if os.path.exists('/proc/%d' % child):
+        fail('the pass %d outlived its KDC' % child)
+    # Its port is free for the next KDC.
+    r.start_kdc()
+    r.stop()
+
+
+if __name__ == '__main__':
+    Tests().run(test_one_pass_per_interval_with_two_workers,
+                test_pass_cut_short_is_resumed,
+                test_pass_dies_with_the_kdc)
