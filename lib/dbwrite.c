@@ -18,7 +18,7 @@
 #include "tkproto.h"
 
 #include <errno.h>
-#include <stdio.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -443,16 +443,6 @@ same_upload(krb5_context ctx, krb5_db_entry *entry, const tk_meta *meta,
     return 0;
 }
 
-static krb5_error_code
-refuse(krb5_context ctx, int reason, int *reason_out, const char *msg)
-{
-    krb5_error_code code = tk_reason_code(reason);
-
-    *reason_out = reason;
-    krb5_set_error_message(ctx, code, "%s", msg);
-    return code;
-}
-
 typedef struct {
     krb5_context keyctx;        /* crypto and the master key */
     const tk_policy *pol;
@@ -465,6 +455,34 @@ typedef struct {
     tk_store_result *res;       /* out */
 } upload_state;
 
+/* Refuse the upload for reason and return the code that carries it.  The
+ * message is fmt's, or without fmt the one ctx holds for code (from the
+ * rule that refused it). */
+static krb5_error_code
+refuse(krb5_context ctx, upload_state *st, int reason, krb5_error_code code,
+       const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static krb5_error_code
+refuse(krb5_context ctx, upload_state *st, int reason, krb5_error_code code,
+       const char *fmt, ...)
+{
+    krb5_error_code rcode = tk_reason_code(reason);
+    const char *msg;
+    va_list ap;
+
+    st->res->reason = reason;
+    if (fmt != NULL) {
+        va_start(ap, fmt);
+        krb5_vset_error_message(ctx, rcode, fmt, ap);
+        va_end(ap);
+    } else {
+        msg = krb5_get_error_message(ctx, code);
+        krb5_set_error_message(ctx, rcode, "%s", msg);
+        krb5_free_error_message(ctx, msg);
+    }
+    return rcode;
+}
+
 /* Refuse an entry that is not managed: enrollment creates a new entry for
  * a name that may enroll (except by a repair: a principal deleted since its
  * upload stays deleted), and never takes over one that exists (an
@@ -476,19 +494,19 @@ upload_target(krb5_context writer, upload_state *st, krb5_db_entry **entry)
     krb5_boolean managed = FALSE;
 
     if (*entry == NULL && st->again) {
-        return refuse(writer, TK_REASON_NOT_ENROLLABLE, &st->res->reason,
+        return refuse(writer, st, TK_REASON_NOT_ENROLLABLE, 0,
                       "deleted since its upload");
     }
     if (*entry == NULL) {
         if (tk_policy_may_enroll(writer, st->pol, st->princ))
             return new_entry(st->keyctx, st->pol, st->princ, entry);
-        return refuse(writer, TK_REASON_NOT_ENROLLABLE, &st->res->reason,
+        return refuse(writer, st, TK_REASON_NOT_ENROLLABLE, 0,
                       "neither managed by tempkey nor allowed to enroll by "
                       "tempkey_enroll");
     }
     ret = tk_entry_is_managed(writer, *entry, &managed);
     if (ret == 0 && !managed) {
-        ret = refuse(writer, TK_REASON_NOT_ENROLLABLE, &st->res->reason,
+        ret = refuse(writer, st, TK_REASON_NOT_ENROLLABLE, 0,
                      "the principal exists and is not managed by tempkey; "
                      "an administrator makes it managed (kadmin setstr "
                      "PRINCIPAL tempkey yes)");
@@ -511,7 +529,7 @@ upload_change(krb5_context writer, krb5_db_entry **entryp, void *arg,
     krb5_kvno next;
     krb5_boolean same = FALSE;
     size_t purged = 0;
-    char msg[128];
+    int reason;
 
     *changed = FALSE;
     st->res->reason = 0;
@@ -525,9 +543,9 @@ upload_change(krb5_context writer, krb5_db_entry **entryp, void *arg,
         ret = tk_entry_next_kvno(writer, entry, &next);
     if (ret)
         goto cleanup;
-    st->res->reason = tk_upload_kvno_reason(writer, next - 1, up->kvno);
-    if (st->res->reason) {
-        ret = tk_reason_code(st->res->reason);
+    reason = tk_upload_kvno_reason(writer, next - 1, up->kvno);
+    if (reason) {
+        ret = refuse(writer, st, reason, tk_reason_code(reason), NULL);
         goto cleanup;
     }
     if (up->kvno == next - 1) {
@@ -539,10 +557,9 @@ upload_change(krb5_context writer, krb5_db_entry **entryp, void *arg,
             st->res->expiry = tk_meta_find(meta, up->kvno)->expiry;
             goto cleanup;       /* already stored: a retransmission */
         }
-        snprintf(msg, sizeof(msg), "key version %u is already stored with "
-                 "other keys", up->kvno);
-        ret = refuse(writer, TK_REASON_KVNO_NOT_ABOVE_STORED,
-                     &st->res->reason, msg);
+        ret = refuse(writer, st, TK_REASON_KVNO_NOT_ABOVE_STORED, 0,
+                     "key version %u is already stored with other keys",
+                     up->kvno);
         goto cleanup;
     }
     /* Expired keys go now rather than at the next purge, so that only live
@@ -551,10 +568,9 @@ upload_change(krb5_context writer, krb5_db_entry **entryp, void *arg,
     if (ret)
         goto cleanup;
     if (meta != NULL && meta->nkeys - purged >= TK_MAX_KEY_VERSIONS) {
-        snprintf(msg, sizeof(msg), "already holds %d live key versions; "
-                 "upload again when older ones expire", TK_MAX_KEY_VERSIONS);
-        ret = refuse(writer, TK_REASON_TOO_MANY_KEYS, &st->res->reason,
-                     msg);
+        ret = refuse(writer, st, TK_REASON_TOO_MANY_KEYS, 0,
+                     "already holds %d live key versions; upload again "
+                     "when older ones expire", TK_MAX_KEY_VERSIONS);
         goto cleanup;
     }
     ret = tk_entry_add_keys(st->keyctx, entry, up->kvno, up->keys, up->nkeys,
