@@ -529,6 +529,7 @@ upload_change(krb5_context writer, krb5_db_entry **entryp, void *arg,
     krb5_kvno next;
     krb5_boolean same = FALSE;
     size_t purged = 0;
+    int64_t now;
     int reason;
 
     *changed = FALSE;
@@ -564,13 +565,13 @@ upload_change(krb5_context writer, krb5_db_entry **entryp, void *arg,
     }
     /* Expired keys go now rather than at the next purge, so that only live
      * ones count against the cap. */
-    ret = tk_entry_purge(st->keyctx, entry, time(NULL), &purged);
+    now = time(NULL);
+    ret = tk_entry_purge(st->keyctx, entry, now, &purged);
     if (ret)
         goto cleanup;
-    if (meta != NULL && meta->nkeys - purged >= TK_MAX_KEY_VERSIONS) {
-        ret = refuse(writer, st, TK_REASON_TOO_MANY_KEYS, 0,
-                     "already holds %d live key versions; upload again "
-                     "when older ones expire", TK_MAX_KEY_VERSIONS);
+    ret = tk_entry_check_room(writer, meta, now);
+    if (ret) {
+        ret = refuse(writer, st, TK_REASON_TOO_MANY_KEYS, ret, NULL);
         goto cleanup;
     }
     ret = tk_entry_add_keys(st->keyctx, entry, up->kvno, up->keys, up->nkeys,
