@@ -216,6 +216,24 @@ cleanup:
     return ret;
 }
 
+/* The refusal of a checked write that other writers kept undoing for
+ * TK_WRITE_TRIES tries. */
+static krb5_error_code
+gave_up(krb5_context ctx, krb5_const_principal princ)
+{
+    krb5_error_code ret = KRB5_KDB_DB_INUSE;
+    char *name = NULL;
+
+    if (krb5_unparse_name(ctx, princ, &name) != 0)
+        name = NULL;
+    krb5_set_error_message(ctx, ret, "tempkey: %s: other writers changed "
+                           "its temporary keys during %d tries; try again",
+                           name != NULL ? name : "principal",
+                           TK_WRITE_TRIES);
+    krb5_free_unparsed_name(ctx, name);
+    return ret;
+}
+
 /* Apply fn to princ's entry under the database lock, or checked where the
  * backing module has none; *checked_out (if not NULL) says which. */
 static krb5_error_code
@@ -224,7 +242,6 @@ write_entry(krb5_context ctx, krb5_const_principal princ, change_fn fn,
 {
     krb5_error_code ret;
     krb5_boolean again;
-    char *name = NULL;
     int i;
 
     if (checked_out != NULL)
@@ -245,14 +262,7 @@ write_entry(krb5_context ctx, krb5_const_principal princ, change_fn fn,
         if (ret || !again)
             return ret;
     }
-    ret = KRB5_KDB_DB_INUSE;
-    if (krb5_unparse_name(ctx, princ, &name) == 0) {
-        krb5_set_error_message(ctx, ret, "tempkey: %s: other writers "
-                               "changed the entry during %d tries; try "
-                               "again", name, TK_WRITE_TRIES);
-        krb5_free_unparsed_name(ctx, name);
-    }
-    return ret;
+    return gave_up(ctx, princ);
 }
 
 typedef struct {
@@ -764,10 +774,7 @@ tk_db_put_foreign(krb5_context ctx, krb5_context inner, krb5_db_entry *entry,
         if (ret != KRB5_KDB_DB_INUSE)
             return ret;
     }
-    krb5_set_error_message(ctx, ret, "tempkey: the temporary keys of this "
-                           "principal changed during %d tries; try again",
-                           TK_WRITE_TRIES);
-    return ret;
+    return gave_up(ctx, entry->princ);
 }
 
 /* Whether tl_data of this type is one kldap keeps in an attribute of its
