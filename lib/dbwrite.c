@@ -18,7 +18,7 @@
 #include "tkproto.h"
 
 #include <errno.h>
-#include <stdio.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -216,6 +216,24 @@ cleanup:
     return ret;
 }
 
+/* The refusal of a checked write that other writers kept undoing for
+ * TK_WRITE_TRIES tries. */
+static krb5_error_code
+gave_up(krb5_context ctx, krb5_const_principal princ)
+{
+    krb5_error_code ret = KRB5_KDB_DB_INUSE;
+    char *name = NULL;
+
+    if (krb5_unparse_name(ctx, princ, &name) != 0)
+        name = NULL;
+    krb5_set_error_message(ctx, ret, "tempkey: %s: other writers changed "
+                           "its temporary keys during %d tries; try again",
+                           name != NULL ? name : "principal",
+                           TK_WRITE_TRIES);
+    krb5_free_unparsed_name(ctx, name);
+    return ret;
+}
+
 /* Apply fn to princ's entry under the database lock, or checked where the
  * backing module has none; *checked_out (if not NULL) says which. */
 static krb5_error_code
@@ -224,7 +242,6 @@ write_entry(krb5_context ctx, krb5_const_principal princ, change_fn fn,
 {
     krb5_error_code ret;
     krb5_boolean again;
-    char *name = NULL;
     int i;
 
     if (checked_out != NULL)
@@ -245,14 +262,7 @@ write_entry(krb5_context ctx, krb5_const_principal princ, change_fn fn,
         if (ret || !again)
             return ret;
     }
-    ret = KRB5_KDB_DB_INUSE;
-    if (krb5_unparse_name(ctx, princ, &name) == 0) {
-        krb5_set_error_message(ctx, ret, "tempkey: %s: other writers "
-                               "changed the entry during %d tries; try "
-                               "again", name, TK_WRITE_TRIES);
-        krb5_free_unparsed_name(ctx, name);
-    }
-    return ret;
+    return gave_up(ctx, princ);
 }
 
 typedef struct {
@@ -399,6 +409,57 @@ tk_db_purge_expired(krb5_context ctx, int64_t now, tk_purge_report_fn report,
     return 0;
 }
 
+/* ---- Storing an upload (protocol.md), on a fresh copy under the lock:
+ *   1. find the entry, or enroll the principal;
+ *   2. the kvno rule (tk_upload_kvno_reason): the next version, or the
+ *      newest again;
+ *   3. the newest again is a re-send: the same keys are stored already
+ *      (a retransmission, nothing to write), other keys are refused;
+ *   4. drop the expired keys, so that
+ *   5. only live ones count against the cap (tk_entry_check_room);
+ *   6. add the keys.
+ * The active master key is looked up first, before the lock. */
+
+typedef struct {
+    krb5_context keyctx;        /* crypto and the master key */
+    const tk_policy *pol;
+    krb5_const_principal princ;
+    const tk_upload *up;
+    const unsigned char *uploader;
+    krb5_kvno mkvno;
+    krb5_keyblock *mkey;
+    krb5_boolean again;         /* a repair: never create the entry */
+    tk_store_result *res;       /* out */
+} upload_state;
+
+/* Refuse the upload for reason and return the code that carries it.  The
+ * message is fmt's, or without fmt the one ctx holds for code (from the
+ * rule that refused it). */
+static krb5_error_code
+refuse(krb5_context ctx, upload_state *st, int reason, krb5_error_code code,
+       const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static krb5_error_code
+refuse(krb5_context ctx, upload_state *st, int reason, krb5_error_code code,
+       const char *fmt, ...)
+{
+    krb5_error_code rcode = tk_reason_code(reason);
+    const char *msg;
+    va_list ap;
+
+    st->res->reason = reason;
+    if (fmt != NULL) {
+        va_start(ap, fmt);
+        krb5_vset_error_message(ctx, rcode, fmt, ap);
+        va_end(ap);
+    } else {
+        msg = krb5_get_error_message(ctx, code);
+        krb5_set_error_message(ctx, rcode, "%s", msg);
+        krb5_free_error_message(ctx, msg);
+    }
+    return rcode;
+}
+
 /* A fresh entry for an enrolling principal, like one kadmin would create
  * with no keys. */
 static krb5_error_code
@@ -429,6 +490,58 @@ new_entry(krb5_context ctx, const tk_policy *pol, krb5_const_principal princ,
         return ret;
     }
     *entry_out = e;
+    return 0;
+}
+
+/* Step 1.  Refuse an entry that is not managed: enrollment creates a new
+ * entry for a name that may enroll (except by a repair: a principal
+ * deleted since its upload stays deleted), and never takes over one that
+ * exists (an administrator marks that one managed, with its policy and
+ * flags). */
+static krb5_error_code
+find_or_enroll(krb5_context writer, upload_state *st, krb5_db_entry **entry)
+{
+    krb5_error_code ret;
+    krb5_boolean managed = FALSE;
+
+    if (*entry == NULL && st->again) {
+        return refuse(writer, st, TK_REASON_NOT_ENROLLABLE, 0,
+                      "deleted since its upload");
+    }
+    if (*entry == NULL) {
+        if (tk_policy_may_enroll(writer, st->pol, st->princ))
+            return new_entry(st->keyctx, st->pol, st->princ, entry);
+        return refuse(writer, st, TK_REASON_NOT_ENROLLABLE, 0,
+                      "neither managed by tempkey nor allowed to enroll by "
+                      "tempkey_enroll");
+    }
+    ret = tk_entry_is_managed(writer, *entry, &managed);
+    if (ret == 0 && !managed) {
+        ret = refuse(writer, st, TK_REASON_NOT_ENROLLABLE, 0,
+                     "the principal exists and is not managed by tempkey; "
+                     "an administrator makes it managed (kadmin setstr "
+                     "PRINCIPAL tempkey yes)");
+    }
+    return ret;
+}
+
+/* Step 2.  *resend_out says the upload is at the newest stored version. */
+static krb5_error_code
+check_kvno(krb5_context writer, upload_state *st, krb5_db_entry *entry,
+           krb5_boolean *resend_out)
+{
+    krb5_error_code ret;
+    krb5_kvno next;
+    int reason;
+
+    *resend_out = FALSE;
+    ret = tk_entry_next_kvno(writer, entry, &next);
+    if (ret)
+        return ret;
+    reason = tk_upload_kvno_reason(writer, next - 1, st->up->kvno);
+    if (reason)
+        return refuse(writer, st, reason, tk_reason_code(reason), NULL);
+    *resend_out = (st->up->kvno == next - 1);
     return 0;
 }
 
@@ -478,131 +591,106 @@ same_upload(krb5_context ctx, krb5_db_entry *entry, const tk_meta *meta,
     return 0;
 }
 
+/* Step 3.  A re-send at the newest version: the same keys are a
+ * retransmission, stored already; other keys are refused. */
 static krb5_error_code
-refuse(krb5_context ctx, int reason, int *reason_out, const char *msg)
+check_resend(krb5_context writer, upload_state *st, krb5_db_entry *entry,
+             const tk_meta *meta)
 {
-    krb5_error_code code = tk_reason_code(reason);
+    krb5_error_code ret = 0;
+    krb5_boolean same = FALSE;
 
-    *reason_out = reason;
-    krb5_set_error_message(ctx, code, "%s", msg);
-    return code;
+    if (meta != NULL)
+        ret = same_upload(st->keyctx, entry, meta, st->up, &same);
+    if (ret)
+        return ret;
+    if (!same) {
+        return refuse(writer, st, TK_REASON_KVNO_NOT_ABOVE_STORED, 0,
+                      "key version %u is already stored with other keys",
+                      st->up->kvno);
+    }
+    st->res->expiry = tk_meta_find(meta, st->up->kvno)->expiry;
+    return 0;
 }
 
-typedef struct {
-    krb5_context keyctx;        /* crypto and the master key */
-    const tk_policy *pol;
-    krb5_const_principal princ;
-    const tk_upload *up;
-    const unsigned char *uploader;
-    krb5_kvno mkvno;
-    krb5_keyblock *mkey;
-    krb5_boolean again;         /* a repair: never create the entry */
-    tk_store_result *res;       /* out */
-} upload_state;
-
-/* Refuse an entry that is not managed: enrollment creates a new entry for
- * a name that may enroll (except by a repair: a principal deleted since its
- * upload stays deleted), and never takes over one that exists (an
- * administrator marks that one managed, with its policy and flags). */
+/* Steps 4 and 5.  Expired keys go now rather than at the next purge, so
+ * that only live ones count against the cap: meta, read before, still
+ * holds them, and the cap leaves out those expired at now. */
 static krb5_error_code
-upload_target(krb5_context writer, upload_state *st, krb5_db_entry **entry)
+drop_expired_and_cap(krb5_context writer, upload_state *st,
+                     krb5_db_entry *entry, const tk_meta *meta)
 {
     krb5_error_code ret;
-    krb5_boolean managed = FALSE;
+    int64_t now = time(NULL);
+    size_t purged;
 
-    if (*entry == NULL && st->again) {
-        return refuse(writer, TK_REASON_NOT_ENROLLABLE, &st->res->reason,
-                      "deleted since its upload");
-    }
-    if (*entry == NULL) {
-        if (tk_policy_may_enroll(writer, st->pol, st->princ))
-            return new_entry(st->keyctx, st->pol, st->princ, entry);
-        return refuse(writer, TK_REASON_NOT_ENROLLABLE, &st->res->reason,
-                      "neither managed by tempkey nor allowed to enroll by "
-                      "tempkey_enroll");
-    }
-    ret = tk_entry_is_managed(writer, *entry, &managed);
-    if (ret == 0 && !managed) {
-        ret = refuse(writer, TK_REASON_NOT_ENROLLABLE, &st->res->reason,
-                     "the principal exists and is not managed by tempkey; "
-                     "an administrator makes it managed (kadmin setstr "
-                     "PRINCIPAL tempkey yes)");
-    }
-    return ret;
+    ret = tk_entry_purge(st->keyctx, entry, now, &purged);
+    if (ret)
+        return ret;
+    ret = tk_entry_check_room(writer, meta, now);
+    if (ret)
+        return refuse(writer, st, TK_REASON_TOO_MANY_KEYS, ret, NULL);
+    return 0;
 }
 
-/* The upload as a change of the fresh entry: the kvno checks, the expired
- * keys and the cap, then the new keys.  A retransmission changes nothing.
- * The outcome in st->res is that of the last try, the one that counts. */
+/* Step 6. */
+static krb5_error_code
+add_keys(upload_state *st, krb5_db_entry *entry)
+{
+    const tk_upload *up = st->up;
+    krb5_error_code ret;
+
+    ret = tk_entry_add_keys(st->keyctx, entry, up->kvno, up->keys, up->nkeys,
+                            up->expiry, st->uploader, st->mkvno, st->mkey);
+    if (ret)
+        return ret;
+    st->res->expiry = up->expiry;
+    st->res->wrote = TRUE;
+    return 0;
+}
+
+/* The upload as a change of the fresh entry, step by step.  The outcome in
+ * st->res is that of the last try, the one that counts. */
 static krb5_error_code
 upload_change(krb5_context writer, krb5_db_entry **entryp, void *arg,
               krb5_boolean *changed)
 {
     upload_state *st = arg;
-    const tk_upload *up = st->up;
     krb5_error_code ret;
-    krb5_db_entry *entry;
     tk_meta *meta = NULL;
-    krb5_kvno next;
-    krb5_boolean same = FALSE;
-    size_t purged = 0;
-    char msg[128];
+    krb5_boolean resend;
 
     *changed = FALSE;
     st->res->reason = 0;
     st->res->wrote = FALSE;
-    ret = upload_target(writer, st, entryp);
-    if (ret)
-        return ret;
-    entry = *entryp;
-    ret = tk_entry_get_meta(writer, entry, &meta);
+    ret = find_or_enroll(writer, st, entryp);
     if (ret == 0)
-        ret = tk_entry_next_kvno(writer, entry, &next);
+        ret = tk_entry_get_meta(writer, *entryp, &meta);
+    if (ret == 0)
+        ret = check_kvno(writer, st, *entryp, &resend);
     if (ret)
         goto cleanup;
-    st->res->reason = tk_upload_kvno_reason(writer, next - 1, up->kvno);
-    if (st->res->reason) {
-        ret = tk_reason_code(st->res->reason);
+    if (resend) {
+        ret = check_resend(writer, st, *entryp, meta);
         goto cleanup;
     }
-    if (up->kvno == next - 1) {
-        if (meta != NULL)
-            ret = same_upload(st->keyctx, entry, meta, up, &same);
-        if (ret)
-            goto cleanup;
-        if (same) {
-            st->res->expiry = tk_meta_find(meta, up->kvno)->expiry;
-            goto cleanup;       /* already stored: a retransmission */
-        }
-        snprintf(msg, sizeof(msg), "key version %u is already stored with "
-                 "other keys", up->kvno);
-        ret = refuse(writer, TK_REASON_KVNO_NOT_ABOVE_STORED,
-                     &st->res->reason, msg);
-        goto cleanup;
-    }
-    /* Expired keys go now rather than at the next purge, so that only live
-     * ones count against the cap. */
-    ret = tk_entry_purge(st->keyctx, entry, time(NULL), &purged);
-    if (ret)
-        goto cleanup;
-    if (meta != NULL && meta->nkeys - purged >= TK_MAX_KEY_VERSIONS) {
-        snprintf(msg, sizeof(msg), "already holds %d live key versions; "
-                 "upload again when older ones expire", TK_MAX_KEY_VERSIONS);
-        ret = refuse(writer, TK_REASON_TOO_MANY_KEYS, &st->res->reason,
-                     msg);
-        goto cleanup;
-    }
-    ret = tk_entry_add_keys(st->keyctx, entry, up->kvno, up->keys, up->nkeys,
-                            up->expiry, st->uploader, st->mkvno, st->mkey);
-    if (ret)
-        goto cleanup;
-    st->res->expiry = up->expiry;
-    st->res->wrote = TRUE;
-    *changed = TRUE;
+    ret = drop_expired_and_cap(writer, st, *entryp, meta);
+    if (ret == 0)
+        ret = add_keys(st, *entryp);
+    *changed = (ret == 0);
 
 cleanup:
     tk_meta_free(meta);
     return ret;
+}
+
+/* One try of the store under the lock, with st's master key. */
+static krb5_error_code
+write_upload(krb5_context writer, upload_state *st)
+{
+    memset(st->res, 0, sizeof(*st->res));
+    return write_entry(writer, st->princ, upload_change, st,
+                       &st->res->checked);
 }
 
 static krb5_error_code
@@ -612,33 +700,25 @@ store_upload(krb5_context writer, krb5_context keyctx, const tk_policy *pol,
              tk_store_result *res_out)
 {
     krb5_error_code ret;
-    upload_state st;
+    upload_state st = {
+        .keyctx = keyctx, .pol = pol, .princ = princ, .up = up,
+        .uploader = uploader, .again = again, .res = res_out
+    };
 
     memset(res_out, 0, sizeof(*res_out));
-    memset(&st, 0, sizeof(st));
-    st.keyctx = keyctx;
-    st.pol = pol;
-    st.princ = princ;
-    st.up = up;
-    st.uploader = uploader;
-    st.again = again;
-    st.res = res_out;
     /* Before the lock: this reads the database through keyctx's handle. */
     ret = tk_active_mkey(keyctx, princ, &st.mkvno, &st.mkey);
     if (ret)
         return ret;
-    ret = write_entry(writer, princ, upload_change, &st, &res_out->checked);
+    ret = write_upload(writer, &st);
     if (ret == KRB5_KDB_NO_MATCHING_KEY) {
         /* The master key changed (kdb5_util update_princ_encryption):
          * reload it now that no lock is held, and decide again. */
         ret = tk_reload_master_keys(keyctx, princ->realm.data);
         if (ret == 0)
             ret = tk_active_mkey(keyctx, princ, &st.mkvno, &st.mkey);
-        if (ret == 0) {
-            memset(res_out, 0, sizeof(*res_out));
-            ret = write_entry(writer, princ, upload_change, &st,
-                              &res_out->checked);
-        }
+        if (ret == 0)
+            ret = write_upload(writer, &st);
     }
     if (ret)
         res_out->wrote = FALSE;
@@ -729,10 +809,7 @@ tk_db_put_foreign(krb5_context ctx, krb5_context inner, krb5_db_entry *entry,
         if (ret != KRB5_KDB_DB_INUSE)
             return ret;
     }
-    krb5_set_error_message(ctx, ret, "tempkey: the temporary keys of this "
-                           "principal changed during %d tries; try again",
-                           TK_WRITE_TRIES);
-    return ret;
+    return gave_up(ctx, entry->princ);
 }
 
 /* Whether tl_data of this type is one kldap keeps in an attribute of its

@@ -576,6 +576,22 @@ fail:
 }
 
 krb5_error_code
+tk_entry_check_room(krb5_context ctx, const tk_meta *meta, int64_t now)
+{
+    size_t i, live = 0;
+
+    for (i = 0; meta != NULL && i < meta->nkeys; i++)
+        live += (now == 0 || meta->keys[i].expiry > now);
+    if (live < TK_MAX_KEY_VERSIONS)
+        return 0;
+    krb5_set_error_message(ctx, KRB5_KDB_BAD_VERSION, "already holds %d "
+                           "live key versions, the most allowed; more can "
+                           "be added as older ones expire",
+                           TK_MAX_KEY_VERSIONS);
+    return KRB5_KDB_BAD_VERSION;
+}
+
+krb5_error_code
 tk_entry_add_keys(krb5_context ctx, krb5_db_entry *entry, krb5_kvno kvno,
                   const krb5_keyblock *keys, size_t nkeys, int64_t expiry,
                   const unsigned char *uploader, krb5_kvno mkvno,
@@ -603,11 +619,9 @@ tk_entry_add_keys(krb5_context ctx, krb5_db_entry *entry, krb5_kvno kvno,
         return ret;
     if (meta == NULL && (ret = tk_meta_new(&meta)) != 0)
         return ret;
-    if (meta->nkeys >= TK_MAX_KEY_VERSIONS) {
-        ret = KRB5_KDB_BAD_VERSION;
-        krb5_set_error_message(ctx, ret, "holds %d live key versions, the "
-                               "most allowed; more can be added as older "
-                               "ones expire", TK_MAX_KEY_VERSIONS);
+    /* Every record it holds is stored again: they all count. */
+    ret = tk_entry_check_room(ctx, meta, 0);
+    if (ret) {
         name_error(ctx, ret, entry->princ);
         goto cleanup;
     }

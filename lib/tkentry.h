@@ -88,9 +88,20 @@ krb5_error_code tk_active_mkey(krb5_context ctx, krb5_const_principal princ,
                                krb5_keyblock **mkey_out);
 
 /*
+ * The cap on live key versions, the one rule for every store of a new
+ * version: 0 if meta (NULL: no records) leaves room for one more, else
+ * KRB5_KDB_BAD_VERSION with a message.  Records expired at now do not
+ * count, for a caller that drops them before the store (an upload); with
+ * now 0 every record counts.
+ */
+krb5_error_code tk_entry_check_room(krb5_context ctx, const tk_meta *meta,
+                                    int64_t now);
+
+/*
  * Add keys[0..nkeys-1] at version kvno with the given expiry and uploader
  * fingerprint (NULL for an administrator), encrypted under the master key
- * mkey (version mkvno), and mark the entry managed.  Existing keys are
+ * mkey (version mkvno), and mark the entry managed, within the cap of
+ * tk_entry_check_room() (every record held counts).  Existing keys are
  * re-encrypted if they use another master key.  Reads no database.  On
  * failure the entry must be discarded.
  */
