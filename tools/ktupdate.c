@@ -391,6 +391,115 @@ kdc_accepts(const tk_key_request *req, krb5_enctype et)
     return FALSE;
 }
 
+/* The lifetime to ask for: --lifetime, capped by the KDC's maximum. */
+static krb5_deltat
+key_life(const updater *u, const tk_key_request *req)
+{
+    return (u->lifetime > 0 && u->lifetime < req->max_lifetime) ?
+        u->lifetime : (krb5_deltat)req->max_lifetime;
+}
+
+/* This principal's pending key record, or NULL. */
+static record *
+pending_record(updater *u)
+{
+    record *pending = NULL;
+    size_t i;
+
+    for (i = 0; i < u->nrecords; i++) {
+        if (u->records[i].pending &&
+            strcmp(u->records[i].principal, u->princ_name) == 0)
+            pending = &u->records[i];
+    }
+    return pending;
+}
+
+/* Take key version kvno out of the keytab and the records. */
+static krb5_error_code
+drop_key(updater *u, krb5_kvno kvno)
+{
+    krb5_error_code ret;
+    record *r;
+
+    ret = rewrite_keytab(u, kvno, 0, NULL, 0, 0);
+    if (ret)
+        return ret;
+    r = find_record(u, kvno);
+    if (r == NULL)
+        return 0;
+    drop_record(u, r);
+    return save_records(u);
+}
+
+/* Load the pending key into the session to send it again; FALSE if the
+ * keytab no longer holds it. */
+static krb5_boolean
+resend_pending(updater *u, tk_client_session *s, const record *pending)
+{
+    krb5_error_code ret;
+    size_t i;
+
+    ret = read_keys(u, pending->kvno, s->keys, &s->nkeys);
+    if (ret || s->nkeys == 0) {
+        for (i = 0; i < s->nkeys; i++)
+            krb5_free_keyblock_contents(u->ctx, &s->keys[i]);
+        s->nkeys = 0;
+        return FALSE;
+    }
+    s->kvno = pending->kvno;
+    verbose(u, "re-sending pending key version %u", s->kvno);
+    return TRUE;
+}
+
+/* Make random keys at the version after the KDC's, one per enctype that
+ * both we and the KDC accept. */
+static krb5_error_code
+make_keys(updater *u, tk_client_session *s)
+{
+    const tk_key_request *req = s->request;
+    krb5_error_code ret;
+    size_t i;
+
+    s->kvno = req->current_kvno + 1;
+    if (s->kvno > TK_KVNO_MAX) {
+        krb5_set_error_message(u->ctx, KRB5_KDB_BAD_VERSION, "key version "
+                               "numbers are exhausted");
+        return KRB5_KDB_BAD_VERSION;
+    }
+    for (i = 0; i < u->nenctypes; i++) {
+        if (!kdc_accepts(req, u->enctypes[i]))
+            continue;
+        ret = krb5_c_make_random_key(u->ctx, u->enctypes[i],
+                                     &s->keys[s->nkeys]);
+        if (ret)
+            return ret;
+        s->nkeys++;
+    }
+    if (s->nkeys == 0) {
+        krb5_set_error_message(u->ctx, KRB5_PROG_ETYPE_NOSUPP, "the KDC "
+                               "accepts none of the requested enctypes");
+        return KRB5_PROG_ETYPE_NOSUPP;
+    }
+    return 0;
+}
+
+/* Write the session's keys to the keytab and the records as pending,
+ * before they are sent. */
+static krb5_error_code
+add_pending(updater *u, tk_client_session *s)
+{
+    krb5_error_code ret;
+
+    ret = rewrite_keytab(u, s->kvno, 0, s->keys, s->nkeys, s->kvno);
+    if (ret == 0)
+        ret = set_record(u, s->kvno,
+                         s->request->kdc_time + key_life(u, s->request), 1);
+    if (ret == 0)
+        ret = save_records(u);
+    verbose(u, "wrote pending key version %u", s->kvno);
+    return ret;
+}
+
 /*
  * Choose the key to send, once the KDC's key request is verified: the
  * pending one if the KDC has not moved past it (it may have stored it and
@@ -398,7 +507,27 @@ kdc_accepts(const tk_key_request *req, krb5_enctype et)
  * to the keytab as pending before anything is sent.
  */
 static krb5_error_code
-prepare_keys(updater *u, tk_client_session *s);
+prepare_keys(updater *u, tk_client_session *s)
+{
+    const tk_key_request *req = s->request;
+    record *pending = pending_record(u);
+    krb5_error_code ret;
+
+    if (pending != NULL && (req->current_kvno + 1 == pending->kvno ||
+                            req->current_kvno == pending->kvno) &&
+        resend_pending(u, s, pending))
+        return 0;
+    if (pending != NULL) {
+        /* The KDC moved on without it: that key is of no use. */
+        ret = drop_key(u, pending->kvno);
+        if (ret)
+            return ret;
+    }
+    ret = make_keys(u, s);
+    if (ret == 0)
+        ret = add_pending(u, s);
+    return ret;
+}
 
 /* Choose the key to send; on failure say why in the session (a local
  * problem: nothing was sent).  ctx is the exchange's; messages are set on
@@ -416,68 +545,6 @@ prepare(krb5_context ctx, tk_client_session *s)
                  "key: %s", msg);
         krb5_free_error_message(u->ctx, msg);
     }
-    return ret;
-}
-
-static krb5_error_code
-prepare_keys(updater *u, tk_client_session *s)
-{
-    krb5_context ctx = u->ctx;
-    const tk_key_request *req = s->request;
-    record *pending = NULL;
-    krb5_error_code ret;
-    krb5_deltat life;
-    size_t i;
-
-    for (i = 0; i < u->nrecords; i++) {
-        if (u->records[i].pending &&
-            strcmp(u->records[i].principal, u->princ_name) == 0)
-            pending = &u->records[i];
-    }
-    if (pending != NULL && (req->current_kvno + 1 == pending->kvno ||
-                            req->current_kvno == pending->kvno)) {
-        ret = read_keys(u, pending->kvno, s->keys, &s->nkeys);
-        if (ret == 0 && s->nkeys > 0) {
-            s->kvno = pending->kvno;
-            verbose(u, "re-sending pending key version %u", s->kvno);
-            return 0;
-        }
-    }
-    if (pending != NULL) {
-        /* The KDC moved on without it: that key is of no use. */
-        ret = rewrite_keytab(u, pending->kvno, 0, NULL, 0, 0);
-        if (ret)
-            return ret;
-        drop_record(u, pending);
-    }
-    s->kvno = req->current_kvno + 1;
-    if (s->kvno > TK_KVNO_MAX) {
-        krb5_set_error_message(ctx, KRB5_KDB_BAD_VERSION, "key version "
-                               "numbers are exhausted");
-        return KRB5_KDB_BAD_VERSION;
-    }
-    for (i = 0; i < u->nenctypes; i++) {
-        if (!kdc_accepts(req, u->enctypes[i]))
-            continue;
-        ret = krb5_c_make_random_key(ctx, u->enctypes[i],
-                                     &s->keys[s->nkeys]);
-        if (ret)
-            return ret;
-        s->nkeys++;
-    }
-    if (s->nkeys == 0) {
-        krb5_set_error_message(ctx, KRB5_PROG_ETYPE_NOSUPP, "the KDC accepts "
-                               "none of the requested enctypes");
-        return KRB5_PROG_ETYPE_NOSUPP;
-    }
-    ret = rewrite_keytab(u, s->kvno, 0, s->keys, s->nkeys, s->kvno);
-    life = (u->lifetime > 0 && u->lifetime < req->max_lifetime) ?
-        u->lifetime : (krb5_deltat)req->max_lifetime;
-    if (ret == 0)
-        ret = set_record(u, s->kvno, req->kdc_time + life, 1);
-    if (ret == 0)
-        ret = save_records(u);
-    verbose(u, "wrote pending key version %u", s->kvno);
     return ret;
 }
 
@@ -944,65 +1011,80 @@ find_primary(updater *u, attempt *a)
 
 /* ---- The outcome. */
 
+/* A refused upload: take out the pending key, unless the KDC already holds
+ * a key at its version (a re-send after a lost reply): that may be this very
+ * key, which tickets can already be encrypted in. */
+static int
+refused(updater *u)
+{
+    tk_client_session *s = &u->session;
+
+    if (s->request == NULL || s->kvno > s->request->current_kvno)
+        (void)drop_key(u, s->kvno);
+    fprintf(stderr, "%s: %s: %s\n", progname, u->princ_name, s->message);
+    return EXIT_REFUSED;
+}
+
+/* The KDC answered with an error before offering an upload: say what it
+ * means for us in s->message, and return the status; EXIT_OK if a's
+ * outcome is something else. */
+static int
+no_offer(updater *u, attempt *a)
+{
+    tk_client_session *s = &u->session;
+    const char *why;
+    int status = EXIT_REFUSED;
+
+    if (s->request != NULL || s->message[0] != '\0')
+        return EXIT_OK;
+    why = krb5_get_error_message(a->ctx, a->ret);
+    if (a->ret == KRB5KRB_ERR_GENERIC ||
+        a->ret == KRB5KDC_ERR_SVC_UNAVAILABLE) {
+        /* Not a verdict on the principal: the KDC failed to look it up
+         * (its database unreachable, e.g. an LDAP server down). */
+        snprintf(s->message, sizeof(s->message), "the KDC could not look "
+                 "up this principal (is its database reachable?); nothing "
+                 "was sent, try again later: %s", why);
+        status = EXIT_UNREACHABLE;
+    } else if (!is_kdc_answer(a->ret)) {
+        status = EXIT_OK;
+    } else if (a->ret == KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN) {
+        snprintf(s->message, sizeof(s->message), "the KDC does not know "
+                 "this principal and tempkey_enroll does not let it enroll");
+    } else if (a->ret == KRB5_PREAUTH_FAILED ||
+               a->ret == KRB5KDC_ERR_PREAUTH_FAILED ||
+               a->ret == KRB5KDC_ERR_ETYPE_NOSUPP) {
+        snprintf(s->message, sizeof(s->message), "the KDC offers no "
+                 "tempkey upload for this principal: it is neither managed "
+                 "nor allowed to enroll (tempkey_enroll)");
+    } else {
+        /* Refused before any offer, for a reason of the KDC's own (e.g.
+         * KDC_ERR_KEY_EXP, a disabled principal). */
+        snprintf(s->message, sizeof(s->message), "the KDC refused the "
+                 "exchange before offering an upload: %s", why);
+    }
+    krb5_free_error_message(a->ctx, why);
+    return status;
+}
+
 /* A failed exchange: undo what a refusal makes useless, say why. */
 static int
 failed(updater *u, attempt *a)
 {
     tk_client_session *s = &u->session;
     char what[KDC_NAME_LEN + 128];
-    record *r;
     int status;
 
-    if (s->reason != 0) {
-        /* Refused: the pending key must go, unless the KDC already holds a
-         * key at its version (a re-send after a lost reply): that may be
-         * this very key, which tickets can already be encrypted in. */
-        if ((s->request == NULL || s->kvno > s->request->current_kvno) &&
-            rewrite_keytab(u, s->kvno, 0, NULL, 0, 0) == 0 &&
-            (r = find_record(u, s->kvno)) != NULL) {
-            drop_record(u, r);
-            save_records(u);
-        }
-        status = EXIT_REFUSED;
-    } else if (s->request == NULL && s->message[0] == '\0' &&
-               (a->ret == KRB5KRB_ERR_GENERIC ||
-                a->ret == KRB5KDC_ERR_SVC_UNAVAILABLE)) {
-        /* Not a verdict on the principal: the KDC failed to look it up
-         * (its database unreachable, e.g. an LDAP server down). */
-        const char *why = krb5_get_error_message(a->ctx, a->ret);
-
-        snprintf(s->message, sizeof(s->message), "the KDC could not look "
-                 "up this principal (is its database reachable?); nothing "
-                 "was sent, try again later: %s", why);
-        krb5_free_error_message(a->ctx, why);
-        status = EXIT_UNREACHABLE;
-    } else if (s->request == NULL && s->message[0] == '\0' &&
-               is_kdc_answer(a->ret)) {
-        const char *why = krb5_get_error_message(a->ctx, a->ret);
-
-        if (a->ret == KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN)
-            snprintf(s->message, sizeof(s->message), "the KDC does not know "
-                     "this principal and tempkey_enroll does not let it "
-                     "enroll");
-        else if (a->ret == KRB5_PREAUTH_FAILED ||
-                 a->ret == KRB5KDC_ERR_PREAUTH_FAILED ||
-                 a->ret == KRB5KDC_ERR_ETYPE_NOSUPP)
-            snprintf(s->message, sizeof(s->message), "the KDC offers no "
-                     "tempkey upload for this principal: it is neither "
-                     "managed nor allowed to enroll (tempkey_enroll)");
+    if (s->reason != 0)
+        return refused(u);
+    status = no_offer(u, a);
+    if (status == EXIT_OK) {
+        if (s->message[0] == '\0')
+            status = EXIT_UNREACHABLE;
+        else if (s->request == NULL)
+            status = EXIT_KDC_UNTRUSTED;
         else
-            /* Refused before any offer, for a reason of the KDC's own
-             * (e.g. KDC_ERR_KEY_EXP, a disabled principal). */
-            snprintf(s->message, sizeof(s->message), "the KDC refused the "
-                     "exchange before offering an upload: %s", why);
-        krb5_free_error_message(a->ctx, why);
-        status = EXIT_REFUSED;
-    } else if (s->request == NULL && s->message[0] != '\0') {
-        status = EXIT_KDC_UNTRUSTED;
-    } else if (s->message[0] != '\0') {
-        status = EXIT_LOCAL;
-    } else {
-        status = EXIT_UNREACHABLE;
+            status = EXIT_LOCAL;
     }
     if (s->message[0] != '\0') {
         fprintf(stderr, "%s: %s: %s\n", progname, u->princ_name, s->message);
@@ -1062,10 +1144,8 @@ conclude(updater *u, attempt *a)
     char when[TK_TIME_LEN];
 
     if (s->dry_run && s->request != NULL) {
-        tk_format_time(s->request->kdc_time +
-                       ((u->lifetime > 0 &&
-                         u->lifetime < s->request->max_lifetime) ?
-                        u->lifetime : s->request->max_lifetime), when);
+        tk_format_time(s->request->kdc_time + key_life(u, s->request),
+                       when);
         printf("%s dry run: the KDC's key request verified; would upload key "
                "version %u expiring about %s to keytab %s\n", u->princ_name,
                s->request->current_kvno + 1, when, u->keytab);
@@ -1354,11 +1434,35 @@ start_tracing(updater *u)
     (void)krb5_set_trace_callback(u->ctx, trace, u);
 }
 
+/* The principal: --principal, else the certificate's first name. */
+static krb5_error_code
+find_principal(updater *u)
+{
+    krb5_error_code ret;
+    krb5_principal *names = NULL;
+
+    if (u->opt.principal_arg != NULL) {
+        ret = krb5_parse_name(u->ctx, u->opt.principal_arg, &u->princ);
+    } else {
+        ret = tk_cert_principals(u->ctx, u->id->cert, &names);
+        if (ret == 0 && (names == NULL || names[0] == NULL)) {
+            ret = KRB5_CONFIG_BADFORMAT;
+            krb5_set_error_message(u->ctx, ret, "the certificate names no "
+                                   "Kerberos principal; give --principal");
+        } else if (ret == 0) {
+            ret = krb5_copy_principal(u->ctx, names[0], &u->princ);
+        }
+        tk_free_principals(u->ctx, names);
+    }
+    if (ret == 0)
+        ret = krb5_unparse_name(u->ctx, u->princ, &u->princ_name);
+    return ret;
+}
+
 static int
 setup(updater *u)
 {
     krb5_error_code ret;
-    krb5_principal *names = NULL;
 
     ret = krb5_init_context(&u->ctx);
     if (ret) {
@@ -1399,21 +1503,7 @@ setup(updater *u)
             return say_error(u, EXIT_LOCAL, ret, "cannot load the "
                              "certificate and key");
     }
-    if (u->opt.principal_arg != NULL) {
-        ret = krb5_parse_name(u->ctx, u->opt.principal_arg, &u->princ);
-    } else {
-        ret = tk_cert_principals(u->ctx, u->id->cert, &names);
-        if (ret == 0 && (names == NULL || names[0] == NULL)) {
-            ret = KRB5_CONFIG_BADFORMAT;
-            krb5_set_error_message(u->ctx, ret, "the certificate names no "
-                                   "Kerberos principal; give --principal");
-        } else if (ret == 0) {
-            ret = krb5_copy_principal(u->ctx, names[0], &u->princ);
-        }
-        tk_free_principals(u->ctx, names);
-    }
-    if (ret == 0)
-        ret = krb5_unparse_name(u->ctx, u->princ, &u->princ_name);
+    ret = find_principal(u);
     if (ret)
         return say_error(u, EXIT_LOCAL, ret, "cannot tell the principal");
     ret = find_keytab(u);
