@@ -847,6 +847,43 @@ read_all(int fd, unsigned char *buf, size_t len)
     return TRUE;
 }
 
+/* A TCP connection to kdc (a traced host:port) whose connect, sends and
+ * receives each give up after UPLOAD_TIMEOUT; -1 with errno set (0 with a
+ * message in *why if the address cannot be read). */
+static int
+connect_kdc(const char *kdc, const char **why)
+{
+    char host[KDC_NAME_LEN], port[KDC_NAME_LEN];
+    struct addrinfo hints, *ai = NULL;
+    struct timeval tv = { UPLOAD_TIMEOUT, 0 };
+    int fd, err;
+
+    *why = NULL;
+    split_kdc(kdc, host, port);
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+    err = getaddrinfo(host, port, &hints, &ai);
+    if (err) {
+        *why = gai_strerror(err);
+        errno = 0;
+        return -1;
+    }
+    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* On Linux SO_SNDTIMEO also bounds connect(). */
+    if (fd >= 0 &&
+        (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0 ||
+         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0 ||
+         connect(fd, ai->ai_addr, ai->ai_addrlen) != 0)) {
+        err = errno;
+        close(fd);
+        fd = -1;
+        errno = err;
+    }
+    freeaddrinfo(ai);
+    return fd;
+}
+
 /*
  * Send the upload over TCP to kdc (host:port), the KDC that made the offer,
  * framed as RFC 4120 says, and read its reply into *reply_out.  Doing it
@@ -859,30 +896,14 @@ static krb5_error_code
 send_upload(updater *u, krb5_context ctx, const char *kdc,
             const krb5_data *msg, krb5_data *reply_out)
 {
-    char host[KDC_NAME_LEN], port[KDC_NAME_LEN];
-    struct addrinfo hints, *ai = NULL;
-    struct timeval tv = { UPLOAD_TIMEOUT, 0 };
     unsigned char head[4];
     uint32_t len;
-    int fd = -1, err;
+    const char *why;
+    int fd, err;
 
     memset(reply_out, 0, sizeof(*reply_out));
-    split_kdc(kdc, host, port);
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
-    err = getaddrinfo(host, port, &hints, &ai);
-    if (err) {
-        krb5_set_error_message(ctx, KRB5_KDC_UNREACH, "the upload to %s: %s",
-                               kdc, gai_strerror(err));
-        return KRB5_KDC_UNREACH;
-    }
-    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    /* On Linux SO_SNDTIMEO also bounds connect(). */
-    if (fd < 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0 ||
-        connect(fd, ai->ai_addr, ai->ai_addrlen) != 0)
+    fd = connect_kdc(kdc, &why);
+    if (fd < 0)
         goto failed;
     u->upload_left = TRUE;
     head[0] = (unsigned char)(msg->length >> 24);
@@ -908,19 +929,18 @@ send_upload(updater *u, krb5_context ctx, const char *kdc,
     if (!read_all(fd, (unsigned char *)reply_out->data, len))
         goto failed;
     close(fd);
-    freeaddrinfo(ai);
     return 0;
 
 failed:
     err = errno;
+    if (why == NULL)
+        why = err ? strerror(err) : "the connection closed before a reply";
     krb5_set_error_message(ctx, KRB5_KDC_UNREACH, "the upload to %s: %s",
-                           kdc, err ? strerror(err) :
-                           "the connection closed before a reply");
+                           kdc, why);
     free(reply_out->data);
     memset(reply_out, 0, sizeof(*reply_out));
     if (fd >= 0)
         close(fd);
-    freeaddrinfo(ai);
     return KRB5_KDC_UNREACH;
 }
 
