@@ -3,13 +3,18 @@
 /*
  * Order of events (doc/ktupdate.8.pod): the KDC's signed key request is
  * verified first; the new key goes into the keytab as pending before it is
- * sent, because the KDC may store it and lose its reply; a refusal takes it
- * out again; a lost reply leaves it pending and the next run re-sends the
- * same key, which the KDC accepts again at the same kvno.  Old keys stay in
- * the keytab until no ticket in them can still be presented (their expiry
- * plus the clock skew), recorded beside the keytab in KEYTAB.tempkey.  Other
- * principals' entries are never touched.  Uploads go to the primary KDC
- * ("Which KDC" below); a not-primary refusal never removes the pending key.
+ * sent, because the KDC may store it and lose its reply.  It stays pending
+ * only while a KDC may hold it, since initiators (kinit -k) take the
+ * keytab's newest key and one the KDC lacks counts toward lockout: a
+ * refusal, or an upload that never left (we send it over TCP ourselves to
+ * tell), takes it out in the same run; a lost reply is asked again a few
+ * times, each re-sending the same key, which the KDC accepts again at the
+ * same kvno; a key left pending is what the next run sends first.  Old keys
+ * stay in the keytab until no ticket in them can still be presented (their
+ * expiry plus the clock skew), recorded beside the keytab in
+ * KEYTAB.tempkey.  Other principals' entries are never touched.  Uploads go
+ * to the primary KDC ("Which KDC" below); the pending key stays through
+ * not-primary redirects.
  */
 
 #include <errno.h>
@@ -24,6 +29,9 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 
 #include <profile.h>
 
@@ -57,9 +65,17 @@ enum {
 #define MAX_PRIMARIES 8         /* primary_kdc values tried */
 #define MAX_TRIED (MAX_PRIMARIES + MAX_REDIRECTS + 1)
 #define KDC_NAME_LEN 256        /* host[:port], as tk_client_session has */
+/* Exchanges for one upload in a run while the KDC may hold the key and no
+ * answer comes (a lost reply): each re-sends the same key. */
+#define UPLOAD_TRIES 3
+#define UPLOAD_TIMEOUT 30       /* seconds to connect, send, and to wait for
+                                 * each part of the reply */
+#define MAX_REPLY_LEN (1024 * 1024)     /* an AS-REP is a few KB */
 
 static const char *progname = "ktupdate";
 static volatile sig_atomic_t stop_requested;
+
+static void pause_for(double seconds);
 
 typedef struct {
     const char *cert_file, *key_file, *anchors_file, *keytab_arg;
@@ -95,6 +111,17 @@ typedef struct {
     int64_t refresh_by;
     int trace_fd;               /* KRB5_TRACE, kept open by our tracer */
     char *answer;               /* the current exchange's "answered" */
+    krb5_boolean answer_direct; /* ... over UDP or TCP, not HTTPS */
+    /* The run's pending key (ktupdate(8), THE PENDING KEY). */
+    krb5_kvno pending;          /* its version, 0 if none */
+    krb5_boolean kdc_may_hold;  /* an earlier run or an unanswered upload
+                                 * may have given it to a KDC */
+    krb5_kvno stale;            /* a version the KDC refused as holding
+                                 * other keys there, or 0 */
+    char fate[512];             /* what became of it, once decided */
+    /* The current exchange's upload. */
+    krb5_boolean upload_left;   /* a KDC took our connection carrying it */
+    krb5_boolean upload_unseen; /* the library sent it: we cannot tell */
 } updater;
 
 static void
@@ -300,7 +327,7 @@ set_record(updater *u, krb5_kvno kvno, int64_t expiry, int pending)
 
 typedef struct {
     updater *u;
-    krb5_kvno kvno;             /* drop this version of our principal */
+    krb5_kvno drop, add;        /* drop these versions of our principal */
     int64_t now;
     int prune;                  /* also drop versions past their use */
 } keep_state;
@@ -316,7 +343,7 @@ keep_entry(krb5_context ctx, const krb5_keytab_entry *e, void *arg)
 
     if (!krb5_principal_compare(ctx, e->principal, ks->u->princ))
         return TRUE;
-    if (e->vno == ks->kvno)
+    if (e->vno == ks->drop || e->vno == ks->add)
         return FALSE;
     if (!ks->prune)
         return TRUE;
@@ -324,12 +351,14 @@ keep_entry(krb5_context ctx, const krb5_keytab_entry *e, void *arg)
     return r == NULL || r->expiry + ks->u->skew > ks->now;
 }
 
+/* Rewrite the keytab without our version drop (0: none), and with keys
+ * (if any) replacing our version kvno. */
 static krb5_error_code
 rewrite_keytab(updater *u, krb5_kvno drop, int prune,
                const krb5_keyblock *keys, size_t nkeys, krb5_kvno kvno)
 {
     krb5_keytab_entry add[TK_MAX_KEYS];
-    keep_state ks = { u, drop, time(NULL), prune };
+    keep_state ks = { u, drop, nkeys > 0 ? kvno : 0, time(NULL), prune };
     size_t i;
 
     memset(add, 0, sizeof(add));
@@ -391,6 +420,129 @@ kdc_accepts(const tk_key_request *req, krb5_enctype et)
     return FALSE;
 }
 
+/* The lifetime to ask for: --lifetime, capped by the KDC's maximum. */
+static krb5_deltat
+key_life(const updater *u, const tk_key_request *req)
+{
+    return (u->lifetime > 0 && u->lifetime < req->max_lifetime) ?
+        u->lifetime : (krb5_deltat)req->max_lifetime;
+}
+
+/* This principal's pending key record, or NULL. */
+static record *
+pending_record(updater *u)
+{
+    record *pending = NULL;
+    size_t i;
+
+    for (i = 0; i < u->nrecords; i++) {
+        if (u->records[i].pending &&
+            strcmp(u->records[i].principal, u->princ_name) == 0)
+            pending = &u->records[i];
+    }
+    return pending;
+}
+
+/* Take key version kvno out of the keytab and the records.  Only the keytab
+ * can fail it: it is what initiators read, while a record left for a key
+ * the keytab lacks is dropped by the next run. */
+static krb5_error_code
+drop_key(updater *u, krb5_kvno kvno)
+{
+    krb5_error_code ret;
+    record *r;
+
+    ret = rewrite_keytab(u, kvno, 0, NULL, 0, 0);
+    if (ret)
+        return ret;
+    if (kvno == u->pending)
+        u->pending = 0;
+    r = find_record(u, kvno);
+    if (r != NULL) {
+        drop_record(u, r);
+        (void)save_records(u);
+    }
+    return 0;
+}
+
+/* Load the pending key into the session to send it again; FALSE if the
+ * keytab no longer holds it. */
+static krb5_boolean
+resend_pending(updater *u, tk_client_session *s, const record *pending)
+{
+    krb5_error_code ret;
+    size_t i;
+
+    ret = read_keys(u, pending->kvno, s->keys, &s->nkeys);
+    if (ret || s->nkeys == 0) {
+        for (i = 0; i < s->nkeys; i++)
+            krb5_free_keyblock_contents(u->ctx, &s->keys[i]);
+        s->nkeys = 0;
+        return FALSE;
+    }
+    s->kvno = pending->kvno;
+    verbose(u, "re-sending pending key version %u", s->kvno);
+    return TRUE;
+}
+
+/* Make random keys at the version after the KDC's, one per enctype that
+ * both we and the KDC accept. */
+static krb5_error_code
+make_keys(updater *u, tk_client_session *s)
+{
+    const tk_key_request *req = s->request;
+    krb5_error_code ret;
+    size_t i;
+
+    s->kvno = req->current_kvno + 1;
+    if (s->kvno > TK_KVNO_MAX) {
+        krb5_set_error_message(u->ctx, KRB5_KDB_BAD_VERSION, "key version "
+                               "numbers are exhausted");
+        return KRB5_KDB_BAD_VERSION;
+    }
+    for (i = 0; i < u->nenctypes; i++) {
+        if (!kdc_accepts(req, u->enctypes[i]))
+            continue;
+        ret = krb5_c_make_random_key(u->ctx, u->enctypes[i],
+                                     &s->keys[s->nkeys]);
+        if (ret)
+            return ret;
+        s->nkeys++;
+    }
+    if (s->nkeys == 0) {
+        krb5_set_error_message(u->ctx, KRB5_PROG_ETYPE_NOSUPP, "the KDC "
+                               "accepts none of the requested enctypes");
+        return KRB5_PROG_ETYPE_NOSUPP;
+    }
+    return 0;
+}
+
+/* Write the session's keys to the keytab and the records as pending,
+ * before they are sent, in place of the pending key of version stale (0:
+ * none): one rewrite, since a keytab may hold nothing else. */
+static krb5_error_code
+add_pending(updater *u, tk_client_session *s, krb5_kvno stale)
+{
+    krb5_error_code ret;
+    record *r;
+
+    ret = rewrite_keytab(u, stale, 0, s->keys, s->nkeys, s->kvno);
+    if (ret)
+        return ret;
+    /* In the keytab now, and no KDC has seen it yet. */
+    u->pending = s->kvno;
+    u->kdc_may_hold = FALSE;
+    r = (stale != 0) ? find_record(u, stale) : NULL;
+    if (r != NULL)
+        drop_record(u, r);
+    ret = set_record(u, s->kvno,
+                     s->request->kdc_time + key_life(u, s->request), 1);
+    if (ret == 0)
+        ret = save_records(u);
+    verbose(u, "wrote pending key version %u", s->kvno);
+    return ret;
+}
+
 /*
  * Choose the key to send, once the KDC's key request is verified: the
  * pending one if the KDC has not moved past it (it may have stored it and
@@ -398,7 +550,24 @@ kdc_accepts(const tk_key_request *req, krb5_enctype et)
  * to the keytab as pending before anything is sent.
  */
 static krb5_error_code
-prepare_keys(updater *u, tk_client_session *s);
+prepare_keys(updater *u, tk_client_session *s)
+{
+    const tk_key_request *req = s->request;
+    record *pending = pending_record(u);
+    krb5_error_code ret;
+
+    if (pending != NULL && pending->kvno != u->stale &&
+        (req->current_kvno + 1 == pending->kvno ||
+         req->current_kvno == pending->kvno) &&
+        resend_pending(u, s, pending))
+        return 0;
+    /* Otherwise the KDC moved on without it, or refused its version: that
+     * key is of no use, and the new one takes its place. */
+    ret = make_keys(u, s);
+    if (ret == 0)
+        ret = add_pending(u, s, pending != NULL ? pending->kvno : 0);
+    return ret;
+}
 
 /* Choose the key to send; on failure say why in the session (a local
  * problem: nothing was sent).  ctx is the exchange's; messages are set on
@@ -416,68 +585,6 @@ prepare(krb5_context ctx, tk_client_session *s)
                  "key: %s", msg);
         krb5_free_error_message(u->ctx, msg);
     }
-    return ret;
-}
-
-static krb5_error_code
-prepare_keys(updater *u, tk_client_session *s)
-{
-    krb5_context ctx = u->ctx;
-    const tk_key_request *req = s->request;
-    record *pending = NULL;
-    krb5_error_code ret;
-    krb5_deltat life;
-    size_t i;
-
-    for (i = 0; i < u->nrecords; i++) {
-        if (u->records[i].pending &&
-            strcmp(u->records[i].principal, u->princ_name) == 0)
-            pending = &u->records[i];
-    }
-    if (pending != NULL && (req->current_kvno + 1 == pending->kvno ||
-                            req->current_kvno == pending->kvno)) {
-        ret = read_keys(u, pending->kvno, s->keys, &s->nkeys);
-        if (ret == 0 && s->nkeys > 0) {
-            s->kvno = pending->kvno;
-            verbose(u, "re-sending pending key version %u", s->kvno);
-            return 0;
-        }
-    }
-    if (pending != NULL) {
-        /* The KDC moved on without it: that key is of no use. */
-        ret = rewrite_keytab(u, pending->kvno, 0, NULL, 0, 0);
-        if (ret)
-            return ret;
-        drop_record(u, pending);
-    }
-    s->kvno = req->current_kvno + 1;
-    if (s->kvno > TK_KVNO_MAX) {
-        krb5_set_error_message(ctx, KRB5_KDB_BAD_VERSION, "key version "
-                               "numbers are exhausted");
-        return KRB5_KDB_BAD_VERSION;
-    }
-    for (i = 0; i < u->nenctypes; i++) {
-        if (!kdc_accepts(req, u->enctypes[i]))
-            continue;
-        ret = krb5_c_make_random_key(ctx, u->enctypes[i],
-                                     &s->keys[s->nkeys]);
-        if (ret)
-            return ret;
-        s->nkeys++;
-    }
-    if (s->nkeys == 0) {
-        krb5_set_error_message(ctx, KRB5_PROG_ETYPE_NOSUPP, "the KDC accepts "
-                               "none of the requested enctypes");
-        return KRB5_PROG_ETYPE_NOSUPP;
-    }
-    ret = rewrite_keytab(u, s->kvno, 0, s->keys, s->nkeys, s->kvno);
-    life = (u->lifetime > 0 && u->lifetime < req->max_lifetime) ?
-        u->lifetime : (krb5_deltat)req->max_lifetime;
-    if (ret == 0)
-        ret = set_record(u, s->kvno, req->kdc_time + life, 1);
-    if (ret == 0)
-        ret = save_records(u);
-    verbose(u, "wrote pending key version %u", s->kvno);
     return ret;
 }
 
@@ -619,7 +726,7 @@ static void KRB5_CALLCONV
 trace(krb5_context ctx, const krb5_trace_info *info, void *arg)
 {
     updater *u = arg;
-    const char *p;
+    const char *p, *transport = NULL;
     ssize_t n;
 
     if (info == NULL)
@@ -631,10 +738,15 @@ trace(krb5_context ctx, const krb5_trace_info *info, void *arg)
     p = strstr(info->message, "Received answer (");
     if (p != NULL)
         p = strstr(p, ") from ");
-    if (p != NULL)
-        p = strchr(p + 7, ' ');         /* after "stream" or "dgram" */
-    if (p != NULL && u->answer != NULL)
+    if (p != NULL) {
+        transport = p + 7;
+        p = strchr(transport, ' ');     /* after "stream" or "dgram" */
+    }
+    if (p != NULL && u->answer != NULL) {
         format_address(p + 1, strcspn(p + 1, " \r\n"), u->answer);
+        u->answer_direct = strncmp(transport, "stream ", 7) == 0 ||
+            strncmp(transport, "dgram ", 6) == 0;
+    }
 }
 
 /* Split a KDC name (host, host:port, [v6]:port, maybe tcp/ or udp/ first)
@@ -694,6 +806,177 @@ add_tried(tried_set *t, const char *name, krb5_boolean unreached)
         return;
     t->unreached[t->n] = unreached;
     snprintf(t->names[t->n++], KDC_NAME_LEN, "%s", name);
+}
+
+/* ---- The upload's own transport. */
+
+static krb5_boolean
+write_all(int fd, const unsigned char *buf, size_t len)
+{
+    ssize_t n;
+
+    while (len > 0) {
+        n = send(fd, buf, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return FALSE;
+        buf += n;
+        len -= (size_t)n;
+    }
+    return TRUE;
+}
+
+/* FALSE on an error or an early end (errno 0). */
+static krb5_boolean
+read_all(int fd, unsigned char *buf, size_t len)
+{
+    ssize_t n;
+
+    while (len > 0) {
+        n = recv(fd, buf, len, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n == 0)
+            errno = 0;
+        if (n <= 0)
+            return FALSE;
+        buf += n;
+        len -= (size_t)n;
+    }
+    return TRUE;
+}
+
+/* A TCP connection to kdc (a traced host:port) whose connect, sends and
+ * receives each give up after UPLOAD_TIMEOUT; -1 with errno set (0 with a
+ * message in *why if the address cannot be read). */
+static int
+connect_kdc(const char *kdc, const char **why)
+{
+    char host[KDC_NAME_LEN], port[KDC_NAME_LEN];
+    struct addrinfo hints, *ai = NULL;
+    struct timeval tv = { UPLOAD_TIMEOUT, 0 };
+    int fd, err;
+
+    *why = NULL;
+    split_kdc(kdc, host, port);
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+    err = getaddrinfo(host, port, &hints, &ai);
+    if (err) {
+        *why = gai_strerror(err);
+        errno = 0;
+        return -1;
+    }
+    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* On Linux SO_SNDTIMEO also bounds connect(). */
+    if (fd >= 0 &&
+        (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0 ||
+         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0 ||
+         connect(fd, ai->ai_addr, ai->ai_addrlen) != 0)) {
+        err = errno;
+        close(fd);
+        fd = -1;
+        errno = err;
+    }
+    freeaddrinfo(ai);
+    return fd;
+}
+
+/*
+ * Send the upload over TCP to kdc (host:port), the KDC that made the offer,
+ * framed as RFC 4120 says, and read its reply into *reply_out.  Doing it
+ * here tells what the library cannot: a refused connection means that no
+ * KDC saw the key, so it can leave the keytab at once (the library would
+ * also try UDP, where a datagram's fate is never told).  Sets
+ * u->upload_left once a KDC takes the connection.
+ */
+static krb5_error_code
+send_upload(updater *u, krb5_context ctx, const char *kdc,
+            const krb5_data *msg, krb5_data *reply_out)
+{
+    unsigned char head[4];
+    uint32_t len;
+    const char *why;
+    int fd, err;
+
+    memset(reply_out, 0, sizeof(*reply_out));
+    fd = connect_kdc(kdc, &why);
+    if (fd < 0)
+        goto failed;
+    u->upload_left = TRUE;
+    head[0] = (unsigned char)(msg->length >> 24);
+    head[1] = (unsigned char)(msg->length >> 16);
+    head[2] = (unsigned char)(msg->length >> 8);
+    head[3] = (unsigned char)msg->length;
+    if (!write_all(fd, head, 4) ||
+        !write_all(fd, (const unsigned char *)msg->data, msg->length) ||
+        !read_all(fd, head, 4))
+        goto failed;
+    len = ((uint32_t)head[0] << 24) | ((uint32_t)head[1] << 16) |
+        ((uint32_t)head[2] << 8) | head[3];
+    if (len == 0 || len > MAX_REPLY_LEN) {
+        errno = EMSGSIZE;
+        goto failed;
+    }
+    reply_out->data = malloc(len);
+    if (reply_out->data == NULL) {
+        errno = ENOMEM;
+        goto failed;
+    }
+    reply_out->length = len;
+    if (!read_all(fd, (unsigned char *)reply_out->data, len))
+        goto failed;
+    close(fd);
+    return 0;
+
+failed:
+    err = errno;
+    if (why == NULL)
+        why = err ? strerror(err) : "the connection closed before a reply";
+    krb5_set_error_message(ctx, KRB5_KDC_UNREACH, "the upload to %s: %s",
+                           kdc, why);
+    free(reply_out->data);
+    memset(reply_out, 0, sizeof(*reply_out));
+    if (fd >= 0)
+        close(fd);
+    return KRB5_KDC_UNREACH;
+}
+
+/* The library's pre-send hook: a request that carries the upload goes
+ * through send_upload() when the trace named the KDC that made the offer
+ * (the library sends any other request, and the upload to an HTTPS proxy,
+ * whose fate we cannot tell). */
+static krb5_error_code KRB5_CALLCONV
+send_hook(krb5_context ctx, void *data, const krb5_data *realm,
+          const krb5_data *message, krb5_data **new_message_out,
+          krb5_data **new_reply_out)
+{
+    updater *u = data;
+    krb5_data reply;
+    krb5_error_code ret;
+
+    if (u->answer == NULL || !u->session.uploaded)
+        return 0;
+    if (!u->answer_direct || u->answer[0] == '\0') {
+        u->upload_unseen = TRUE;
+        return 0;
+    }
+    ret = send_upload(u, ctx, u->answer, message, &reply);
+    if (ret)
+        return ret;
+    ret = krb5_copy_data(ctx, &reply, new_reply_out);
+    free(reply.data);
+    return ret;
+}
+
+/* Have ctx's exchanges traced and their uploads sent by us. */
+static void
+watch(updater *u, krb5_context ctx)
+{
+    (void)krb5_set_trace_callback(ctx, trace, u);
+    krb5_set_kdc_send_hook(ctx, send_hook, u);
 }
 
 /* Copy the message for code from ctx (an exchange's context) to u->ctx,
@@ -760,7 +1043,7 @@ open_attempt(updater *u, const char *target, attempt *a)
         ret = k5_plugin_register(a->ctx, PLUGIN_INTERFACE_CLPREAUTH,
                                  "tempkey", clpreauth_tempkey_initvt);
     if (ret == 0)
-        (void)krb5_set_trace_callback(a->ctx, trace, u);
+        watch(u, a->ctx);
     if (ret) {
         relay(u, a->ctx, ret);
         krb5_free_context(a->ctx);
@@ -789,6 +1072,15 @@ kdc_of(const attempt *a)
     return (a->answered[0] != '\0') ? a->answered : "unknown";
 }
 
+/* Whether the current exchange's upload may have reached a KDC: it was
+ * built, and a KDC took the connection carrying it, or the library sent it
+ * (send_hook()). */
+static krb5_boolean
+upload_may_have_arrived(const updater *u)
+{
+    return u->session.uploaded && (u->upload_left || u->upload_unseen);
+}
+
 /* One AS exchange on a's context, the module uploading through the
  * session. */
 static void
@@ -804,6 +1096,8 @@ exchange(updater *u, attempt *a)
     s->message[0] = '\0';
     s->dry_run = u->opt.dry_run;
     u->answer = a->answered;
+    u->answer_direct = FALSE;
+    u->upload_left = u->upload_unseen = FALSE;
     tk_client_set_session(s);
     a->ret = krb5_init_creds_init(a->ctx, u->princ, NULL, NULL, 0, u->gic,
                                   &icc);
@@ -815,6 +1109,86 @@ exchange(updater *u, attempt *a)
     u->answer = NULL;
     krb5_init_creds_free(a->ctx, icc);
     relay(u, a->ctx, a->ret);
+    /* Only a refusal says that this KDC did not store the upload. */
+    if (upload_may_have_arrived(u) && s->reason == 0)
+        u->kdc_may_hold = TRUE;
+}
+
+/* ---- The pending key when no acknowledgement comes (ktupdate(8), THE
+ * PENDING KEY). */
+
+/* Whether the KDC refused the key's version because it holds other keys
+ * there, or none any more (they expired and were purged): it can never
+ * take this key, and a fresh one at the next version it can. */
+static krb5_boolean
+stale_version(const tk_client_session *s)
+{
+    return s->reason == TK_REASON_KVNO_NOT_ABOVE_STORED &&
+        s->request != NULL && s->kvno == s->request->current_kvno;
+}
+
+/*
+ * Decide once what becomes of the run's pending key when no acknowledgement
+ * came, and do it; the words for the line that says the failure go in
+ * u->fate.  It stays while a KDC may hold it (an earlier run sent it, or an
+ * upload got no answer), since tickets may already be encrypted in it;
+ * otherwise it goes at once, so that kinit -k and other initiators, which
+ * take the keytab's newest key, never pick a key no KDC holds.  A refusal
+ * is the KDC's word: the key goes unless the KDC holds a key at its version
+ * that may be this one (a re-send refused for another reason).  Returns
+ * the error of a removal that failed.
+ */
+static krb5_error_code
+decide_pending(updater *u)
+{
+    const tk_client_session *s = &u->session;
+    krb5_boolean keep = u->kdc_may_hold;
+    krb5_error_code ret;
+    const char *msg;
+
+    if (u->pending == 0 || u->fate[0] != '\0')
+        return 0;
+    if (s->reason != 0 && s->reason != TK_REASON_NOT_PRIMARY &&
+        s->kvno == u->pending) {
+        keep = s->request != NULL && s->kvno <= s->request->current_kvno &&
+            !stale_version(s);
+    }
+    if (u->pending == u->stale)
+        keep = FALSE;
+    if (keep) {
+        snprintf(u->fate, sizeof(u->fate), "the key stays pending and the "
+                 "next run re-sends it");
+        return 0;
+    }
+    ret = drop_key(u, u->pending);
+    if (ret == 0) {
+        snprintf(u->fate, sizeof(u->fate), "no KDC holds the new key: it "
+                 "is out of the keytab again");
+    } else if (ret == KRB5_KT_NOTFOUND) {
+        /* It is the keytab's only key: taking it out leaves initiators no
+         * better off, and the next run sends or replaces it. */
+        snprintf(u->fate, sizeof(u->fate), "no KDC holds the new key, "
+                 "which stays pending as the keytab's only key");
+        ret = 0;
+    } else {
+        msg = krb5_get_error_message(u->ctx, ret);
+        snprintf(u->fate, sizeof(u->fate), "no KDC holds the new key, which "
+                 "could not be taken out of the keytab: %s", msg);
+        krb5_free_error_message(u->ctx, msg);
+    }
+    return ret;
+}
+
+/* Whether the KDC may hold the pending key and gave no answer at all (a
+ * lost reply, a KDC gone away): worth asking again. */
+static krb5_boolean
+unanswered(const updater *u, const attempt *a)
+{
+    const tk_client_session *s = &u->session;
+
+    return u->pending != 0 && u->kdc_may_hold && !u->opt.dry_run &&
+        a->ret != 0 && s->reason == 0 && s->message[0] == '\0' &&
+        !is_kdc_answer(a->ret);
 }
 
 /* Whether a's KDC could not be reached at all: nothing was sent to it and
@@ -853,7 +1227,7 @@ static int
 follow_redirects(updater *u, attempt *a, tried_set *tried)
 {
     krb5_error_code ret;
-    char named[KDC_NAME_LEN], why[3 * KDC_NAME_LEN];
+    char named[KDC_NAME_LEN], why[3 * KDC_NAME_LEN + sizeof(u->fate)];
     int hops, seen;
 
     for (hops = 0; not_primary(u, a); hops++) {
@@ -863,9 +1237,9 @@ follow_redirects(updater *u, attempt *a, tried_set *tried)
         seen = find_tried(tried, named);
         if (seen >= 0 && tried->unreached[seen]) {
             /* The primary is known, just down: not a configuration error. */
+            (void)decide_pending(u);
             snprintf(why, sizeof(why), "cannot reach the primary KDC %s "
-                     "named by KDC %s; the key stays pending and the next "
-                     "run re-sends it", named, kdc_of(a));
+                     "named by KDC %s; %s", named, kdc_of(a), u->fate);
             return say_error(u, EXIT_UNREACHABLE, 0, why);
         }
         if (seen >= 0) {
@@ -944,77 +1318,79 @@ find_primary(updater *u, attempt *a)
 
 /* ---- The outcome. */
 
-/* A failed exchange: undo what a refusal makes useless, say why. */
+/* The KDC answered with an error before offering an upload: say what it
+ * means for us in s->message, and return the status; EXIT_OK if a's
+ * outcome is something else. */
+static int
+no_offer(updater *u, attempt *a)
+{
+    tk_client_session *s = &u->session;
+    const char *why;
+    int status = EXIT_REFUSED;
+
+    if (s->request != NULL || s->message[0] != '\0')
+        return EXIT_OK;
+    why = krb5_get_error_message(a->ctx, a->ret);
+    if (a->ret == KRB5KRB_ERR_GENERIC ||
+        a->ret == KRB5KDC_ERR_SVC_UNAVAILABLE) {
+        /* Not a verdict on the principal: the KDC failed to look it up
+         * (its database unreachable, e.g. an LDAP server down). */
+        snprintf(s->message, sizeof(s->message), "the KDC could not look "
+                 "up this principal (is its database reachable?); nothing "
+                 "was sent, try again later: %s", why);
+        status = EXIT_UNREACHABLE;
+    } else if (!is_kdc_answer(a->ret)) {
+        status = EXIT_OK;
+    } else if (a->ret == KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN) {
+        snprintf(s->message, sizeof(s->message), "the KDC does not know "
+                 "this principal and tempkey_enroll does not let it enroll");
+    } else if (a->ret == KRB5_PREAUTH_FAILED ||
+               a->ret == KRB5KDC_ERR_PREAUTH_FAILED ||
+               a->ret == KRB5KDC_ERR_ETYPE_NOSUPP) {
+        snprintf(s->message, sizeof(s->message), "the KDC offers no "
+                 "tempkey upload for this principal: it is neither managed "
+                 "nor allowed to enroll (tempkey_enroll)");
+    } else {
+        /* Refused before any offer, for a reason of the KDC's own (e.g.
+         * KDC_ERR_KEY_EXP, a disabled principal). */
+        snprintf(s->message, sizeof(s->message), "the KDC refused the "
+                 "exchange before offering an upload: %s", why);
+    }
+    krb5_free_error_message(a->ctx, why);
+    return status;
+}
+
+/* A failed exchange: say why (the pending key's fate is decided after, or
+ * here for a KDC that did not answer, whose line says it). */
 static int
 failed(updater *u, attempt *a)
 {
     tk_client_session *s = &u->session;
-    char what[KDC_NAME_LEN + 128];
-    record *r;
+    const char *msg;
     int status;
 
-    if (s->reason != 0) {
-        /* Refused: the pending key must go, unless the KDC already holds a
-         * key at its version (a re-send after a lost reply): that may be
-         * this very key, which tickets can already be encrypted in. */
-        if ((s->request == NULL || s->kvno > s->request->current_kvno) &&
-            rewrite_keytab(u, s->kvno, 0, NULL, 0, 0) == 0 &&
-            (r = find_record(u, s->kvno)) != NULL) {
-            drop_record(u, r);
-            save_records(u);
-        }
-        status = EXIT_REFUSED;
-    } else if (s->request == NULL && s->message[0] == '\0' &&
-               (a->ret == KRB5KRB_ERR_GENERIC ||
-                a->ret == KRB5KDC_ERR_SVC_UNAVAILABLE)) {
-        /* Not a verdict on the principal: the KDC failed to look it up
-         * (its database unreachable, e.g. an LDAP server down). */
-        const char *why = krb5_get_error_message(a->ctx, a->ret);
-
-        snprintf(s->message, sizeof(s->message), "the KDC could not look "
-                 "up this principal (is its database reachable?); nothing "
-                 "was sent, try again later: %s", why);
-        krb5_free_error_message(a->ctx, why);
-        status = EXIT_UNREACHABLE;
-    } else if (s->request == NULL && s->message[0] == '\0' &&
-               is_kdc_answer(a->ret)) {
-        const char *why = krb5_get_error_message(a->ctx, a->ret);
-
-        if (a->ret == KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN)
-            snprintf(s->message, sizeof(s->message), "the KDC does not know "
-                     "this principal and tempkey_enroll does not let it "
-                     "enroll");
-        else if (a->ret == KRB5_PREAUTH_FAILED ||
-                 a->ret == KRB5KDC_ERR_PREAUTH_FAILED ||
-                 a->ret == KRB5KDC_ERR_ETYPE_NOSUPP)
-            snprintf(s->message, sizeof(s->message), "the KDC offers no "
-                     "tempkey upload for this principal: it is neither "
-                     "managed nor allowed to enroll (tempkey_enroll)");
+    status = (s->reason != 0) ? EXIT_REFUSED : no_offer(u, a);
+    if (status == EXIT_OK) {
+        if (s->message[0] == '\0')
+            status = EXIT_UNREACHABLE;
+        else if (s->request == NULL)
+            status = EXIT_KDC_UNTRUSTED;
         else
-            /* Refused before any offer, for a reason of the KDC's own
-             * (e.g. KDC_ERR_KEY_EXP, a disabled principal). */
-            snprintf(s->message, sizeof(s->message), "the KDC refused the "
-                     "exchange before offering an upload: %s", why);
-        krb5_free_error_message(a->ctx, why);
-        status = EXIT_REFUSED;
-    } else if (s->request == NULL && s->message[0] != '\0') {
-        status = EXIT_KDC_UNTRUSTED;
-    } else if (s->message[0] != '\0') {
-        status = EXIT_LOCAL;
-    } else {
-        status = EXIT_UNREACHABLE;
+            status = EXIT_LOCAL;
     }
     if (s->message[0] != '\0') {
         fprintf(stderr, "%s: %s: %s\n", progname, u->princ_name, s->message);
         return status;
     }
-    snprintf(what, sizeof(what), "%s%s%s", s->uploaded ?
-             "no answer from the KDC" : "cannot reach the KDC",
-             a->target[0] != '\0' ? " " : "", a->target);
-    if (s->uploaded)
-        strncat(what, "; the key stays pending and the next run re-sends it",
-                sizeof(what) - strlen(what) - 1);
-    return say_error(u, status, a->ret, what);
+    /* The message first: a removal that fails sets another. */
+    msg = krb5_get_error_message(u->ctx, a->ret);
+    (void)decide_pending(u);
+    fprintf(stderr, "%s: %s: %s%s%s: %s%s%s\n", progname, u->princ_name,
+            upload_may_have_arrived(u) ? "no answer from the KDC" :
+            "cannot reach the KDC", a->target[0] != '\0' ? " " : "",
+            a->target, msg, u->fate[0] != '\0' ? "; " : "", u->fate);
+    krb5_free_error_message(u->ctx, msg);
+    return status;
 }
 
 /* Stored: record its expiry, prune the keys past use, test, say where. */
@@ -1043,6 +1419,7 @@ settle(updater *u, attempt *a)
         return say_error(u, EXIT_LOCAL, ret, "the KDC stored the key but "
                          "the keytab could not be settled");
     }
+    u->pending = 0;
     u->refresh_by = s->ack->refresh_by;
     ret = self_test(u, a->ctx, &a->creds, s->kvno);
     if (ret) {
@@ -1062,10 +1439,8 @@ conclude(updater *u, attempt *a)
     char when[TK_TIME_LEN];
 
     if (s->dry_run && s->request != NULL) {
-        tk_format_time(s->request->kdc_time +
-                       ((u->lifetime > 0 &&
-                         u->lifetime < s->request->max_lifetime) ?
-                        u->lifetime : s->request->max_lifetime), when);
+        tk_format_time(s->request->kdc_time + key_life(u, s->request),
+                       when);
         printf("%s dry run: the KDC's key request verified; would upload key "
                "version %u expiring about %s to keytab %s\n", u->princ_name,
                s->request->current_kvno + 1, when, u->keytab);
@@ -1077,14 +1452,52 @@ conclude(updater *u, attempt *a)
     return a->ret ? failed(u, a) : settle(u, a);
 }
 
+/*
+ * The exchange (ask, make the keys and add them as pending, upload), asked
+ * again while the KDC may hold the pending key and did not answer: each
+ * try re-sends the same key, which the KDC accepts again at the same
+ * version.  A pending key whose version the KDC refuses as holding other
+ * keys goes, and one more try makes a fresh key.  Leaves the last exchange
+ * in *a; returns as find_primary() does.
+ */
+static int
+upload(updater *u, attempt *a)
+{
+    krb5_boolean fresh = FALSE;
+    int status, tries;
+
+    for (tries = 1;; tries++) {
+        status = find_primary(u, a);
+        if (status != EXIT_OK || stop_requested)
+            return status;
+        if (!fresh && u->pending != 0 && u->session.kvno == u->pending &&
+            stale_version(&u->session)) {
+            verbose(u, "%s; key version %u is of no use: making a fresh key",
+                    u->session.message, u->pending);
+            u->stale = u->pending;
+            fresh = TRUE;
+        } else if (tries < UPLOAD_TRIES && unanswered(u, a)) {
+            verbose(u, "no answer to the upload of key version %u; asking "
+                    "the KDC again (%d of %d)", u->pending, tries,
+                    UPLOAD_TRIES - 1);
+            pause_for(tries);
+        } else {
+            return EXIT_OK;
+        }
+        close_attempt(u, a);
+    }
+}
+
 /* One run: returns an exit status.  The keytab and its records are locked
  * for the whole run, so that another ktupdate on the same keytab (another
  * principal, or a manual run beside the timer) cannot rewrite them from a
- * copy that lacks a key this run gives the KDC. */
+ * copy that lacks a key this run gives the KDC.  A pending key left by an
+ * earlier run is what the exchange sends first. */
 static int
 run_once(updater *u)
 {
     krb5_error_code ret;
+    const record *left;
     attempt a;
     int status, lock;
 
@@ -1097,9 +1510,21 @@ run_once(updater *u)
         tk_keytab_unlock(lock);
         return say_error(u, EXIT_LOCAL, ret, "cannot read the key records");
     }
-    status = find_primary(u, &a);
+    left = pending_record(u);
+    u->pending = (left != NULL) ? left->kvno : 0;
+    u->kdc_may_hold = (left != NULL);
+    u->stale = 0;
+    u->fate[0] = '\0';
+    status = upload(u, &a);
     if (status == EXIT_OK)
         status = conclude(u, &a);
+    /* Lines that did not say the pending key's fate leave it to here. */
+    if (status != EXIT_OK && u->fate[0] == '\0') {
+        ret = decide_pending(u);
+        if (ret)
+            say_error(u, status, ret, "no KDC holds the new key, which "
+                      "could not be taken out of the keytab");
+    }
     close_attempt(u, &a);
     tk_keytab_unlock(lock);
     return status;
@@ -1351,14 +1776,38 @@ start_tracing(updater *u)
 
     if (file != NULL)
         u->trace_fd = open(file, O_WRONLY | O_CREAT | O_APPEND, 0600);
-    (void)krb5_set_trace_callback(u->ctx, trace, u);
+    watch(u, u->ctx);
+}
+
+/* The principal: --principal, else the certificate's first name. */
+static krb5_error_code
+find_principal(updater *u)
+{
+    krb5_error_code ret;
+    krb5_principal *names = NULL;
+
+    if (u->opt.principal_arg != NULL) {
+        ret = krb5_parse_name(u->ctx, u->opt.principal_arg, &u->princ);
+    } else {
+        ret = tk_cert_principals(u->ctx, u->id->cert, &names);
+        if (ret == 0 && (names == NULL || names[0] == NULL)) {
+            ret = KRB5_CONFIG_BADFORMAT;
+            krb5_set_error_message(u->ctx, ret, "the certificate names no "
+                                   "Kerberos principal; give --principal");
+        } else if (ret == 0) {
+            ret = krb5_copy_principal(u->ctx, names[0], &u->princ);
+        }
+        tk_free_principals(u->ctx, names);
+    }
+    if (ret == 0)
+        ret = krb5_unparse_name(u->ctx, u->princ, &u->princ_name);
+    return ret;
 }
 
 static int
 setup(updater *u)
 {
     krb5_error_code ret;
-    krb5_principal *names = NULL;
 
     ret = krb5_init_context(&u->ctx);
     if (ret) {
@@ -1399,21 +1848,7 @@ setup(updater *u)
             return say_error(u, EXIT_LOCAL, ret, "cannot load the "
                              "certificate and key");
     }
-    if (u->opt.principal_arg != NULL) {
-        ret = krb5_parse_name(u->ctx, u->opt.principal_arg, &u->princ);
-    } else {
-        ret = tk_cert_principals(u->ctx, u->id->cert, &names);
-        if (ret == 0 && (names == NULL || names[0] == NULL)) {
-            ret = KRB5_CONFIG_BADFORMAT;
-            krb5_set_error_message(u->ctx, ret, "the certificate names no "
-                                   "Kerberos principal; give --principal");
-        } else if (ret == 0) {
-            ret = krb5_copy_principal(u->ctx, names[0], &u->princ);
-        }
-        tk_free_principals(u->ctx, names);
-    }
-    if (ret == 0)
-        ret = krb5_unparse_name(u->ctx, u->princ, &u->princ_name);
+    ret = find_principal(u);
     if (ret)
         return say_error(u, EXIT_LOCAL, ret, "cannot tell the principal");
     ret = find_keytab(u);
