@@ -37,6 +37,7 @@
 #include <openssl/rand.h>
 
 #define SECRET_LEN 32
+#define KEYED_SLOTS 16
 #define SLOT_SIZE (TK_RATCHET_FILE_SIZE / 2)
 #define SLOT_SUMMED 72
 #define NONCE_LEN 12
@@ -64,6 +65,13 @@ struct tk_ratchet {
     unsigned char (*wrap)[SECRET_LEN];
     size_t nwrap, capwrap;
     unsigned char far[SECRET_LEN];
+    /* Cipher contexts keyed with W(epoch) for the epochs last used: the key
+     * schedule costs more than the wrapping of one key, which the KDC does
+     * for every ticket to a managed service. */
+    struct {
+        uint64_t epoch;
+        EVP_CIPHER_CTX *c;
+    } keyed[KEYED_SLOTS];
     EVP_KDF *kdf;
     EVP_CIPHER *gcm;
     char notice[512];
@@ -163,6 +171,20 @@ step(tk_ratchet *r, unsigned char *secret)
     return ret;
 }
 
+/* Free the keyed contexts of epochs before below (all: UINT64_MAX). */
+static void
+drop_keyed(tk_ratchet *r, uint64_t below)
+{
+    int i;
+
+    for (i = 0; i < KEYED_SLOTS; i++) {
+        if (r->keyed[i].c != NULL && r->keyed[i].epoch < below) {
+            EVP_CIPHER_CTX_free(r->keyed[i].c);
+            r->keyed[i].c = NULL;
+        }
+    }
+}
+
 static void
 drop_wraps(tk_ratchet *r)
 {
@@ -191,6 +213,7 @@ advance_memory(tk_ratchet *r, uint64_t target)
     memcpy(r->cur.secret, secret, SECRET_LEN);
     OPENSSL_cleanse(secret, sizeof(secret));
     r->cur.epoch = target;
+    drop_keyed(r, target);
     if (n < r->nwrap) {
         /* The cached wrapping keys of the new epoch onwards stay valid. */
         memmove(r->wrap, r->wrap + n, (r->nwrap - n) * SECRET_LEN);
@@ -411,6 +434,7 @@ epoch_of(krb5_deltat key_epoch, int64_t t)
 static void
 adopt(tk_ratchet *r, const slot *s)
 {
+    drop_keyed(r, UINT64_MAX);
     OPENSSL_cleanse(&r->cur, sizeof(r->cur));
     r->cur = *s;
     drop_wraps(r);
@@ -624,6 +648,7 @@ tk_ratchet_close(tk_ratchet *r)
         OPENSSL_cleanse(r->wrap, r->capwrap * SECRET_LEN);
         free(r->wrap);
     }
+    drop_keyed(r, UINT64_MAX);
     EVP_KDF_free(r->kdf);
     EVP_CIPHER_free(r->gcm);
     free(r->path);
@@ -800,6 +825,39 @@ wrap_key(krb5_context ctx, tk_ratchet *r, const krb5_data *marker,
     return 0;
 }
 
+/* A cipher context keyed for marker's epoch, owned by r. */
+static krb5_error_code
+keyed_context(krb5_context ctx, tk_ratchet *r, const krb5_data *marker,
+              EVP_CIPHER_CTX **out)
+{
+    krb5_error_code ret;
+    const unsigned char *wk;
+    uint64_t epoch;
+    int slot;
+
+    ret = wrap_key(ctx, r, marker, &wk);
+    if (ret)
+        return ret;
+    (void)tk_ratchet_parse_marker(marker, NULL, &epoch);
+    slot = (int)(epoch % KEYED_SLOTS);
+    if (r->keyed[slot].c != NULL && r->keyed[slot].epoch == epoch) {
+        *out = r->keyed[slot].c;
+        return 0;
+    }
+    EVP_CIPHER_CTX_free(r->keyed[slot].c);
+    r->keyed[slot].c = EVP_CIPHER_CTX_new();
+    if (r->keyed[slot].c == NULL ||
+        EVP_CipherInit_ex2(r->keyed[slot].c, r->gcm, wk, NULL, 1,
+                           NULL) != 1) {
+        EVP_CIPHER_CTX_free(r->keyed[slot].c);
+        r->keyed[slot].c = NULL;
+        return KRB5_CRYPTO_INTERNAL;
+    }
+    r->keyed[slot].epoch = epoch;
+    *out = r->keyed[slot].c;
+    return 0;
+}
+
 static void
 make_ad(const krb5_data *marker, krb5_kvno kvno, krb5_enctype enctype,
         unsigned char *ad)
@@ -815,25 +873,21 @@ tk_ratchet_wrap(krb5_context ctx, tk_ratchet *r, const krb5_data *marker,
                 krb5_keyblock *wrapped_out)
 {
     krb5_error_code ret;
-    const unsigned char *wk;
     unsigned char ad[TK_RATCHET_MARKER_LEN + 8], *out = NULL;
-    EVP_CIPHER_CTX *c = NULL;
+    EVP_CIPHER_CTX *c;
     int len;
 
     memset(wrapped_out, 0, sizeof(*wrapped_out));
-    ret = wrap_key(ctx, r, marker, &wk);
+    ret = keyed_context(ctx, r, marker, &c);
     if (ret)
         return ret;
     out = malloc(key->length + TK_RATCHET_OVERHEAD);
-    c = EVP_CIPHER_CTX_new();
-    if (out == NULL || c == NULL) {
-        ret = ENOMEM;
-        goto cleanup;
-    }
+    if (out == NULL)
+        return ENOMEM;
     make_ad(marker, kvno, key->enctype, ad);
     ret = KRB5_CRYPTO_INTERNAL;
     if (RAND_bytes(out, NONCE_LEN) != 1 ||
-        EVP_EncryptInit_ex2(c, r->gcm, wk, out, NULL) != 1 ||
+        EVP_CipherInit_ex2(c, NULL, NULL, out, 1, NULL) != 1 ||
         EVP_EncryptUpdate(c, NULL, &len, ad, sizeof(ad)) != 1 ||
         EVP_EncryptUpdate(c, out + NONCE_LEN, &len, key->contents,
                           key->length) != 1 ||
@@ -849,7 +903,6 @@ tk_ratchet_wrap(krb5_context ctx, tk_ratchet *r, const krb5_data *marker,
     ret = 0;
 
 cleanup:
-    EVP_CIPHER_CTX_free(c);
     if (out != NULL) {
         OPENSSL_cleanse(out, key->length + TK_RATCHET_OVERHEAD);
         free(out);
@@ -863,9 +916,9 @@ tk_ratchet_unwrap(krb5_context ctx, tk_ratchet *r, const krb5_data *marker,
                   krb5_keyblock *key_out)
 {
     krb5_error_code ret;
-    const unsigned char *wk, *in = wrapped->contents;
+    const unsigned char *in = wrapped->contents;
     unsigned char ad[TK_RATCHET_MARKER_LEN + 8], *out = NULL;
-    EVP_CIPHER_CTX *c = NULL;
+    EVP_CIPHER_CTX *c;
     size_t keylen;
     int len;
 
@@ -875,18 +928,15 @@ tk_ratchet_unwrap(krb5_context ctx, tk_ratchet *r, const krb5_data *marker,
                                "short to hold a key");
         return TK_ERR_UNREADABLE;
     }
-    ret = wrap_key(ctx, r, marker, &wk);
+    ret = keyed_context(ctx, r, marker, &c);
     if (ret)
         return ret;
     keylen = wrapped->length - TK_RATCHET_OVERHEAD;
     out = malloc(keylen);
-    c = EVP_CIPHER_CTX_new();
-    if (out == NULL || c == NULL) {
-        ret = ENOMEM;
-        goto cleanup;
-    }
+    if (out == NULL)
+        return ENOMEM;
     make_ad(marker, kvno, wrapped->enctype, ad);
-    if (EVP_DecryptInit_ex2(c, r->gcm, wk, in, NULL) != 1 ||
+    if (EVP_CipherInit_ex2(c, NULL, NULL, in, 0, NULL) != 1 ||
         EVP_DecryptUpdate(c, NULL, &len, ad, sizeof(ad)) != 1 ||
         EVP_DecryptUpdate(c, out, &len, in + NONCE_LEN, keylen) != 1 ||
         EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, TAG_LEN,
@@ -895,19 +945,13 @@ tk_ratchet_unwrap(krb5_context ctx, tk_ratchet *r, const krb5_data *marker,
         ret = TK_ERR_UNREADABLE;
         krb5_set_error_message(ctx, ret, "a wrapped key does not verify "
                                "under the ratchet of %s", r->path);
-        goto cleanup;
+        OPENSSL_cleanse(out, keylen);
+        free(out);
+        return ret;
     }
     key_out->magic = KV5M_KEYBLOCK;
     key_out->enctype = wrapped->enctype;
     key_out->length = keylen;
     key_out->contents = out;
-    out = NULL;
-
-cleanup:
-    EVP_CIPHER_CTX_free(c);
-    if (out != NULL) {
-        OPENSSL_cleanse(out, keylen);
-        free(out);
-    }
-    return ret;
+    return 0;
 }
