@@ -1,5 +1,6 @@
 /* check_proto.c - unit tests of the upload protocol's codec: round trips
  * and every decoding error path. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,7 +54,7 @@ str_field(buf *o, int tag, const char *s, size_t n)
 static void
 oct_field(buf *o, int tag, size_t n, unsigned char fill)
 {
-    unsigned char v[8192];
+    unsigned char v[8192] = { 0 };
 
     memset(v, fill, n);
     field(o, tag, 0x04, v, n);
@@ -160,6 +161,46 @@ START_TEST(key_request_round_trip)
     ck_assert_int_eq(out->kdc_time, 4102444800LL);
     tk_key_request_free(out);
     free(der.data);
+}
+END_TEST
+
+START_TEST(offer_round_trip)
+{
+    krb5_enctype et[2] = { 18, 17 };
+    tk_offer in = { "R", et, 2, 86400, 1700000000, 1700000120 }, *out = NULL;
+    krb5_data der = { 0, 0, NULL };
+
+    ck_assert_int_eq(tk_encode_offer(ctx, &in, &der), 0);
+    ck_assert_int_eq(tk_decode_offer(ctx, &der, &out), 0);
+    ck_assert_str_eq(out->realm, "R");
+    ck_assert_uint_eq(out->nenctypes, 2);
+    ck_assert_int_eq(out->enctypes[1], 17);
+    ck_assert_int_eq(out->max_lifetime, 86400);
+    ck_assert_int_eq(out->signed_at, 1700000000);
+    ck_assert_int_eq(out->valid_until, 1700000120);
+    tk_offer_free(out);
+    free(der.data);
+}
+END_TEST
+
+START_TEST(key_offer_round_trip)
+{
+    tk_key_offer in = { { 0, 5, "\x30\x03\x02\x01\x01" }, "HTTP/x@R", 65535,
+                        4102444800LL }, *out = NULL;
+    krb5_data der = { 0, 0, NULL };
+
+    ck_assert_int_eq(tk_encode_key_offer(ctx, &in, &der), 0);
+    ck_assert_int_eq(tk_decode_key_offer(ctx, &der, &out), 0);
+    ck_assert_uint_eq(out->signed_offer.length, 5);
+    ck_assert_mem_eq(out->signed_offer.data, in.signed_offer.data, 5);
+    ck_assert_str_eq(out->principal, "HTTP/x@R");
+    ck_assert_uint_eq(out->current_kvno, 65535);
+    ck_assert_int_eq(out->kdc_time, 4102444800LL);
+    tk_key_offer_free(out);
+    free(der.data);
+    /* Nothing to send without a signed offer. */
+    in.signed_offer.length = 0;
+    ck_assert_int_eq(tk_encode_key_offer(ctx, &in, &der), ENOMEM);
 }
 END_TEST
 
@@ -380,6 +421,132 @@ START_TEST(key_request_field_errors)
 }
 END_TEST
 
+/* Offer fields; which selects a field to corrupt (0: none). */
+static void
+offer_fields(buf *f, int which)
+{
+    buf ets = { .n = 0 }, w = { .n = 0 };
+
+    int_field(f, 0, which == 1 ? 2 : 1);
+    str_field(f, 1, "R", which == 2 ? 0 : 1);
+    if (which != 3)
+        integer(&ets, 18);
+    tlv(&w, 0x30, &ets);
+    tlv(f, 0xa2, &w);
+    int_field(f, 3, which == 4 ? 0 : 86400);
+    int_field(f, 4, 1700000000);
+    int_field(f, 5, which == 5 ? 1699999999 : 1700000120);
+}
+
+static void
+expect_offer_error(int which, const char *what)
+{
+    buf f = { .n = 0 }, o = { .n = 0 };
+    krb5_data d;
+    tk_offer *offer = (tk_offer *)1;
+    krb5_error_code ret;
+    const char *msg;
+
+    offer_fields(&f, which);
+    message(&o, 3, &f);
+    d.data = (char *)o.b;
+    d.length = o.n;
+    ret = tk_decode_offer(ctx, &d, &offer);
+    if (which == 0) {
+        ck_assert_int_eq(ret, 0);
+        tk_offer_free(offer);
+        return;
+    }
+    ck_assert_int_eq(ret, ASN1_BAD_FORMAT);
+    ck_assert_ptr_null(offer);
+    msg = krb5_get_error_message(ctx, ret);
+    ck_assert_msg(strstr(msg, what) != NULL, "\"%s\" lacks \"%s\"", msg,
+                  what);
+    krb5_free_error_message(ctx, msg);
+}
+
+START_TEST(offer_field_errors)
+{
+    buf f = { .n = 0 }, o = { .n = 0 };
+    krb5_data d;
+    tk_key_request *req = NULL;
+
+    expect_offer_error(0, "");
+    expect_offer_error(1, "offer version");
+    expect_offer_error(2, "offer realm");
+    expect_offer_error(3, "offer enctypes");
+    expect_offer_error(4, "offer numbers");
+    /* Valid until before it was signed. */
+    expect_offer_error(5, "offer numbers");
+    /* An offer is not a version 1 key request. */
+    offer_fields(&f, 0);
+    message(&o, 3, &f);
+    d.data = (char *)o.b;
+    d.length = o.n;
+    ck_assert_int_eq(tk_decode_key_request(ctx, &d, &req), ASN1_BAD_FORMAT);
+}
+END_TEST
+
+/* KeyOffer fields; which selects a field to corrupt (0: none). */
+static void
+key_offer(buf *o, int which)
+{
+    buf f = { .n = 0 };
+
+    oct_field(&f, 0, which == 1 ? 0 : 40, 0x30);
+    str_field(&f, 1, "HTTP/x@R", which == 2 ? 0 : 8);
+    int_field(&f, 2, which == 3 ? 65536 : 4);
+    int_field(&f, 3, which == 4 ? 0 : 1700000000);
+    tlv(o, 0x30, &f);
+}
+
+static void
+expect_key_offer_error(const buf *o, krb5_error_code code, const char *what)
+{
+    krb5_data d = { 0, (unsigned int)o->n, (char *)o->b };
+    tk_key_offer *ko = (tk_key_offer *)1;
+    const char *msg;
+
+    ck_assert_int_eq(tk_decode_key_offer(ctx, &d, &ko), code);
+    ck_assert_ptr_null(ko);
+    msg = krb5_get_error_message(ctx, code);
+    ck_assert_msg(strstr(msg, what) != NULL, "\"%s\" lacks \"%s\"", msg,
+                  what);
+    krb5_free_error_message(ctx, msg);
+}
+
+START_TEST(key_offer_field_errors)
+{
+    buf o = { .n = 0 };
+    krb5_data d;
+    tk_key_offer *ko = NULL;
+    int which;
+
+    key_offer(&o, 0);
+    d.data = (char *)o.b;
+    d.length = o.n;
+    ck_assert_int_eq(tk_decode_key_offer(ctx, &d, &ko), 0);
+    ck_assert_uint_eq(ko->signed_offer.length, 40);
+    ck_assert_uint_eq(ko->current_kvno, 4);
+    tk_key_offer_free(ko);
+    for (which = 1; which <= 4; which++) {
+        o.n = 0;
+        key_offer(&o, which);
+        expect_key_offer_error(&o, ASN1_BAD_FORMAT, "key offer fields");
+    }
+    o.n = 0;
+    key_offer(&o, 0);
+    put(&o, "\x00", 1);
+    expect_key_offer_error(&o, ASN1_BAD_LENGTH, "trailing bytes");
+    o.n -= 4;
+    expect_key_offer_error(&o, ASN1_PARSE_ERROR, "not DER of a KeyOffer");
+    o.n = 0;
+    expect_key_offer_error(&o, ASN1_BAD_LENGTH, "empty or too large");
+    o.n = TK_MAX_MESSAGE + 1;
+    expect_key_offer_error(&o, ASN1_BAD_LENGTH, "empty or too large");
+}
+END_TEST
+
 START_TEST(error_decoding)
 {
     krb5_data d = { 0, 3, "\x30\x01\x00" };
@@ -403,6 +570,8 @@ main(void)
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, key_request_round_trip);
+    tcase_add_test(tc, offer_round_trip);
+    tcase_add_test(tc, key_offer_round_trip);
     tcase_add_test(tc, upload_round_trip);
     tcase_add_test(tc, ack_and_error_round_trip);
     tcase_add_test(tc, reasons_have_names_and_passing_codes);
@@ -412,6 +581,8 @@ main(void)
     tcase_add_test(tc, ack_field_errors);
     tcase_add_test(tc, upload_field_errors);
     tcase_add_test(tc, key_request_field_errors);
+    tcase_add_test(tc, offer_field_errors);
+    tcase_add_test(tc, key_offer_field_errors);
     tcase_add_test(tc, error_decoding);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
