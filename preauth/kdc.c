@@ -4,15 +4,15 @@
  * (and, through the KDC, a freshness token): the realm-wide part signed
  * once per TK_OFFER_INTERVAL and sent as is, with the principal's facts
  * unsigned beside it, so that no unauthenticated request costs a
- * private-key operation.  An AS-REQ carrying
- * an upload is decrypted, its signature, certificate, names, freshness,
- * request binding, keys, expiry and key version are checked in that order
- * (tk_kdc_verify), and only then is it handed to the tempkey KDB module's
- * put_principal, which stores it (the write path lives there).  The reply
- * is encrypted in the new key and carries a signed acknowledgement.  Every
- * refusal logs one line and answers with an error code MIT's KDC passes
- * on, our reason in the e-data.  The module keeps per-realm state built
- * lazily in the realm's context; it never writes to the database itself.
+ * private-key operation.  An AS-REQ carrying an upload is decrypted, its
+ * signature, certificate, names, freshness, request binding, keys, expiry
+ * and key version are checked in that order (tk_kdc_verify), and only then
+ * is it handed to the tempkey KDB module's put_principal, which stores it
+ * (the write path lives there).  The reply is encrypted in the new key and
+ * carries a signed acknowledgement.  Every refusal logs one line and
+ * answers with an error code MIT's KDC passes on, our reason in the
+ * e-data.  The module keeps per-realm state built lazily in the realm's
+ * context; it never writes to the database itself.
  */
 
 #include <errno.h>
