@@ -25,12 +25,13 @@
  *      to stderr; the exit status is 1 if any upload failed.
  *
  * crypto: the public-key work of one upload, in process, without a KDC.
- *      KDC side: sign a KeyRequest with the KDC identity; decrypt the
- *      upload's EnvelopedData (made once up front by the client side), open
- *      the SignedData in it, checking its signature, check the signer's
- *      chain to the anchors, decode the upload; sign an Ack.  Client side:
- *      encode, sign and encrypt an upload to the KDC certificate; and, for
- *      the full client share, also open and chain-check a signed KeyRequest
+ *      KDC side: put the offer, signed once up front as the KDC signs it
+ *      once a minute, in a KeyOffer; decrypt the upload's EnvelopedData
+ *      (made once up front by the client side), open the SignedData in it,
+ *      checking its signature, check the signer's chain to the anchors,
+ *      decode the upload; sign an Ack.  Client side: encode, sign and
+ *      encrypt an upload to the KDC certificate; and, for the full client
+ *      share, also read the KeyOffer, open and chain-check the signed offer
  *      and a signed Ack as the client module does.  Each of the three loops
  *      runs for --seconds, so the mode takes three times that.  Prints:
  *
@@ -565,13 +566,15 @@ typedef struct {
     tk_trust *trust;            /* the anchors, for both directions */
     char *principal;            /* the server's, unparsed */
     char *realm;
-    tk_key_request req;
+    tk_offer offer;
+    tk_key_offer key_offer;     /* its hints; the signed offer in it */
     tk_upload up;
     tk_ack ack;
     krb5_keyblock key;          /* the uploaded key */
     unsigned char token[128];   /* stands in for the freshness token */
     krb5_data envelope;         /* the upload as sent, made once */
-    krb5_data signed_req;       /* the KDC's messages as sent, made once */
+    krb5_data signed_offer;     /* the KDC's messages, made once */
+    krb5_data sent_offer;       /* the KeyOffer as sent */
     krb5_data signed_ack;
 } crypto_bench;
 
@@ -587,7 +590,8 @@ crypto_bench_free(crypto_bench *b)
     free(b->realm);
     krb5_free_keyblock_contents(b->ctx, &b->key);
     free(b->envelope.data);
-    free(b->signed_req.data);
+    free(b->signed_offer.data);
+    free(b->sent_offer.data);
     free(b->signed_ack.data);
     krb5_free_context(b->ctx);
     memset(b, 0, sizeof(*b));
@@ -598,9 +602,9 @@ typedef krb5_error_code (*encode_fn)(krb5_context ctx, const void *msg,
                                      krb5_data *der_out);
 
 static krb5_error_code
-enc_key_request(krb5_context ctx, const void *msg, krb5_data *der_out)
+enc_offer(krb5_context ctx, const void *msg, krb5_data *der_out)
 {
-    return tk_encode_key_request(ctx, msg, der_out);
+    return tk_encode_offer(ctx, msg, der_out);
 }
 
 static krb5_error_code
@@ -710,13 +714,15 @@ crypto_setup(const bench_args *args, crypto_bench *b)
         complain(b->ctx, ret, "the server certificate %s", args->cert);
         goto cleanup;
     }
-    b->req.realm = b->realm;
-    b->req.principal = b->principal;
-    b->req.enctypes = &b->key.enctype;
-    b->req.nenctypes = 1;
-    b->req.max_lifetime = 86400;
-    b->req.current_kvno = 1;
-    b->req.kdc_time = time(NULL);
+    b->offer.realm = b->realm;
+    b->offer.enctypes = &b->key.enctype;
+    b->offer.nenctypes = 1;
+    b->offer.max_lifetime = 86400;
+    b->offer.signed_at = time(NULL);
+    b->offer.valid_until = b->offer.signed_at + TK_OFFER_VALIDITY;
+    b->key_offer.principal = b->principal;
+    b->key_offer.current_kvno = 1;
+    b->key_offer.kdc_time = b->offer.signed_at;
 
     b->up.realm = b->realm;
     b->up.principal = b->principal;
@@ -728,18 +734,21 @@ crypto_setup(const bench_args *args, crypto_bench *b)
     b->up.kvno = 2;
     b->up.keys[0] = b->key;
     b->up.nkeys = 1;
-    b->up.expiry = b->req.kdc_time + 3600;
+    b->up.expiry = b->offer.signed_at + 3600;
 
     b->ack.principal = b->principal;
     b->ack.kvno = 2;
     b->ack.expiry = b->up.expiry;
-    b->ack.refresh_by = b->req.kdc_time + 2400;
+    b->ack.refresh_by = b->offer.signed_at + 2400;
 
     if (ret == 0)
         ret = client_seal(b, &b->envelope);
     if (ret == 0)
-        ret = sign_message(b->ctx, b->kdc, enc_key_request, &b->req,
-                           &b->signed_req);
+        ret = sign_message(b->ctx, b->kdc, enc_offer, &b->offer,
+                           &b->signed_offer);
+    b->key_offer.signed_offer = b->signed_offer;
+    if (ret == 0)
+        ret = tk_encode_key_offer(b->ctx, &b->key_offer, &b->sent_offer);
     if (ret == 0)
         ret = sign_message(b->ctx, b->kdc, enc_ack, &b->ack, &b->signed_ack);
     if (ret) {
@@ -757,19 +766,20 @@ cleanup:
 }
 
 /* The KDC's public-key work of one upload (tk_kdc_edata, tk_kdc_verify,
- * tk_kdc_return), without the database and the Kerberos exchange. */
+ * tk_kdc_return), without the database and the Kerberos exchange: the
+ * offer's signature is made once a minute, not per upload. */
 static krb5_error_code
 kdc_op(crypto_bench *b)
 {
     krb5_error_code ret;
-    krb5_data sig = EMPTY_DATA, inner = EMPTY_DATA, content = EMPTY_DATA;
+    krb5_data sent = EMPTY_DATA, inner = EMPTY_DATA, content = EMPTY_DATA;
     krb5_data ack = EMPTY_DATA;
     STACK_OF(X509) *certs = NULL;
     X509 *signer = NULL;
     tk_upload *up = NULL;
     int reason;
 
-    ret = sign_message(b->ctx, b->kdc, enc_key_request, &b->req, &sig);
+    ret = tk_encode_key_offer(b->ctx, &b->key_offer, &sent);
     if (ret)
         goto cleanup;
     ret = tk_cms_decrypt(b->ctx, b->kdc, &b->envelope, &inner);
@@ -793,7 +803,7 @@ cleanup:
         OPENSSL_cleanse(inner.data, inner.length);
     if (content.data != NULL)
         OPENSSL_cleanse(content.data, content.length);
-    free(sig.data);
+    free(sent.data);
     free(inner.data);
     free(content.data);
     free(ack.data);
@@ -815,20 +825,23 @@ client_op(crypto_bench *b)
     return ret;
 }
 
-/* All the client module's public-key work of one upload: check the key
- * request, sign and encrypt, check the Ack. */
+/* All the client module's public-key work of one upload: read the offer and
+ * check its signature, sign and encrypt, check the Ack. */
 static krb5_error_code
 client_full_op(crypto_bench *b)
 {
     krb5_error_code ret;
     krb5_data content = EMPTY_DATA, ack_content = EMPTY_DATA;
     X509 *signer = NULL, *ack_signer = NULL;
-    tk_key_request *req = NULL;
+    tk_key_offer *ko = NULL;
+    tk_offer *offer = NULL;
     tk_ack *ack = NULL;
 
-    ret = open_and_check(b, &b->signed_req, &content, &signer);
+    ret = tk_decode_key_offer(b->ctx, &b->sent_offer, &ko);
     if (ret == 0)
-        ret = tk_decode_key_request(b->ctx, &content, &req);
+        ret = open_and_check(b, &ko->signed_offer, &content, &signer);
+    if (ret == 0)
+        ret = tk_decode_offer(b->ctx, &content, &offer);
     if (ret == 0)
         ret = client_op(b);
     if (ret == 0)
@@ -839,7 +852,8 @@ client_full_op(crypto_bench *b)
     free(ack_content.data);
     X509_free(signer);
     X509_free(ack_signer);
-    tk_key_request_free(req);
+    tk_key_offer_free(ko);
+    tk_offer_free(offer);
     tk_ack_free(ack);
     return ret;
 }

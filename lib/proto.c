@@ -20,6 +20,23 @@ typedef struct {
 } TK_KEYREQ;
 
 typedef struct {
+    ASN1_INTEGER *version;
+    ASN1_UTF8STRING *realm;
+    STACK_OF(ASN1_INTEGER) *enctypes;
+    ASN1_INTEGER *max_lifetime;
+    ASN1_INTEGER *signed_at;
+    ASN1_INTEGER *valid_until;
+} TK_OFFER;
+
+/* Not a TempkeyMessage: the padata around a signed one. */
+typedef struct {
+    ASN1_OCTET_STRING *signed_offer;
+    ASN1_UTF8STRING *principal;
+    ASN1_INTEGER *current_kvno;
+    ASN1_INTEGER *kdc_time;
+} TK_KEYOFFER;
+
+typedef struct {
     ASN1_INTEGER *enctype;
     ASN1_OCTET_STRING *key;
 } TK_UPKEY;
@@ -52,6 +69,7 @@ typedef struct {
         TK_KEYREQ *key_request;
         TK_UPLOAD *upload;
         TK_ACK *ack;
+        TK_OFFER *offer;
     } value;
 } TK_MSG;
 
@@ -64,8 +82,11 @@ typedef struct {
 #define MSG_KEY_REQUEST 0
 #define MSG_UPLOAD 1
 #define MSG_ACK 2
+#define MSG_OFFER 3
 
 DECLARE_ASN1_FUNCTIONS(TK_KEYREQ)
+DECLARE_ASN1_FUNCTIONS(TK_OFFER)
+DECLARE_ASN1_FUNCTIONS(TK_KEYOFFER)
 DECLARE_ASN1_FUNCTIONS(TK_UPKEY)
 DECLARE_ASN1_FUNCTIONS(TK_UPLOAD)
 DECLARE_ASN1_FUNCTIONS(TK_ACK)
@@ -81,6 +102,22 @@ ASN1_SEQUENCE(TK_KEYREQ) = {
     ASN1_EXP(TK_KEYREQ, current_kvno, ASN1_INTEGER, 5),
     ASN1_EXP(TK_KEYREQ, kdc_time, ASN1_INTEGER, 6),
 } ASN1_SEQUENCE_END(TK_KEYREQ)
+
+ASN1_SEQUENCE(TK_OFFER) = {
+    ASN1_EXP(TK_OFFER, version, ASN1_INTEGER, 0),
+    ASN1_EXP(TK_OFFER, realm, ASN1_UTF8STRING, 1),
+    ASN1_EXP_SEQUENCE_OF(TK_OFFER, enctypes, ASN1_INTEGER, 2),
+    ASN1_EXP(TK_OFFER, max_lifetime, ASN1_INTEGER, 3),
+    ASN1_EXP(TK_OFFER, signed_at, ASN1_INTEGER, 4),
+    ASN1_EXP(TK_OFFER, valid_until, ASN1_INTEGER, 5),
+} ASN1_SEQUENCE_END(TK_OFFER)
+
+ASN1_SEQUENCE(TK_KEYOFFER) = {
+    ASN1_EXP(TK_KEYOFFER, signed_offer, ASN1_OCTET_STRING, 0),
+    ASN1_EXP(TK_KEYOFFER, principal, ASN1_UTF8STRING, 1),
+    ASN1_EXP(TK_KEYOFFER, current_kvno, ASN1_INTEGER, 2),
+    ASN1_EXP(TK_KEYOFFER, kdc_time, ASN1_INTEGER, 3),
+} ASN1_SEQUENCE_END(TK_KEYOFFER)
 
 ASN1_SEQUENCE(TK_UPKEY) = {
     ASN1_EXP(TK_UPKEY, enctype, ASN1_INTEGER, 0),
@@ -111,6 +148,7 @@ ASN1_CHOICE(TK_MSG) = {
     ASN1_EXP(TK_MSG, value.key_request, TK_KEYREQ, MSG_KEY_REQUEST),
     ASN1_EXP(TK_MSG, value.upload, TK_UPLOAD, MSG_UPLOAD),
     ASN1_EXP(TK_MSG, value.ack, TK_ACK, MSG_ACK),
+    ASN1_EXP(TK_MSG, value.offer, TK_OFFER, MSG_OFFER),
 } ASN1_CHOICE_END(TK_MSG)
 
 ASN1_SEQUENCE(TK_ERR) = {
@@ -120,6 +158,8 @@ ASN1_SEQUENCE(TK_ERR) = {
 } ASN1_SEQUENCE_END(TK_ERR)
 
 IMPLEMENT_ASN1_FUNCTIONS(TK_KEYREQ)
+IMPLEMENT_ASN1_FUNCTIONS(TK_OFFER)
+IMPLEMENT_ASN1_FUNCTIONS(TK_KEYOFFER)
 IMPLEMENT_ASN1_FUNCTIONS(TK_UPKEY)
 IMPLEMENT_ASN1_FUNCTIONS(TK_UPLOAD)
 IMPLEMENT_ASN1_FUNCTIONS(TK_ACK)
@@ -409,6 +449,48 @@ version_ok(const ASN1_INTEGER *v)
     return get_int(v, TK_PROTO_VERSION, TK_PROTO_VERSION, &n);
 }
 
+static int
+set_enctypes(STACK_OF(ASN1_INTEGER) *list, const krb5_enctype *enctypes,
+             size_t n)
+{
+    ASN1_INTEGER *et;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        et = NULL;
+        if (!set_int(&et, enctypes[i]) || !sk_ASN1_INTEGER_push(list, et)) {
+            ASN1_INTEGER_free(et);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* 1 to TK_MAX_KEYS positive enctypes into a new array; 0 if malformed or
+ * out of memory. */
+static int
+get_enctypes(const STACK_OF(ASN1_INTEGER) *list, krb5_enctype **out,
+             size_t *n_out)
+{
+    int i, n = sk_ASN1_INTEGER_num(list);
+    int64_t v;
+
+    *out = NULL;
+    *n_out = 0;
+    if (n < 1 || n > TK_MAX_KEYS || (*out = calloc(n, sizeof(**out))) == NULL)
+        return 0;
+    for (i = 0; i < n; i++) {
+        if (!get_int(sk_ASN1_INTEGER_value(list, i), 1, INT32_MAX, &v)) {
+            free(*out);
+            *out = NULL;
+            return 0;
+        }
+        (*out)[i] = (krb5_enctype)v;
+    }
+    *n_out = n;
+    return 1;
+}
+
 /* ---- KeyRequest. */
 
 void
@@ -429,8 +511,6 @@ tk_encode_key_request(krb5_context ctx, const tk_key_request *req,
     krb5_error_code ret = ENOMEM;
     TK_MSG *msg = TK_MSG_new();
     TK_KEYREQ *kr = TK_KEYREQ_new();
-    ASN1_INTEGER *et = NULL;
-    size_t i;
 
     if (msg == NULL || kr == NULL)
         goto cleanup;
@@ -439,22 +519,15 @@ tk_encode_key_request(krb5_context ctx, const tk_key_request *req,
         !set_str(&kr->principal, req->principal) ||
         !set_int(&kr->max_lifetime, req->max_lifetime) ||
         !set_int(&kr->current_kvno, req->current_kvno) ||
-        !set_int(&kr->kdc_time, req->kdc_time))
+        !set_int(&kr->kdc_time, req->kdc_time) ||
+        !set_enctypes(kr->enctypes, req->enctypes, req->nenctypes))
         goto cleanup;
-    for (i = 0; i < req->nenctypes; i++) {
-        et = NULL;
-        if (!set_int(&et, req->enctypes[i]) ||
-            !sk_ASN1_INTEGER_push(kr->enctypes, et))
-            goto cleanup;
-    }
-    et = NULL;
     msg->type = MSG_KEY_REQUEST;
     msg->value.key_request = kr;
     kr = NULL;
     ret = encode_msg(ctx, msg, der_out);
 
 cleanup:
-    ASN1_INTEGER_free(et);
     TK_KEYREQ_free(kr);
     TK_MSG_free(msg);
     return ret;
@@ -469,7 +542,6 @@ tk_decode_key_request(krb5_context ctx, const krb5_data *der,
     TK_KEYREQ *kr;
     tk_key_request *req = NULL;
     int64_t v;
-    int i, n;
 
     *req_out = NULL;
     ret = decode_msg(ctx, der, MSG_KEY_REQUEST, &msg);
@@ -481,26 +553,19 @@ tk_decode_key_request(krb5_context ctx, const krb5_data *der,
     if (req == NULL)
         goto cleanup;
     ret = ASN1_BAD_FORMAT;
-    n = sk_ASN1_INTEGER_num(kr->enctypes);
-    if (!version_ok(kr->version) || n < 1 || n > TK_MAX_KEYS) {
-        bad(ctx, ret, "key request version or enctype count");
+    if (!version_ok(kr->version)) {
+        bad(ctx, ret, "key request version");
         goto cleanup;
     }
     req->realm = get_str(kr->realm);
     req->principal = get_str(kr->principal);
-    req->enctypes = calloc(n, sizeof(*req->enctypes));
-    if (req->realm == NULL || req->principal == NULL ||
-        req->enctypes == NULL) {
+    if (req->realm == NULL || req->principal == NULL) {
         bad(ctx, ret, "key request names");
         goto cleanup;
     }
-    for (i = 0; i < n; i++) {
-        if (!get_int(sk_ASN1_INTEGER_value(kr->enctypes, i), 1, INT32_MAX,
-                     &v)) {
-            bad(ctx, ret, "key request enctype");
-            goto cleanup;
-        }
-        req->enctypes[req->nenctypes++] = (krb5_enctype)v;
+    if (!get_enctypes(kr->enctypes, &req->enctypes, &req->nenctypes)) {
+        bad(ctx, ret, "key request enctypes");
+        goto cleanup;
     }
     if (!get_int(kr->max_lifetime, 1, INT32_MAX, &req->max_lifetime) ||
         !get_int(kr->current_kvno, 0, 65535, &v) ||
@@ -516,6 +581,190 @@ tk_decode_key_request(krb5_context ctx, const krb5_data *der,
 cleanup:
     tk_key_request_free(req);
     TK_MSG_free(msg);
+    return ret;
+}
+
+/* ---- Offer, and the KeyOffer around it. */
+
+void
+tk_offer_free(tk_offer *offer)
+{
+    if (offer == NULL)
+        return;
+    free(offer->realm);
+    free(offer->enctypes);
+    free(offer);
+}
+
+krb5_error_code
+tk_encode_offer(krb5_context ctx, const tk_offer *offer, krb5_data *der_out)
+{
+    krb5_error_code ret = ENOMEM;
+    TK_MSG *msg = TK_MSG_new();
+    TK_OFFER *o = TK_OFFER_new();
+
+    if (msg == NULL || o == NULL)
+        goto cleanup;
+    if (!set_int(&o->version, TK_PROTO_VERSION) ||
+        !set_str(&o->realm, offer->realm) ||
+        !set_enctypes(o->enctypes, offer->enctypes, offer->nenctypes) ||
+        !set_int(&o->max_lifetime, offer->max_lifetime) ||
+        !set_int(&o->signed_at, offer->signed_at) ||
+        !set_int(&o->valid_until, offer->valid_until))
+        goto cleanup;
+    msg->type = MSG_OFFER;
+    msg->value.offer = o;
+    o = NULL;
+    ret = encode_msg(ctx, msg, der_out);
+
+cleanup:
+    TK_OFFER_free(o);
+    TK_MSG_free(msg);
+    return ret;
+}
+
+krb5_error_code
+tk_decode_offer(krb5_context ctx, const krb5_data *der, tk_offer **offer_out)
+{
+    krb5_error_code ret;
+    TK_MSG *msg = NULL;
+    TK_OFFER *o;
+    tk_offer *offer = NULL;
+
+    *offer_out = NULL;
+    ret = decode_msg(ctx, der, MSG_OFFER, &msg);
+    if (ret)
+        return ret;
+    o = msg->value.offer;
+    ret = ENOMEM;
+    offer = calloc(1, sizeof(*offer));
+    if (offer == NULL)
+        goto cleanup;
+    ret = ASN1_BAD_FORMAT;
+    if (!version_ok(o->version)) {
+        bad(ctx, ret, "offer version");
+        goto cleanup;
+    }
+    offer->realm = get_str(o->realm);
+    if (offer->realm == NULL) {
+        bad(ctx, ret, "offer realm");
+        goto cleanup;
+    }
+    if (!get_enctypes(o->enctypes, &offer->enctypes, &offer->nenctypes)) {
+        bad(ctx, ret, "offer enctypes");
+        goto cleanup;
+    }
+    if (!get_int(o->max_lifetime, 1, INT32_MAX, &offer->max_lifetime) ||
+        !get_int(o->signed_at, 1, INT64_MAX, &offer->signed_at) ||
+        !get_int(o->valid_until, offer->signed_at, INT64_MAX,
+                 &offer->valid_until)) {
+        bad(ctx, ret, "offer numbers");
+        goto cleanup;
+    }
+    *offer_out = offer;
+    offer = NULL;
+    ret = 0;
+
+cleanup:
+    tk_offer_free(offer);
+    TK_MSG_free(msg);
+    return ret;
+}
+
+void
+tk_key_offer_free(tk_key_offer *ko)
+{
+    if (ko == NULL)
+        return;
+    free(ko->signed_offer.data);
+    free(ko->principal);
+    free(ko);
+}
+
+krb5_error_code
+tk_encode_key_offer(krb5_context ctx, const tk_key_offer *ko,
+                    krb5_data *der_out)
+{
+    krb5_error_code ret = ENOMEM;
+    TK_KEYOFFER *k = TK_KEYOFFER_new();
+    unsigned char *der = NULL;
+    int len;
+
+    if (k == NULL || ko->signed_offer.length == 0 ||
+        !set_oct(&k->signed_offer, ko->signed_offer.data,
+                 ko->signed_offer.length) ||
+        !set_str(&k->principal, ko->principal) ||
+        !set_int(&k->current_kvno, ko->current_kvno) ||
+        !set_int(&k->kdc_time, ko->kdc_time))
+        goto cleanup;
+    len = i2d_TK_KEYOFFER(k, &der);
+    if (len <= 0)
+        goto cleanup;
+    der_out->data = malloc(len);
+    if (der_out->data == NULL)
+        goto cleanup;
+    memcpy(der_out->data, der, len);
+    der_out->length = len;
+    ret = 0;
+
+cleanup:
+    OPENSSL_free(der);
+    TK_KEYOFFER_free(k);
+    return ret;
+}
+
+/* Read before any signature is checked: as strict as the other decoders,
+ * and the signed offer inside no larger than a message. */
+krb5_error_code
+tk_decode_key_offer(krb5_context ctx, const krb5_data *der,
+                    tk_key_offer **ko_out)
+{
+    krb5_error_code ret;
+    const unsigned char *p = (const unsigned char *)der->data;
+    TK_KEYOFFER *k = NULL;
+    tk_key_offer *ko = NULL;
+    int64_t v;
+    int len;
+
+    *ko_out = NULL;
+    if (der->length == 0 || der->length > TK_MAX_MESSAGE)
+        return bad(ctx, ASN1_BAD_LENGTH, "key offer empty or too large");
+    k = d2i_TK_KEYOFFER(NULL, &p, der->length);
+    if (k == NULL)
+        return bad(ctx, ASN1_PARSE_ERROR, "not DER of a KeyOffer");
+    ret = ASN1_BAD_LENGTH;
+    if (p != (const unsigned char *)der->data + der->length) {
+        bad(ctx, ret, "trailing bytes");
+        goto cleanup;
+    }
+    ret = ENOMEM;
+    ko = calloc(1, sizeof(*ko));
+    if (ko == NULL)
+        goto cleanup;
+    ret = ASN1_BAD_FORMAT;
+    len = ASN1_STRING_length(k->signed_offer);
+    ko->principal = get_str(k->principal);
+    if (len < 1 || ko->principal == NULL ||
+        !get_int(k->current_kvno, 0, 65535, &v) ||
+        !get_int(k->kdc_time, 1, INT64_MAX, &ko->kdc_time)) {
+        bad(ctx, ret, "key offer fields");
+        goto cleanup;
+    }
+    ko->current_kvno = (krb5_kvno)v;
+    ret = ENOMEM;
+    ko->signed_offer.data = malloc(len);
+    if (ko->signed_offer.data == NULL)
+        goto cleanup;
+    memcpy(ko->signed_offer.data, ASN1_STRING_get0_data(k->signed_offer),
+           len);
+    ko->signed_offer.length = len;
+    *ko_out = ko;
+    ko = NULL;
+    ret = 0;
+
+cleanup:
+    tk_key_offer_free(ko);
+    TK_KEYOFFER_free(k);
     return ret;
 }
 

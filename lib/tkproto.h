@@ -31,7 +31,39 @@
 /* id-pkinit-san principal names one certificate may carry. */
 #define TK_MAX_NAMES 16
 
-/* The KDC's offer, in the METHOD-DATA of PREAUTH_REQUIRED. */
+/*
+ * The KDC signs the realm-wide part of its offer once per TK_OFFER_INTERVAL
+ * seconds and sends that same SignedData with every PREAUTH_REQUIRED in the
+ * meantime: no private-key operation per unauthenticated request (DESIGN
+ * 12).  An offer is valid for TK_OFFER_VALIDITY seconds from its signing, so
+ * that the last copy sent still has an interval to be used in.
+ */
+#define TK_OFFER_INTERVAL 60
+#define TK_OFFER_VALIDITY (2 * TK_OFFER_INTERVAL)
+
+/* The realm-wide offer (an Offer), signed by the KDC. */
+typedef struct tk_offer {
+    char *realm;
+    krb5_enctype *enctypes;
+    size_t nenctypes;
+    int64_t max_lifetime;       /* seconds */
+    int64_t signed_at;          /* the KDC's clock when it signed */
+    int64_t valid_until;        /* not before signed_at */
+} tk_offer;
+
+/* The padata of PA-TEMPKEY in PREAUTH_REQUIRED (a KeyOffer): the signed
+ * offer as the KDC signed it, and per-principal facts that are not signed,
+ * which the client takes as hints. */
+typedef struct tk_key_offer {
+    krb5_data signed_offer;     /* CMS SignedData of an Offer */
+    char *principal;            /* the AS-REQ client, unparsed */
+    krb5_kvno current_kvno;     /* highest stored, 0 if none */
+    int64_t kdc_time;           /* the KDC's clock when it answered */
+} tk_key_offer;
+
+/* The KDC's offer as the client takes it (the session's, which ktupdate
+ * reads): from a verified Offer and its hints, or from a version 1
+ * KeyRequest, which older KDCs sign whole for each request. */
 typedef struct tk_key_request {
     char *realm;
     char *principal;            /* unparsed client principal */
@@ -114,6 +146,8 @@ const char *tk_reason_text(int reason);
 krb5_error_code tk_reason_code(int reason);
 
 void tk_key_request_free(tk_key_request *req);
+void tk_offer_free(tk_offer *offer);
+void tk_key_offer_free(tk_key_offer *ko);
 void tk_upload_free(tk_upload *up);       /* zeroes the keys */
 void tk_ack_free(tk_ack *ack);
 
@@ -122,6 +156,11 @@ void tk_ack_free(tk_ack *ack);
 krb5_error_code tk_encode_key_request(krb5_context ctx,
                                       const tk_key_request *req,
                                       krb5_data *der_out);
+krb5_error_code tk_encode_offer(krb5_context ctx, const tk_offer *offer,
+                                krb5_data *der_out);
+/* The KDC's per-request work: signed_offer is copied into the DER as is. */
+krb5_error_code tk_encode_key_offer(krb5_context ctx, const tk_key_offer *ko,
+                                    krb5_data *der_out);
 krb5_error_code tk_encode_upload(krb5_context ctx, const tk_upload *up,
                                  krb5_data *der_out);
 krb5_error_code tk_encode_ack(krb5_context ctx, const tk_ack *ack,
@@ -136,6 +175,10 @@ krb5_error_code tk_encode_error(krb5_context ctx, int reason,
  * codes: ASN1_PARSE_ERROR or ASN1_BAD_FORMAT, and a message saying what. */
 krb5_error_code tk_decode_key_request(krb5_context ctx, const krb5_data *der,
                                       tk_key_request **req_out);
+krb5_error_code tk_decode_offer(krb5_context ctx, const krb5_data *der,
+                                tk_offer **offer_out);
+krb5_error_code tk_decode_key_offer(krb5_context ctx, const krb5_data *der,
+                                    tk_key_offer **ko_out);
 krb5_error_code tk_decode_upload(krb5_context ctx, const krb5_data *der,
                                  tk_upload **up_out);
 krb5_error_code tk_decode_ack(krb5_context ctx, const krb5_data *der,

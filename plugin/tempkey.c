@@ -936,7 +936,7 @@ tk_audit_as_req(krb5_context ctx, krb5_kdc_req *request,
                 krb5_error_code error_code)
 {
     tk_db *db = get_db(ctx);
-    krb5_boolean managed = FALSE;
+    krb5_boolean managed = FALSE, enrolling;
     audit_call a;
 
     if (db == NULL)
@@ -947,6 +947,14 @@ tk_audit_as_req(krb5_context ctx, krb5_kdc_req *request,
                              client, server, authtime, error_code);
         return;
     }
+    /* A name that may enroll, answered from the in-memory entry: nothing
+     * is stored to audit, and the backing module must not store that
+     * entry.  Anyone can send such requests for any number of names, so
+     * they take no lock either.  Only a stored upload succeeds (the entry
+     * exists then, and is audited below). */
+    if (error_code != 0 && is_keyless_managed(ctx, client, &enrolling) &&
+        enrolling)
+        return;
     /* Under the lock uploads take, so that an upload stored by another
      * worker between the fetch and the write-back is not undone (see
      * tk_db_audit for a backing module without one). */

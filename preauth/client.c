@@ -1,12 +1,16 @@
 /* client.c - the server side's half of the upload protocol (clpreauth). */
 /*
- * Answers the KDC's signed key request with an upload, and reads the signed
+ * Answers the KDC's offer with an upload, and reads the signed
  * acknowledgement in the AS-REP.  Nothing is sent before the KDC's signature
  * is verified against the session's anchors (chain, id-pkinit-KPKdc, a SAN
- * naming krbtgt/REALM).  The upload is signed with the server's key and
- * encrypted to the certificate that signed the key request; the AS-REP is
- * decrypted with the new key.  The module works only with a session set by
- * the program driving it (tk_client_set_session).
+ * naming krbtgt/REALM) and the signed offer found valid by this host's clock
+ * (with the clock skew allowed).  The offer's per-principal facts are not
+ * signed (the KDC signs the realm-wide part once a minute): they are hints,
+ * and a forged one can only get the upload refused.  A version 1 KeyRequest,
+ * signed whole by an older KDC, is accepted too.  The upload is signed with
+ * the server's key and encrypted to the certificate that signed the offer;
+ * the AS-REP is decrypted with the new key.  The module works only with a
+ * session set by the program driving it (tk_client_set_session).
  */
 
 #include <errno.h>
@@ -16,6 +20,7 @@
 #include <time.h>
 
 #include <krb5/clpreauth_plugin.h>
+#include <profile.h>
 
 #include <openssl/crypto.h>
 
@@ -195,32 +200,138 @@ cleanup:
     return ret;
 }
 
-/* The key request, in the KDC's PREAUTH_REQUIRED. */
-static krb5_error_code
-key_request(krb5_context ctx, tk_client_session *s,
-            krb5_clpreauth_modreq modreq, krb5_kdc_req *request,
-            krb5_data *body, const krb5_data *content, X509 *signer,
-            krb5_pa_data ***pa_out)
+/* libdefaults clockskew, as libkrb5 reads it (default 300 s). */
+static krb5_deltat
+clock_skew(krb5_context ctx)
 {
-    krb5_error_code ret;
-    tk_key_request *req = NULL;
+    profile_t profile = NULL;
+    char *text = NULL;
+    krb5_deltat skew = 300;
+
+    if (krb5_get_profile(ctx, &profile) == 0 &&
+        profile_get_string(profile, "libdefaults", "clockskew", NULL, NULL,
+                           &text) == 0 && text != NULL)
+        (void)krb5_string_to_deltat(text, &skew);
+    profile_release_string(text);
+    profile_release(profile);
+    return skew;
+}
+
+/* A signed offer is used only within its validity, by this host's clock
+ * give or take the clock skew: an old one replayed is refused. */
+static krb5_error_code
+check_validity(krb5_context ctx, tk_client_session *s, int64_t signed_at,
+               int64_t valid_until)
+{
+    int64_t now = time(NULL), skew = clock_skew(ctx);
+    char detail[128];
+
+    if (now + skew >= signed_at && now - skew <= valid_until)
+        return 0;
+    snprintf(detail, sizeof(detail), "signed %+lld s from now, valid for "
+             "%lld s; clockskew is %lld s", (long long)(signed_at - now),
+             (long long)(valid_until - signed_at), (long long)skew);
+    return fail(ctx, s, KRB5KDC_ERR_KDC_NOT_TRUSTED, "the KDC's offer is "
+                "not valid now (%s)", detail);
+}
+
+/* Whether principal (unparsed) and realm name the AS-REQ's client. */
+static krb5_boolean
+names_client(krb5_context ctx, const char *realm, const char *principal,
+             krb5_const_principal client)
+{
     krb5_principal named = NULL;
     krb5_boolean ours;
 
-    ret = tk_decode_key_request(ctx, content, &req);
-    if (ret)
-        return fail(ctx, s, ret, "the KDC's key request is malformed%s", "");
-    ours = (krb5_parse_name(ctx, req->principal, &named) == 0 &&
-            krb5_principal_compare(ctx, named, request->client) &&
-            strlen(req->realm) == request->client->realm.length &&
-            memcmp(req->realm, request->client->realm.data,
-                   request->client->realm.length) == 0);
+    ours = (krb5_parse_name(ctx, principal, &named) == 0 &&
+            krb5_principal_compare(ctx, named, client) &&
+            strlen(realm) == client->realm.length &&
+            memcmp(realm, client->realm.data, client->realm.length) == 0);
     krb5_free_principal(ctx, named);
-    if (!ours) {
-        tk_key_request_free(req);
+    return ours;
+}
+
+/* Check a version 1 KeyRequest, signed whole by an older KDC. */
+static krb5_error_code
+check_request_v1(krb5_context ctx, tk_client_session *s,
+                 krb5_kdc_req *request, const tk_key_request *req)
+{
+    if (!names_client(ctx, req->realm, req->principal, request->client))
         return fail(ctx, s, KRB5KDC_ERR_KDC_NOT_TRUSTED, "the KDC's key "
                     "request is for another principal%s", "");
-    }
+    /* Signed for this very request: as fresh as its time says. */
+    return check_validity(ctx, s, req->kdc_time,
+                          req->kdc_time + TK_OFFER_VALIDITY);
+}
+
+/* A verified Offer (content) and the hints beside it as the session's
+ * request.  The hints are checked against what is signed; a forged one
+ * that passes can only get the upload refused. */
+static krb5_error_code
+request_from_offer(krb5_context ctx, tk_client_session *s,
+                   krb5_kdc_req *request, const krb5_data *content,
+                   const tk_key_offer *ko, tk_key_request **req_out)
+{
+    krb5_error_code ret;
+    tk_offer *offer = NULL;
+    tk_key_request *req = NULL;
+    const krb5_data *realm = &request->client->realm;
+
+    *req_out = NULL;
+    ret = tk_decode_offer(ctx, content, &offer);
+    if (ret)
+        return fail(ctx, s, ret, "the KDC's offer is malformed%s", "");
+    if (strlen(offer->realm) != realm->length ||
+        memcmp(offer->realm, realm->data, realm->length) != 0)
+        ret = fail(ctx, s, KRB5KDC_ERR_KDC_NOT_TRUSTED, "the KDC's offer is "
+                   "for another realm%s", "");
+    if (ret == 0)
+        ret = check_validity(ctx, s, offer->signed_at, offer->valid_until);
+    /* The expiry is reckoned from the KDC's time: within what it signed. */
+    if (ret == 0 && (ko->kdc_time < offer->signed_at ||
+                     ko->kdc_time > offer->valid_until))
+        ret = fail(ctx, s, KRB5KDC_ERR_KDC_NOT_TRUSTED, "the KDC's time is "
+                   "outside the validity of its offer%s", "");
+    if (ret == 0 && !names_client(ctx, offer->realm, ko->principal,
+                                  request->client))
+        ret = fail(ctx, s, KRB5KDC_ERR_KDC_NOT_TRUSTED, "the KDC's key "
+                   "request is for another principal%s", "");
+    if (ret)
+        goto cleanup;
+    ret = ENOMEM;
+    req = calloc(1, sizeof(*req));
+    if (req == NULL)
+        goto cleanup;
+    /* Named as this client, not as the hint spells it: the upload and the
+     * acknowledgement then agree whatever the hint's spelling. */
+    ret = krb5_unparse_name(ctx, request->client, &req->principal);
+    if (ret)
+        goto cleanup;
+    req->realm = offer->realm;
+    offer->realm = NULL;
+    req->enctypes = offer->enctypes;
+    offer->enctypes = NULL;
+    req->nenctypes = offer->nenctypes;
+    req->max_lifetime = offer->max_lifetime;
+    req->current_kvno = ko->current_kvno;
+    req->kdc_time = ko->kdc_time;
+    *req_out = req;
+    req = NULL;
+
+cleanup:
+    tk_key_request_free(req);
+    tk_offer_free(offer);
+    return ret;
+}
+
+/* Answer the KDC's verified offer (req, taken over), signed by signer. */
+static krb5_error_code
+answer_offer(krb5_context ctx, tk_client_session *s,
+             krb5_clpreauth_modreq modreq, krb5_data *body,
+             tk_key_request *req, X509 *signer, krb5_pa_data ***pa_out)
+{
+    krb5_error_code ret;
+
     tk_key_request_free(s->request);
     s->request = req;
     X509_free(modreq->kdc_cert);
@@ -272,6 +383,39 @@ acknowledgement(krb5_context ctx, tk_client_session *s,
                 "an enctype we did not upload%s", "");
 }
 
+/* Open a SignedData from the KDC: its content and signer, once the signer
+ * is found to speak for the KDC of realm. */
+static krb5_error_code
+open_from_kdc(krb5_context ctx, tk_client_session *s, const krb5_data *der,
+              const krb5_data *realm, krb5_data *content_out,
+              X509 **signer_out)
+{
+    krb5_error_code ret;
+    X509 *signer = NULL;
+    STACK_OF(X509) *certs = NULL;
+    const char *msg;
+
+    *signer_out = NULL;
+    ret = tk_cms_open_signed(ctx, der, content_out, &signer, &certs);
+    if (ret) {
+        msg = krb5_get_error_message(ctx, ret);
+        ret = fail(ctx, s, KRB5KDC_ERR_KDC_NOT_TRUSTED, "the KDC's message "
+                   "does not carry a valid signature: %s", msg);
+        krb5_free_error_message(ctx, msg);
+        return ret;
+    }
+    ret = check_kdc(ctx, s, signer, certs, realm);
+    sk_X509_pop_free(certs, X509_free);
+    if (ret) {
+        X509_free(signer);
+        free(content_out->data);
+        content_out->data = NULL;
+        return ret;
+    }
+    *signer_out = signer;
+    return 0;
+}
+
 static krb5_error_code
 tk_cl_process(krb5_context ctx, krb5_clpreauth_moddata md,
               krb5_clpreauth_modreq modreq, krb5_get_init_creds_opt *opt,
@@ -283,10 +427,10 @@ tk_cl_process(krb5_context ctx, krb5_clpreauth_moddata md,
 {
     krb5_error_code ret;
     tk_client_session *s = current;
-    krb5_data der, content = { 0, 0, NULL };
+    krb5_data der, copy = { 0, 0, NULL }, content = { 0, 0, NULL };
     X509 *signer = NULL;
-    STACK_OF(X509) *certs = NULL;
-    tk_key_request *probe = NULL;
+    tk_key_offer *ko = NULL;
+    tk_key_request *req = NULL;
 
     *pa_data_out = NULL;
     if (s == NULL || modreq == NULL)
@@ -305,23 +449,42 @@ tk_cl_process(krb5_context ctx, krb5_clpreauth_moddata md,
     /* The optimistic first request: send nothing, wait for the KDC. */
     if (pa_data->length == 0)
         return 0;
-    ret = tk_cms_open_signed(ctx, &der, &content, &signer, &certs);
-    if (ret) {
-        const char *msg = krb5_get_error_message(ctx, ret);
-
-        fail(ctx, s, KRB5KDC_ERR_KDC_NOT_TRUSTED, "the KDC's message does "
-             "not carry a valid signature: %s", msg);
-        krb5_free_error_message(ctx, msg);
+    if (s->tamper_offer != NULL) {
+        copy.data = malloc(der.length);
+        if (copy.data == NULL)
+            return ENOMEM;
+        memcpy(copy.data, der.data, der.length);
+        copy.length = der.length;
+        s->tamper_offer(s, &copy);
+        der = copy;
+    }
+    if (tk_decode_key_offer(ctx, &der, &ko) == 0) {
+        /* PREAUTH_REQUIRED: the signed offer and its hints. */
+        ret = open_from_kdc(ctx, s, &ko->signed_offer,
+                            &request->client->realm, &content, &signer);
+        if (ret == 0)
+            ret = request_from_offer(ctx, s, request, &content, ko, &req);
+        if (ret == 0) {
+            ret = answer_offer(ctx, s, modreq, encoded_request_body, req,
+                               signer, pa_data_out);
+        }
         goto cleanup;
     }
-    ret = check_kdc(ctx, s, signer, certs, &request->client->realm);
+    krb5_clear_error_message(ctx);
+    ret = open_from_kdc(ctx, s, &der, &request->client->realm, &content,
+                        &signer);
     if (ret)
         goto cleanup;
-    /* The content type tells a key request from an acknowledgement. */
-    if (tk_decode_key_request(ctx, &content, &probe) == 0) {
-        tk_key_request_free(probe);
-        ret = key_request(ctx, s, modreq, request, encoded_request_body,
-                          &content, signer, pa_data_out);
+    /* The content type tells an older KDC's key request from an
+     * acknowledgement. */
+    if (tk_decode_key_request(ctx, &content, &req) == 0) {
+        ret = check_request_v1(ctx, s, request, req);
+        if (ret == 0) {
+            ret = answer_offer(ctx, s, modreq, encoded_request_body, req,
+                               signer, pa_data_out);
+        } else {
+            tk_key_request_free(req);
+        }
     } else {
         krb5_clear_error_message(ctx);
         ret = acknowledgement(ctx, s, modreq, cb, rock, &content, signer);
@@ -329,8 +492,9 @@ tk_cl_process(krb5_context ctx, krb5_clpreauth_moddata md,
 
 cleanup:
     free(content.data);
+    free(copy.data);
     X509_free(signer);
-    sk_X509_pop_free(certs, X509_free);
+    tk_key_offer_free(ko);
     return ret;
 }
 

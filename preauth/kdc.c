@@ -1,15 +1,18 @@
 /* kdc.c - the KDC side of the upload protocol (kdcpreauth). */
 /*
- * PREAUTH_REQUIRED for a managed or enrolling principal carries our signed
- * KeyRequest (and, through the KDC, a freshness token).  An AS-REQ carrying
- * an upload is decrypted, its signature, certificate, names, freshness,
- * request binding, keys, expiry and key version are checked in that order
- * (tk_kdc_verify), and only then is it handed to the tempkey KDB module's
- * put_principal, which stores it (the write path lives there).  The reply
- * is encrypted in the new key and carries a signed acknowledgement.  Every
- * refusal logs one line and answers with an error code MIT's KDC passes
- * on, our reason in the e-data.  The module keeps per-realm state built
- * lazily in the realm's context; it never writes to the database itself.
+ * PREAUTH_REQUIRED for a managed or enrolling principal carries our offer
+ * (and, through the KDC, a freshness token): the realm-wide part signed
+ * once per TK_OFFER_INTERVAL and sent as is, with the principal's facts
+ * unsigned beside it, so that no unauthenticated request costs a
+ * private-key operation.  An AS-REQ carrying an upload is decrypted, its
+ * signature, certificate, names, freshness, request binding, keys, expiry
+ * and key version are checked in that order (tk_kdc_verify), and only then
+ * is it handed to the tempkey KDB module's put_principal, which stores it
+ * (the write path lives there).  The reply is encrypted in the new key and
+ * carries a signed acknowledgement.  Every refusal logs one line and
+ * answers with an error code MIT's KDC passes on, our reason in the
+ * e-data.  The module keeps per-realm state built lazily in the realm's
+ * context; it never writes to the database itself.
  */
 
 #include <errno.h>
@@ -45,6 +48,9 @@ typedef struct realm_state {
     krb5_boolean replica;       /* the database's role = replica */
     char *primary;              /* the primary KDC a replica names, or
                                  * NULL if unknown */
+    krb5_data offer;            /* the signed Offer sent meanwhile; each
+                                 * worker (krb5kdc -w) signs its own */
+    int64_t offer_signed_at;
 } realm_state;
 
 struct krb5_kdcpreauth_moddata_st {
@@ -65,6 +71,7 @@ free_realm(realm_state *rs)
         return;
     free(rs->realm);
     free(rs->primary);
+    free(rs->offer.data);
     tk_policy_free(&rs->policy);
     tk_identity_free(rs->id);
     tk_trust_free(rs->trust);
@@ -309,6 +316,43 @@ signed_pa(krb5_context ctx, realm_state *rs, krb5_data *message,
     return (*pa_out == NULL) ? ENOMEM : 0;
 }
 
+/*
+ * The realm's signed Offer, signed anew when the one in use is
+ * TK_OFFER_INTERVAL old (or from the future: the clock went back).  What it
+ * holds is read from kdc.conf at start only, so a configuration change
+ * takes a restart, which signs a new one.
+ */
+static krb5_error_code
+current_offer(krb5_context ctx, realm_state *rs, int64_t now,
+              const krb5_data **offer_out)
+{
+    krb5_error_code ret;
+    tk_offer offer;
+    krb5_data der = EMPTY_DATA, sig = EMPTY_DATA;
+
+    *offer_out = NULL;
+    if (rs->offer.data == NULL || now < rs->offer_signed_at ||
+        now >= rs->offer_signed_at + TK_OFFER_INTERVAL) {
+        offer.realm = rs->realm;
+        offer.enctypes = rs->policy.enctypes;
+        offer.nenctypes = rs->policy.nenctypes;
+        offer.max_lifetime = rs->policy.max_life;
+        offer.signed_at = now;
+        offer.valid_until = now + TK_OFFER_VALIDITY;
+        ret = tk_encode_offer(ctx, &offer, &der);
+        if (ret == 0)
+            ret = tk_cms_sign(ctx, rs->id, &der, &sig);
+        free(der.data);
+        if (ret)
+            return ret;
+        free(rs->offer.data);
+        rs->offer = sig;
+        rs->offer_signed_at = now;
+    }
+    *offer_out = &rs->offer;
+    return 0;
+}
+
 static void
 tk_kdc_edata(krb5_context ctx, krb5_kdc_req *request,
              krb5_kdcpreauth_callbacks cb, krb5_kdcpreauth_rock rock,
@@ -318,7 +362,8 @@ tk_kdc_edata(krb5_context ctx, krb5_kdc_req *request,
     krb5_error_code ret;
     krb5_principal client = cb->client_name(ctx, rock);
     realm_state *rs = find_realm(md, &client->realm);
-    tk_key_request req;
+    tk_key_offer ko;
+    const krb5_data *offer;
     tk_meta *meta = NULL;
     krb5_data der = EMPTY_DATA;
     krb5_pa_data *pa = NULL;
@@ -328,21 +373,22 @@ tk_kdc_edata(krb5_context ctx, krb5_kdc_req *request,
         (*respond)(arg, ENOENT, NULL);
         return;
     }
-    memset(&req, 0, sizeof(req));
-    meta = client_meta(ctx, cb, rock);
+    memset(&ko, 0, sizeof(ko));
     ret = krb5_unparse_name(ctx, client, &name);
     if (ret)
         goto cleanup;
-    req.realm = rs->realm;
-    req.principal = name;
-    req.enctypes = rs->policy.enctypes;
-    req.nenctypes = rs->policy.nenctypes;
-    req.max_lifetime = rs->policy.max_life;
-    req.current_kvno = (meta != NULL) ? meta->highest_kvno : 0;
-    req.kdc_time = time(NULL);
-    ret = tk_encode_key_request(ctx, &req, &der);
-    if (ret == 0)
-        ret = signed_pa(ctx, rs, &der, &pa);
+    ko.kdc_time = time(NULL);
+    ret = current_offer(ctx, rs, ko.kdc_time, &offer);
+    if (ret)
+        goto cleanup;
+    /* The facts of this principal: hints, unsigned (doc/protocol.md). */
+    meta = client_meta(ctx, cb, rock);
+    ko.signed_offer = *offer;
+    ko.principal = name;
+    ko.current_kvno = (meta != NULL) ? meta->highest_kvno : 0;
+    ret = tk_encode_key_offer(ctx, &ko, &der);
+    if (ret == 0 && (pa = make_pa(&der)) == NULL)
+        ret = ENOMEM;
     if (ret == 0)
         cb->send_freshness_token(ctx, rock);
 
@@ -350,7 +396,7 @@ cleanup:
     if (ret) {
         const char *msg = krb5_get_error_message(ctx, ret);
 
-        com_err("tempkey", 0, "cannot offer a key request to %s: %s",
+        com_err("tempkey", 0, "cannot offer an upload to %s: %s",
                 name != NULL ? name : "?", msg);
         krb5_free_error_message(ctx, msg);
     }

@@ -32,7 +32,7 @@ struct tk_client_session {
     size_t nkeys;
 
     /* Set by the module. */
-    tk_key_request *request;    /* the verified key request */
+    tk_key_request *request;    /* the KDC's verified offer */
     int64_t requested_expiry;
     krb5_boolean uploaded;      /* an upload was sent */
     tk_ack *ack;                /* the KDC's signed acknowledgement */
@@ -41,9 +41,12 @@ struct tk_client_session {
                                  * (host or host:port), or empty */
     char message[512];          /* what went wrong, for one line */
 
-    /* Fault injection for the tests; ktupdate leaves them NULL.  Change the
-     * upload before it is encoded, encrypt to another certificate, or
+    /* Fault injection for the tests; ktupdate leaves them NULL.  Change
+     * what the KDC sent (an offer or an acknowledgement) before it is read
+     * (der is a copy the hook may replace, freeing the old data), change
+     * the upload before it is encoded, encrypt to another certificate, or
      * change the signed message or the padata sent. */
+    void (*tamper_offer)(tk_client_session *s, krb5_data *der);
     void (*tamper_upload)(tk_client_session *s, tk_upload *up);
     X509 *recipient;
     void (*tamper_signed)(tk_client_session *s, krb5_data *der);

@@ -53,6 +53,7 @@ fuzz_signed(krb5_context ctx, const krb5_data *der)
     krb5_boolean ok;
     tk_upload *up = NULL;
     tk_key_request *req = NULL;
+    tk_offer *offer = NULL;
     int reason;
 
     if (tk_cms_open_signed(ctx, der, &content, &signer, &certs) != 0) {
@@ -68,9 +69,12 @@ fuzz_signed(krb5_context ctx, const krb5_data *der)
         FUZZ_CHECK(names != NULL);
         tk_free_principals(ctx, names);
     }
-    /* An upload for the KDC, or a key request for ktupdate. */
+    /* An upload for the KDC, or an offer (or an older KDC's key request)
+     * for ktupdate. */
     if (tk_decode_upload(ctx, &content, &up) == 0)
         tk_upload_free(up);
+    else if (tk_decode_offer(ctx, &content, &offer) == 0)
+        tk_offer_free(offer);
     else if (tk_decode_key_request(ctx, &content, &req) == 0)
         tk_key_request_free(req);
     X509_free(signer);

@@ -82,6 +82,32 @@ key_requests(void)
     write_data("key_request", "limits", &d);
 }
 
+/* Offers as the KDC signs them, and KeyOffers: one around a real signed
+ * offer (sig), one at the limits. */
+static void
+offers(const krb5_data *sig)
+{
+    krb5_enctype one[1] = { 18 }, all[TK_MAX_KEYS] = { 18, 17, 20, 19, 16,
+                                                        23, 25, 26 };
+    tk_offer o1 = { "FUZZ.TEST", one, 1, 86400, 1700000000, 1700000120 };
+    tk_offer o2 = { "FUZZ.TEST", all, TK_MAX_KEYS, 2147483647,
+                    9223372036854775807LL, 9223372036854775807LL };
+    tk_key_offer k1 = { *sig, "HTTP/www.fuzz.test@FUZZ.TEST", 6,
+                        1700000030 };
+    tk_key_offer k2 = { { 0, 1, "\x30" }, "host/a.fuzz.test@FUZZ.TEST", 65535,
+                        9223372036854775807LL };
+    krb5_data d;
+
+    check(tk_encode_offer(ctx, &o1, &d), "offer");
+    write_data("offer", "offer-one-enctype", &d);
+    check(tk_encode_offer(ctx, &o2, &d), "offer");
+    write_data("offer", "offer-limits", &d);
+    check(tk_encode_key_offer(ctx, &k1, &d), "key offer");
+    write_data("offer", "key-offer", &d);
+    check(tk_encode_key_offer(ctx, &k2, &d), "key offer");
+    write_data("offer", "key-offer-limits", &d);
+}
+
 /* An upload as ktupdate makes it; nkeys keys of the first enctypes. */
 static void
 make_upload(tk_upload *up, unsigned char keys[][32], size_t nkeys,
@@ -176,7 +202,7 @@ metas(void)
 }
 
 /* Real CMS: the upload as ktupdate signs it and encrypts it to the test KDC,
- * and the KDC's signed offer. */
+ * the KDC's signed offer (and an older KDC's key request). */
 static void
 cms(void)
 {
@@ -186,6 +212,7 @@ cms(void)
     krb5_enctype et[2] = { 18, 17 };
     tk_key_request req = { "FUZZ.TEST", "HTTP/www.fuzz.test@FUZZ.TEST", et,
                            2, 86400, 6, 1700000000 };
+    tk_offer offer = { "FUZZ.TEST", et, 2, 86400, 1700000000, 1700000120 };
     krb5_data der, sig, env;
 
     check(tk_identity_load(ctx, data_file("server-chain.pem"),
@@ -206,6 +233,11 @@ cms(void)
     check(tk_cms_sign(ctx, kdc, &der, &sig), "signing");
     free(der.data);
     write_data("cms_signed", "key-request", &sig);
+    check(tk_encode_offer(ctx, &offer, &der), "offer");
+    check(tk_cms_sign(ctx, kdc, &der, &sig), "signing");
+    free(der.data);
+    offers(&sig);
+    write_data("cms_signed", "offer", &sig);
     tk_identity_free(server);
     tk_identity_free(kdc);
 }

@@ -6,7 +6,10 @@
  *        [--other-cert FILE] [--save-token FILE] [--token FILE]
  * Faults: kdc-hash, no-token, checksum, expiry, short-key, other-principal,
  * bad-signature, other-kdc (with --other-cert), empty, truncated, garbage,
- * oversized.  Prints "stored kvno N expires T ticket-ends E renew-till R"
+ * oversized; and, in what the KDC sent, the unsigned hints of its offer
+ * (hint-kvno: current kvno + 5, hint-principal: another principal,
+ * hint-time: the KDC's time an hour on) or its signature
+ * (offer-signature).  Prints "stored kvno N expires T ticket-ends E renew-till R"
  * (exit 0), "refused REASON: TEXT" and, when the refusal names one,
  * "primary KDC: HOST[:PORT]" (exit 4), or an error (exit 1).  The keys are
  * random and written nowhere.
@@ -33,6 +36,38 @@ static long forced_kvno;
 static krb5_enctype forced_enctype = ENCTYPE_AES256_CTS_HMAC_SHA1_96;
 static const char *save_token_file, *token_file;
 static char token_buf[4096], other_principal[256];
+
+/* What an attacker on the path could do to the KDC's offer. */
+static void
+tamper_offer(tk_client_session *s, krb5_data *der)
+{
+    krb5_context ctx;
+    tk_key_offer *ko = NULL;
+    krb5_data out = { 0, 0, NULL };
+
+    if (strncmp(fault, "hint-", 5) != 0 &&
+        strcmp(fault, "offer-signature") != 0)
+        return;
+    if (krb5_init_context(&ctx) != 0)
+        return;
+    /* Only the KeyOffer, not the acknowledgement. */
+    if (tk_decode_key_offer(ctx, der, &ko) == 0) {
+        if (strcmp(fault, "hint-kvno") == 0)
+            ko->current_kvno += 5;
+        else if (strcmp(fault, "hint-principal") == 0)
+            ko->principal[0] ^= 0x20;
+        else if (strcmp(fault, "hint-time") == 0)
+            ko->kdc_time += 3600;
+        else        /* the signature value ends the SignedData */
+            ko->signed_offer.data[ko->signed_offer.length - 1] ^= 0x01;
+        if (tk_encode_key_offer(ctx, ko, &out) == 0) {
+            free(der->data);
+            *der = out;
+        }
+    }
+    tk_key_offer_free(ko);
+    krb5_free_context(ctx);
+}
 
 static krb5_error_code
 prepare(krb5_context ctx, tk_client_session *s)
@@ -201,6 +236,7 @@ main(int argc, char **argv)
     krb5_get_init_creds_opt_set_etype_list(gic, etypes, 2);
     s.principal = client;
     s.prepare = prepare;
+    s.tamper_offer = tamper_offer;
     s.tamper_upload = tamper_upload;
     s.tamper_signed = tamper_signed;
     s.tamper_padata = tamper_padata;
