@@ -7,7 +7,7 @@
  * ticks.  The child takes BASE.purge.lock (flock, without waiting, never
  * removed) and reads there when the last pass started: one pass at a time
  * per database, and one per tick however many krb5kdc -w workers tick.  The names a pass has still to purge are written to
- * BASE.purge.todo first, so that a pass cut short (a restart, a kill) is
+ * BASE.purge.left first, so that a pass cut short (a restart, a kill) is
  * resumed by the next one before it walks again.  On db2 the walk runs
  * with unlockiter, so the database lock is free between entries and
  * uploads are not held up behind it.
@@ -152,11 +152,12 @@ purge_name(krb5_context ctx, krb5_const_principal princ, int64_t now,
     krb5_free_unparsed_name(ctx, name);
 }
 
-/* Purge the names a cut-short pass left in todo; return how many. */
+/* Purge the names a cut-short pass left in the file left; return how
+ * many. */
 static size_t
-resume(krb5_context ctx, const char *todo, int64_t now, size_t *total)
+resume(krb5_context ctx, const char *left, int64_t now, size_t *total)
 {
-    FILE *f = fopen(todo, "r");
+    FILE *f = fopen(left, "r");
     char line[4096];
     krb5_principal princ;
     size_t n = 0;
@@ -175,13 +176,13 @@ resume(krb5_context ctx, const char *todo, int64_t now, size_t *total)
     return n;
 }
 
-/* Write names to todo (through a temporary file and a rename: a reader
+/* Write names to the file left (through a temporary file and a rename: a reader
  * sees the whole list or none). */
 static krb5_error_code
-write_todo(krb5_context ctx, const char *todo, krb5_principal *names,
+write_left(krb5_context ctx, const char *left, krb5_principal *names,
            size_t count)
 {
-    char *tmp = path_with(todo, ".new"), *name;
+    char *tmp = path_with(left, ".new"), *name;
     FILE *f;
     size_t i;
     int ok;
@@ -201,7 +202,7 @@ write_todo(krb5_context ctx, const char *todo, krb5_principal *names,
     }
     ok = fflush(f) == 0 && fdatasync(fileno(f)) == 0;
     ok = (fclose(f) == 0) && ok;
-    if (ok && rename(tmp, todo) == 0) {
+    if (ok && rename(tmp, left) == 0) {
         free(tmp);
         return 0;
     }
@@ -233,7 +234,7 @@ run_pass(krb5_context kdc_ctx, const tk_config *cfg, char **db_args,
     char *realm = NULL;
     krb5_principal *names = NULL;
     char *lock = path_with(cfg->db_base, ".purge.lock");
-    char *todo = path_with(cfg->db_base, ".purge.todo");
+    char *left = path_with(cfg->db_base, ".purge.left");
     char **args = NULL;
     size_t count = 0, i, resumed, total = 0;
     struct timespec t0, t1;
@@ -251,13 +252,13 @@ run_pass(krb5_context kdc_ctx, const tk_config *cfg, char **db_args,
         _exit(0);
     signal(SIGHUP, SIG_IGN);
     close_sockets();
-    if (lock == NULL || todo == NULL)
+    if (lock == NULL || left == NULL)
         _exit(1);
     fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0)
         _exit(0);               /* another pass is running */
     read_stamp(fd, &s);
-    if (now - s.last < dedup_window(cfg) && access(todo, F_OK) != 0)
+    if (now - s.last < dedup_window(cfg) && access(left, F_OK) != 0)
         _exit(0);               /* another worker's pass of this tick ran */
     s.last = now;
     s.passes++;
@@ -283,7 +284,7 @@ run_pass(krb5_context kdc_ctx, const tk_config *cfg, char **db_args,
             log_error(ctx, ret, "opening the database");
         _exit(1);
     }
-    resumed = resume(ctx, todo, now, &total);
+    resumed = resume(ctx, left, now, &total);
     if (resumed > 0)
         com_err("tempkey", 0, "purge: resumed an interrupted pass (%zu "
                 "principals)", resumed);
@@ -292,14 +293,14 @@ run_pass(krb5_context kdc_ctx, const tk_config *cfg, char **db_args,
         log_error(ctx, ret, "listing principals");
         _exit(1);
     }
-    if (count > 0 && write_todo(ctx, todo, names, count) != 0)
+    if (count > 0 && write_left(ctx, left, names, count) != 0)
         com_err("tempkey", 0, "purge: cannot write %s; a pass cut short "
-                "will walk again", todo);
+                "will walk again", left);
     for (i = 0; i < count; i++) {
         purge_name(ctx, names[i], now, &total);
         krb5_free_principal(ctx, names[i]);
     }
-    unlink(todo);
+    unlink(left);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     if (total > 0 || resumed > 0) {
         com_err("tempkey", 0, "purge: pass done: %zu key version(s) of %zu "

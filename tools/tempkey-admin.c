@@ -539,6 +539,31 @@ cmd_purge(admin *a)
     return a->problems ? 1 : 0;
 }
 
+/* The KDC's configuration for realm (the default realm if NULL), opening
+ * no database. */
+static int
+read_realm(admin *a, const char *realm)
+{
+    krb5_error_code ret;
+
+    ret = krb5_init_context_profile(NULL, KRB5_INIT_CONTEXT_KDC, &a->ctx);
+    if (ret) {
+        fprintf(stderr, "%s: cannot initialize Kerberos: %s\n", progname,
+                error_message(ret));
+        return 1;
+    }
+    if (realm != NULL)
+        ret = krb5_set_default_realm(a->ctx, realm);
+    if (ret == 0)
+        ret = krb5_get_default_realm(a->ctx, &a->realm);
+    if (ret)
+        return fail(a, ret, "finding the realm");
+    ret = tk_config_read(a->ctx, a->realm, NULL, &a->cfg);
+    if (ret)
+        return fail(a, ret, "reading the configuration");
+    return 0;
+}
+
 /* ---- ratchet: the file that makes expired keys unreadable. */
 
 static int
@@ -604,23 +629,10 @@ cmd_ratchet_init(admin *a)
 static int
 cmd_ratchet(admin *a, const char *realm, const char *what)
 {
-    krb5_error_code ret;
+    int status = read_realm(a, realm);
 
-    ret = krb5_init_context_profile(NULL, KRB5_INIT_CONTEXT_KDC, &a->ctx);
-    if (ret) {
-        fprintf(stderr, "%s: cannot initialize Kerberos: %s\n", progname,
-                error_message(ret));
-        return 1;
-    }
-    if (realm != NULL)
-        ret = krb5_set_default_realm(a->ctx, realm);
-    if (ret == 0)
-        ret = krb5_get_default_realm(a->ctx, &a->realm);
-    if (ret)
-        return fail(a, ret, "finding the realm");
-    ret = tk_config_read(a->ctx, a->realm, NULL, &a->cfg);
-    if (ret)
-        return fail(a, ret, "reading the configuration");
+    if (status)
+        return status;
     if (strcmp(what, "status") == 0)
         return cmd_ratchet_status(a);
     return cmd_ratchet_init(a);
@@ -634,22 +646,10 @@ static int
 open_realm(admin *a, const char *realm, krb5_boolean writes)
 {
     krb5_error_code ret;
+    int status = read_realm(a, realm);
 
-    ret = krb5_init_context_profile(NULL, KRB5_INIT_CONTEXT_KDC, &a->ctx);
-    if (ret) {
-        fprintf(stderr, "%s: cannot initialize Kerberos: %s\n", progname,
-                error_message(ret));
-        return 1;
-    }
-    if (realm != NULL)
-        ret = krb5_set_default_realm(a->ctx, realm);
-    if (ret == 0)
-        ret = krb5_get_default_realm(a->ctx, &a->realm);
-    if (ret)
-        return fail(a, ret, "finding the realm");
-    ret = tk_config_read(a->ctx, a->realm, NULL, &a->cfg);
-    if (ret)
-        return fail(a, ret, "reading the configuration");
+    if (status)
+        return status;
     if (writes)
         ret = tk_db_open_for_writes(a->ctx, a->realm, &a->cfg, NULL);
     else

@@ -105,8 +105,8 @@ def test_pass_cut_short_is_resumed():
     names = clone_expired(r, CLONES)
     r.start_kdc()
     kdc = r.kdc.pid
-    todo = r.path('principal.purge.todo')
-    r.wait_for('a pass to list its work', lambda: os.path.exists(todo),
+    left = r.path('principal.purge.left')
+    r.wait_for('a pass to list its work', lambda: os.path.exists(left),
                timeout=30, step=0.05)
     kids = children(kdc)
     if len(kids) != 1:
@@ -115,7 +115,7 @@ def test_pass_cut_short_is_resumed():
     done_before = len(purged(r, names))
     if done_before >= len(names):
         fail('the pass finished before it could be cut short')
-    if not os.path.exists(todo):
+    if not os.path.exists(left):
         fail('the interrupted pass left no list of its work')
     # The KDC serves while the next pass resumes.
     r.kadmin_local('addprinc -pw user-pw user')
@@ -127,11 +127,11 @@ def test_pass_cut_short_is_resumed():
     # database says.)
     r.wait_for('every principal to be purged',
                lambda: holding_expired(r) == 0, timeout=120)
-    r.wait_for('the list to go', lambda: not os.path.exists(todo),
+    r.wait_for('the list to go', lambda: not os.path.exists(left),
                timeout=30)
     # The KDC restarted mid-pass also resumes: a list left on disk.
     r.stop_kdc()
-    with open(todo, 'w') as f:
+    with open(left, 'w') as f:
         f.write('HTTP/h1.test@%s\nnot a principal@@\n' % REALM)
     before = len(r.kdc_log_text())
     r.start_kdc()
