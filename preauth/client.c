@@ -200,9 +200,8 @@ cleanup:
     return ret;
 }
 
-/* libdefaults clockskew, as libkrb5 reads it (default 300 s). */
-static krb5_deltat
-clock_skew(krb5_context ctx)
+krb5_deltat
+tk_clock_skew(krb5_context ctx)
 {
     profile_t profile = NULL;
     char *text = NULL;
@@ -223,7 +222,7 @@ static krb5_error_code
 check_validity(krb5_context ctx, tk_client_session *s, int64_t signed_at,
                int64_t valid_until)
 {
-    int64_t now = time(NULL), skew = clock_skew(ctx);
+    int64_t now = time(NULL), skew = tk_clock_skew(ctx);
     char detail[128];
 
     if (now + skew >= signed_at && now - skew <= valid_until)

@@ -69,4 +69,7 @@ krb5_error_code clpreauth_tempkey_initvt(krb5_context ctx, int maj_ver,
                                          int min_ver,
                                          krb5_plugin_vtable vtable);
 
+/* libdefaults clockskew, as libkrb5 reads it (default 300 s). */
+krb5_deltat tk_clock_skew(krb5_context ctx);
+
 #endif /* TKCLIENT_H */

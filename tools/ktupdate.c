@@ -1734,22 +1734,6 @@ load_trust(updater *u)
     return ret;
 }
 
-static krb5_deltat
-clock_skew(krb5_context ctx)
-{
-    profile_t profile = NULL;
-    char *text = NULL;
-    krb5_deltat skew = 300;
-
-    if (krb5_get_profile(ctx, &profile) == 0 &&
-        profile_get_string(profile, "libdefaults", "clockskew", NULL, NULL,
-                           &text) == 0 && text != NULL)
-        (void)krb5_string_to_deltat(text, &skew);
-    profile_release_string(text);
-    profile_release(profile);
-    return skew;
-}
-
 /* The options of every exchange: our enctypes, only our preauth. */
 static krb5_error_code
 make_gic(updater *u)
@@ -1821,7 +1805,7 @@ setup(updater *u)
         return say_error(u, EXIT_LOCAL, ret, "cannot register the tempkey "
                          "preauth module");
     start_tracing(u);
-    u->skew = clock_skew(u->ctx);
+    u->skew = tk_clock_skew(u->ctx);
     u->lifetime = 0;
     if (u->opt.lifetime_arg != NULL) {
         ret = tk_parse_duration(u->ctx, "--lifetime", u->opt.lifetime_arg,
