@@ -663,6 +663,10 @@ class Tests:
         self.shared = shared
 
     def run(self, *funcs):
+        # TK_ONLY=name[,name...] runs just those tests (to chase one).
+        only = os.environ.get('TK_ONLY')
+        if only:
+            funcs = [fn for fn in funcs if fn.__name__ in only.split(',')]
         failed = 0
         for fn in funcs:
             name = fn.__name__
