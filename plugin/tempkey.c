@@ -96,7 +96,7 @@ typedef struct {
 static krb5_error_code purger_start(krb5_context ctx, tk_db *db,
                                     purger **out);
 static void purger_stop(purger *p);
-static krb5_boolean purge_due(tk_db *db, krb5_boolean stepped);
+static krb5_boolean purge_due(tk_db *db);
 static void log_ratchet_notice(tk_db *db);
 static void sync_ratchet(krb5_context ctx, tk_db *db);
 static void drop_unreadable_keys(krb5_context ctx, tk_db *db,
@@ -974,15 +974,12 @@ static void
 tk_refresh_config(krb5_context ctx)
 {
     tk_db *db = get_db(ctx);
-    uint64_t epoch;
 
     if (db == NULL)
         return;
     krb5_db_refresh_config(db->inner);
-    epoch = tk_ratchet_epoch(db->ratchet);
     sync_ratchet(ctx, db);
-    if (!db->kdc || db->cfg.replica ||
-        !purge_due(db, tk_ratchet_epoch(db->ratchet) != epoch))
+    if (!db->kdc || db->cfg.replica || !purge_due(db))
         return;
     /* Uploads were remembered only if stored through db->writer. */
     if (db->acked != NULL) {
@@ -1144,27 +1141,47 @@ tk_issue_pac(krb5_context ctx, unsigned int flags, krb5_db_entry *client,
 struct purger {
     timer_t purge_timer, epoch_timer;
     krb5_boolean has_purge_timer, has_epoch_timer;
-    struct timespec last_purge;         /* CLOCK_MONOTONIC */
 };
 
-/* Whether this SIGHUP asks for a purge: every one does (the purge timer's,
- * an administrator's) except the epoch timer's, told apart by the ratchet
- * having just stepped, unless a purge is due anyway. */
+/* How long after its expiry a timer's SIGHUP can still be taken for that
+ * timer's: krb5kdc handles a signal once the request in hand is done. */
+#define TICK_SLACK_MS 250
+
+/* Whether timer (of period interval seconds) expired in the last
+ * TICK_SLACK_MS (a quarter period for short periods). */
 static krb5_boolean
-purge_due(tk_db *db, krb5_boolean stepped)
+just_fired(timer_t timer, int64_t interval)
+{
+    struct itimerspec cur;
+    int64_t left_ms, since_ms, slack_ms = interval * 1000 / 4;
+
+    if (timer_gettime(timer, &cur) != 0)
+        return FALSE;
+    left_ms = (int64_t)cur.it_value.tv_sec * 1000 +
+        cur.it_value.tv_nsec / 1000000;
+    since_ms = interval * 1000 - left_ms;
+    if (slack_ms > TICK_SLACK_MS)
+        slack_ms = TICK_SLACK_MS;
+    return since_ms >= 0 && since_ms <= slack_ms;
+}
+
+/* Whether this SIGHUP asks for a purge: the purge timer's and an
+ * administrator's do, the epoch timer's does not.  Told apart by which
+ * timer has just expired, on the clock: whether the ratchet stepped says
+ * nothing, since under load a request steps it before the signal is
+ * handled. */
+static krb5_boolean
+purge_due(tk_db *db)
 {
     purger *p = db->purger;
-    struct timespec now;
 
-    if (clock_gettime(CLOCK_MONOTONIC, &now) != 0)
+    if (p == NULL)
         return TRUE;
-    /* A second of slack: the two timers' signals may arrive as one. */
-    if (stepped && p != NULL &&
-        now.tv_sec - p->last_purge.tv_sec + 1 < db->cfg.purge_interval)
-        return FALSE;
-    if (p != NULL)
-        p->last_purge = now;
-    return TRUE;
+    if (p->has_purge_timer &&
+        just_fired(p->purge_timer, db->cfg.purge_interval))
+        return TRUE;
+    return !(p->has_epoch_timer &&
+             just_fired(p->epoch_timer, db->cfg.key_epoch));
 }
 
 /* A phase in [0, interval) seconds, in milliseconds, from name. */
@@ -1236,7 +1253,6 @@ purger_start(krb5_context ctx, tk_db *db, purger **out)
     p = calloc(1, sizeof(*p));
     if (p == NULL)
         return ENOMEM;
-    (void)clock_gettime(CLOCK_MONOTONIC, &p->last_purge);
     /* A replica learns of purges from the primary's update log. */
     if (!db->cfg.replica && db->cfg.purge_interval > 0) {
         /* On the wall clock, at multiples of the interval shifted by a

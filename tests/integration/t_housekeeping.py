@@ -6,9 +6,14 @@ import json
 import os
 import re
 import signal
+import socket
+import sys
 import time
 
 from realm import (Realm, Tests, fail, dump_fields, KDB5_UTIL, KVNO, REALM)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import asreq  # noqa: E402
 
 CLONES = 2000
 
@@ -162,7 +167,82 @@ def test_pass_dies_with_the_kdc():
     r.stop()
 
 
+def ratchet_epoch(r):
+    return json.loads(r.tempkey_admin('--json', 'ratchet', 'status'))['epoch']
+
+
+def test_epoch_ticks_start_no_pass():
+    # The ratchet's timer sends the KDC a SIGHUP at every epoch, as the
+    # purge timer does at every purge_interval: only the purge timer's (and
+    # an administrator's) may start a pass.  Under load a request steps the
+    # ratchet before the signal is handled, so whether it stepped cannot
+    # tell them apart.
+    r = Realm(purge_interval='1h', tk_extra='        key_epoch = 1s\n')
+    r.kadmin_local('addprinc -nokey HTTP/www.test')
+    r.set_key('HTTP/www.test', '1h')
+    req = asreq.as_req(['HTTP', 'www.test'], REALM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(1)
+    _, before = purge_stamp(r)
+    first = ratchet_epoch(r)
+    # Each AS-REQ names the managed principal, so each looks it up and
+    # syncs the ratchet.  Sent in bursts, so that requests are always
+    # queued when a timer's signal comes.
+    deadline = time.monotonic() + 8
+    answered = 0
+    while time.monotonic() < deadline:
+        for _ in range(16):
+            sock.sendto(req, ('127.0.0.1', r.kdc_port))
+        try:
+            for _ in range(16):
+                sock.recvfrom(65536)
+                answered += 1
+        except socket.timeout:
+            pass
+    sock.close()
+    _, after = purge_stamp(r)
+    epochs = ratchet_epoch(r) - first
+    if epochs < 5 or answered < 100:
+        fail('the load saw %d epochs and %d answers: nothing to tell apart'
+             % (epochs, answered))
+    if after != before:
+        fail('%d passes in %d epochs with purge_interval 1h: the epoch '
+             'timer started passes' % (after - before, epochs))
+    # An administrator's SIGHUP still starts one (unless it came within a
+    # quarter second of an epoch tick: sent again until it counts).
+    def hup():
+        r.kdc.send_signal(signal.SIGHUP)
+        time.sleep(0.3)
+        return purge_stamp(r)[1] > after
+    r.wait_for("an administrator's SIGHUP to start a pass", hup, timeout=20)
+    r.stop()
+
+
+def test_writer_gets_in_during_a_pass():
+    # Lock waiters are not queued: the pass must leave the database lock
+    # free often and long enough that a writer gets it mid-pass, not once
+    # the pass is over.
+    r = Realm(start_kdc=False, purge_interval='1h')
+    names = clone_expired(r, CLONES)
+    r.start_kdc()
+    left = r.path('principal.purge.left')
+    r.kdc.send_signal(signal.SIGHUP)
+    r.wait_for('a pass to list its work', lambda: os.path.exists(left),
+               timeout=30, step=0.05)
+    r.kadmin_local('addprinc -pw user-pw user')
+    done = len(purged(r, names))
+    if not os.path.exists(left) or done >= len(names):
+        fail('kadmin.local got the database lock only after the pass '
+             '(%d of %d purged)' % (done, len(names)))
+    r.wait_for('the pass to end', lambda: holding_expired(r) == 0,
+               timeout=120)
+    r.kinit('user', 'user-pw')
+    r.stop()
+
+
 if __name__ == '__main__':
     Tests().run(test_one_pass_per_interval_with_two_workers,
                 test_pass_cut_short_is_resumed,
-                test_pass_dies_with_the_kdc)
+                test_pass_dies_with_the_kdc,
+                test_epoch_ticks_start_no_pass,
+                test_writer_gets_in_during_a_pass)
