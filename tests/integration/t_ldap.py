@@ -361,8 +361,8 @@ def test_rolled_back_upload_is_stored_again():
                             libdefaults_extra='    clockskew = 2')
     servers, realms = [a, b], [ra, rb]
     cert = ra.server_cert(SVC)
-    # kvno 1 expires at once, kvno 2 lives on; both reach both servers.
-    _, expiry1 = stored(ra.ktupdate(cert, '--lifetime', '2s'))
+    # kvno 1 expires in seconds, kvno 2 lives on; both reach both servers.
+    _, expiry1 = stored(ra.ktupdate(cert, '--lifetime', '4s'))
     stored(ra.ktupdate(cert, '--lifetime', '1h'))
     ldap.wait_in_sync(servers)
     wait_until(expiry1)
