@@ -955,6 +955,13 @@ tk_audit_as_req(krb5_context ctx, krb5_kdc_req *request,
     if (error_code != 0 && is_keyless_managed(ctx, client, &enrolling) &&
         enrolling)
         return;
+    /* MIT's backing modules (db2, klmdb, kldap) write back only a success
+     * or a failed preauthentication (lockout): any other outcome, such as
+     * the PREAUTH_REQUIRED that anyone can get for a stored service, has
+     * nothing to audit and takes no lock. */
+    if (error_code != 0 && error_code != KRB5KDC_ERR_PREAUTH_FAILED &&
+        error_code != KRB5KRB_AP_ERR_BAD_INTEGRITY)
+        return;
     /* Under the lock uploads take, so that an upload stored by another
      * worker between the fetch and the write-back is not undone (see
      * tk_db_audit for a backing module without one). */

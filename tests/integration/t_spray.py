@@ -108,6 +108,35 @@ def test_spray_stores_nothing_locks_nothing_and_logs_no_line_of_ours():
     r.stop()
 
 
+def test_requests_for_a_stored_service_take_no_lock():
+    # The same for a managed service that is stored: a PREAUTH_REQUIRED
+    # writes nothing back (MIT's lockout counts only failures), so the
+    # audit must not wait for the database's exclusive lock either.
+    r = Realm(pki=True, kdc_args=('-w', '2'))
+    r.kadmin_local('addprinc -nokey ' + SVC)
+    kvno, _ = r.set_key(SVC, '1h')
+    time.sleep(0.3)             # the workers are forked after "starting"
+    before = r.dump()
+    client = asreq.Client(r.kdc_port)
+    with open(r.path('principal') + '.ok', 'rb') as lock:
+        fcntl.lockf(lock, fcntl.LOCK_SH)
+        try:
+            for i in range(50):
+                try:
+                    ko = ask(client, SVC)
+                except OSError as e:
+                    fail('request %d for the stored %s got no answer while '
+                         'the database was share-locked: %s' % (i + 1, SVC, e))
+                check_offer(r, ko, SVC, kvno)
+        finally:
+            fcntl.lockf(lock, fcntl.LOCK_UN)
+    client.close()
+    if r.dump() != before:
+        fail('unauthenticated requests for a stored service changed the '
+             'database')
+    r.stop()
+
+
 def test_offer_is_reused_then_signed_again_after_its_interval():
     r = Realm(pki=True)
     cert = r.server_cert(SVC)
@@ -168,5 +197,6 @@ def test_forged_hints_only_get_the_upload_refused():
 
 
 Tests().run(test_spray_stores_nothing_locks_nothing_and_logs_no_line_of_ours,
+            test_requests_for_a_stored_service_take_no_lock,
             test_offer_is_reused_then_signed_again_after_its_interval,
             test_forged_hints_only_get_the_upload_refused)
