@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 
@@ -24,6 +25,24 @@ PLUGIN_DIR = os.path.join(BUILDDIR, 'plugin', '.libs')
 PREAUTH_MODULE = os.path.join(BUILDDIR, 'preauth', '.libs', 'tempkey.so')
 TEMPKEY_ADMIN = os.path.join(BUILDDIR, 'tools', 'tempkey-admin')
 KTUPDATE = os.path.join(BUILDDIR, 'tools', 'ktupdate')
+# TK_INSTALLROOT=DIR takes the two modules and the two programs from a tree
+# installed under DIR the way the Debian packages lay it out (scripts/packages
+# unpacks the .debs there) instead of from the build tree.  The KDC then
+# proves it loaded them from there (_check_installed_modules).
+INSTALLROOT = os.environ.get('TK_INSTALLROOT')
+if INSTALLROOT:
+    INSTALLROOT = os.path.realpath(INSTALLROOT)
+    _plugins = os.path.join(INSTALLROOT, 'usr', 'lib',
+                            sysconfig.get_config_var('MULTIARCH') or '',
+                            'krb5', 'plugins')
+    PLUGIN_DIR = os.path.join(_plugins, 'kdb')
+    PREAUTH_MODULE = os.path.join(_plugins, 'preauth', 'tempkey.so')
+    TEMPKEY_ADMIN = os.path.join(INSTALLROOT, 'usr', 'sbin', 'tempkey-admin')
+    KTUPDATE = os.path.join(INSTALLROOT, 'usr', 'sbin', 'ktupdate')
+    for _f in (os.path.join(PLUGIN_DIR, 'tempkey.so'), PREAUTH_MODULE,
+               TEMPKEY_ADMIN, KTUPDATE):
+        if not os.path.isfile(_f):
+            sys.exit('realm.py: TK_INSTALLROOT has no %s' % _f)
 SBIN = '/usr/sbin'
 KRB5KDC = os.path.join(SBIN, 'krb5kdc')
 KADMIND = os.path.join(SBIN, 'kadmind')
@@ -462,7 +481,24 @@ class Realm:
 
     def start_kdc(self, *args):
         self.kdc = self._start([KRB5KDC, '-n'] + list(args), 'starting...')
+        if INSTALLROOT and self.tempkey:
+            self._check_installed_modules(self.kdc)
         return self.kdc
+
+    def _check_installed_modules(self, proc):
+        """Fail unless the KDC process has mapped exactly the KDB and (with
+        pki) preauth modules under TK_INSTALLROOT; say which on stderr."""
+        want = {os.path.join(PLUGIN_DIR, 'tempkey.so')}
+        if self.plugins:
+            want.add(PREAUTH_MODULE)
+        with open('/proc/%d/maps' % proc.pid) as f:
+            mapped = {line.split(None, 5)[5].strip() for line in f
+                      if line.rstrip().endswith('/tempkey.so')}
+        if mapped != want:
+            fail('krb5kdc maps %s, expected %s' % (sorted(mapped),
+                                                   sorted(want)))
+        for path in sorted(mapped):
+            sys.stderr.write('krb5kdc (pid %d) loaded %s\n' % (proc.pid, path))
 
     def start_kadmind(self, *args):
         self.kadmind = self._start([KADMIND, '-nofork', '-W'] + list(args),
