@@ -50,7 +50,9 @@ scan(void *p)
             void *frames[16];
 
             backtrace_symbols_fd(frames, backtrace(frames, 16), 2);
-            write(2, "--\n", 3);
+            /* A trace for a person to read: a short write loses nothing. */
+            if (write(2, "--\n", 3) < 0)
+                return;
         }
     }
 }
