@@ -148,10 +148,10 @@ krb5_error_code tk_reload_master_keys(krb5_context ctx, const char *realm);
  * managed with key versions going on above them, and TK_ATTR_ADOPTED
  * notes the highest long-term kvno and until, the time after which no
  * ticket in those keys can end: now plus the longest ticket life the KDC
- * gives it (its max_life, capped at realm_max_life, the realm's).  *lt_kvno_out
- * is 0 (and nothing is noted) if it had no key.  Attributes, policy and
- * every other field stay.  Reads no database; on failure discard the
- * entry.
+ * gives it (its max_life, capped at realm_max_life, the realm's).
+ * *lt_kvno_out is 0 (and nothing is noted) if it had no key.  Attributes,
+ * policy and every other field stay.  Reads no database; on failure
+ * discard the entry.
  */
 krb5_error_code tk_entry_switch_over(krb5_context ctx, krb5_db_entry *entry,
                                      int64_t now, krb5_deltat realm_max_life,
