@@ -270,6 +270,21 @@ tk_policy_may_enroll(krb5_context ctx, const tk_policy *pol,
     return ok;
 }
 
+krb5_boolean
+tk_name_is_reserved(krb5_context ctx, krb5_const_principal princ)
+{
+    char *name = NULL;
+    krb5_boolean reserved;
+
+    /* Unprintable: treat as reserved, so that nothing keys it. */
+    if (krb5_unparse_name_flags(ctx, princ, KRB5_PRINCIPAL_UNPARSE_NO_REALM,
+                                &name) != 0)
+        return TRUE;
+    reserved = is_reserved(name);
+    krb5_free_unparsed_name(ctx, name);
+    return reserved;
+}
+
 /* The database's base name: the backing section's database_name, else the
  * realm's, else MIT's default; the files the module keeps beside the
  * database are named after it.  The ratchet file: [dbmodules] section

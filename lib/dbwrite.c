@@ -28,9 +28,6 @@
 
 #define TK_WRITE_TRIES 5
 
-/* kldap's tl_data type for its own bookkeeping (the entry's DN). */
-#define KLDAP_TL_USER_INFO 0xff
-
 /* A change of *entry (NULL: no such principal; the change may create it).
  * Set *changed if the entry must be stored. */
 typedef krb5_error_code (*change_fn)(krb5_context ctx,
@@ -293,40 +290,79 @@ tk_db_update(krb5_context ctx, krb5_const_principal princ, tk_update_fn fn,
 
 typedef struct {
     krb5_context ctx;
-    int64_t now;
+    tk_principal_filter_fn keep;
+    void *arg;
     krb5_principal *names;
     size_t count;
     krb5_error_code error;
-} expired_list;
+} name_list;
 
-/* Note each managed principal holding an expired key; write nothing while
- * iterating. */
+/* Note each principal keep() accepts; write nothing while iterating. */
 static int
-collect_expired(krb5_pointer arg, krb5_db_entry *entry)
+collect_name(krb5_pointer arg, krb5_db_entry *entry)
 {
-    expired_list *list = arg;
-    tk_meta *meta = NULL;
+    name_list *list = arg;
     krb5_principal *names;
+
+    if (!list->keep(list->ctx, entry, list->arg))
+        return 0;
+    names = realloc(list->names, (list->count + 1) * sizeof(*names));
+    if (names == NULL) {
+        list->error = ENOMEM;
+        return 1;
+    }
+    list->names = names;
+    list->error = krb5_copy_principal(list->ctx, entry->princ,
+                                      &names[list->count]);
+    if (list->error == 0)
+        list->count++;
+    return list->error != 0;
+}
+
+krb5_error_code
+tk_db_list_principals(krb5_context ctx, tk_principal_filter_fn keep,
+                      void *arg, krb5_principal **names_out,
+                      size_t *count_out)
+{
+    krb5_error_code ret;
+    name_list list;
     size_t i;
 
-    if (tk_entry_get_meta(list->ctx, entry, &meta) != 0 || meta == NULL)
-        return 0;
-    for (i = 0; i < meta->nkeys && meta->keys[i].expiry > list->now; i++)
-        ;
-    if (i < meta->nkeys) {
-        names = realloc(list->names, (list->count + 1) * sizeof(*names));
-        if (names == NULL) {
-            list->error = ENOMEM;
-        } else {
-            list->names = names;
-            list->error = krb5_copy_principal(list->ctx, entry->princ,
-                                              &names[list->count]);
-            if (list->error == 0)
-                list->count++;
-        }
+    *names_out = NULL;
+    *count_out = 0;
+    memset(&list, 0, sizeof(list));
+    list.ctx = ctx;
+    list.keep = keep;
+    list.arg = arg;
+    ret = krb5_db_iterate(ctx, NULL, collect_name, &list, 0);
+    if (ret == 0)
+        ret = list.error;
+    if (ret) {
+        for (i = 0; i < list.count; i++)
+            krb5_free_principal(ctx, list.names[i]);
+        free(list.names);
+        return ret;
     }
+    *names_out = list.names;
+    *count_out = list.count;
+    return 0;
+}
+
+/* Whether entry is a managed principal holding a key expired at *arg. */
+static krb5_boolean
+holds_expired(krb5_context ctx, krb5_db_entry *entry, void *arg)
+{
+    const int64_t *now = arg;
+    tk_meta *meta = NULL;
+    krb5_boolean expired = FALSE;
+    size_t i;
+
+    if (tk_entry_get_meta(ctx, entry, &meta) != 0 || meta == NULL)
+        return FALSE;
+    for (i = 0; i < meta->nkeys && !expired; i++)
+        expired = (meta->keys[i].expiry <= *now);
     tk_meta_free(meta);
-    return list->error != 0;
+    return expired;
 }
 
 typedef struct {
@@ -350,27 +386,8 @@ krb5_error_code
 tk_db_list_expired(krb5_context ctx, int64_t now, krb5_principal **names_out,
                    size_t *count_out)
 {
-    krb5_error_code ret;
-    expired_list list;
-    size_t i;
-
-    *names_out = NULL;
-    *count_out = 0;
-    memset(&list, 0, sizeof(list));
-    list.ctx = ctx;
-    list.now = now;
-    ret = krb5_db_iterate(ctx, NULL, collect_expired, &list, 0);
-    if (ret == 0)
-        ret = list.error;
-    if (ret) {
-        for (i = 0; i < list.count; i++)
-            krb5_free_principal(ctx, list.names[i]);
-        free(list.names);
-        return ret;
-    }
-    *names_out = list.names;
-    *count_out = list.count;
-    return 0;
+    return tk_db_list_principals(ctx, holds_expired, &now, names_out,
+                                 count_out);
 }
 
 krb5_error_code
@@ -410,13 +427,15 @@ tk_db_purge_expired(krb5_context ctx, int64_t now, tk_purge_report_fn report,
 }
 
 /* ---- Storing an upload (protocol.md), on a fresh copy under the lock:
- *   1. find the entry, or enroll the principal;
+ *   1. find the entry, or enroll the principal, or take over one marked
+ *      for adoption;
  *   2. the kvno rule (tk_upload_kvno_reason): the next version, or the
  *      newest again;
  *   3. the newest again is a re-send: the same keys are stored already
  *      (a retransmission, nothing to write), other keys are refused;
  *   4. drop the expired keys, so that
  *   5. only live ones count against the cap (tk_entry_check_room);
+ *   6a. an adopted principal's first upload removes its long-term keys;
  *   6. add the keys.
  * The active master key is looked up first, before the lock. */
 
@@ -493,11 +512,82 @@ new_entry(krb5_context ctx, const tk_policy *pol, krb5_const_principal princ,
     return 0;
 }
 
+/* An existing principal that is not managed: only an adoption lets an
+ * upload take it over, and never of a reserved name, whatever marks it. */
+static krb5_error_code
+check_adopting(krb5_context writer, upload_state *st, krb5_db_entry *entry)
+{
+    krb5_kvno top = tk_entry_top_kvno(entry);
+
+    if (tk_entry_is_adopting(entry) && !tk_name_is_reserved(writer,
+                                                            st->princ))
+        return 0;
+    if (tk_entry_is_adopting(entry)) {
+        return refuse(writer, st, TK_REASON_NOT_ADOPTED, 0, "a reserved "
+                      "name is never adopted, whatever marks it");
+    }
+    if (top == 0) {
+        return refuse(writer, st, TK_REASON_NOT_ADOPTED, 0, "the principal "
+                      "exists, keyless, and is not managed by tempkey; an "
+                      "administrator adopts it first (tempkey-admin adopt)");
+    }
+    return refuse(writer, st, TK_REASON_NOT_ADOPTED, 0, "the principal "
+                  "exists with long-term keys (up to kvno %u) and is not "
+                  "managed by tempkey; a certificate alone never takes it "
+                  "over: an administrator adopts it first (tempkey-admin "
+                  "adopt)", top);
+}
+
+/* The realm's ticket max_life as krb5kdc reads it ([realms] max_life of
+ * kdc.conf, the last value, one day if unset); 0 if unreadable, which
+ * leaves the principal's own. */
+static krb5_deltat
+realm_max_life(krb5_context ctx, const char *realm)
+{
+    const char *path[] = { "realms", realm, "max_life", NULL };
+    profile_t profile = NULL;
+    char **values = NULL;
+    krb5_deltat life = 24 * 60 * 60;    /* MIT's KRB5_KDB_MAX_LIFE */
+    size_t n;
+
+    if (krb5_get_profile(ctx, &profile) != 0)
+        return 0;
+    if (profile_get_values(profile, path, &values) == 0 &&
+        values[0] != NULL) {
+        for (n = 0; values[n + 1] != NULL; n++)
+            ;
+        if (krb5_string_to_deltat(values[n], &life) != 0)
+            life = 0;
+    }
+    profile_free_list(values);
+    profile_release(profile);
+    return life;
+}
+
+/* Step 6a.  The first upload of an adopting principal switches it over:
+ * its long-term keys go, and the result tells for how long tickets in
+ * them may still be presented (tk_entry_switch_over). */
+static krb5_error_code
+switch_over(krb5_context writer, upload_state *st, krb5_db_entry *entry)
+{
+    krb5_error_code ret;
+    krb5_kvno kvno;
+    int64_t until;
+
+    if (!tk_entry_is_adopting(entry))
+        return 0;
+    ret = tk_entry_switch_over(writer, entry, time(NULL),
+                               realm_max_life(writer, st->pol->realm), &kvno,
+                               &until);
+    if (ret == 0)
+        st->res->switched = TRUE;
+    return ret;
+}
+
 /* Step 1.  Refuse an entry that is not managed: enrollment creates a new
  * entry for a name that may enroll (except by a repair: a principal
  * deleted since its upload stays deleted), and never takes over one that
- * exists (an administrator marks that one managed, with its policy and
- * flags). */
+ * exists unless an administrator marked it for adoption (check_adopting). */
 static krb5_error_code
 find_or_enroll(krb5_context writer, upload_state *st, krb5_db_entry **entry)
 {
@@ -516,12 +606,8 @@ find_or_enroll(krb5_context writer, upload_state *st, krb5_db_entry **entry)
                       "tempkey_enroll");
     }
     ret = tk_entry_is_managed(writer, *entry, &managed);
-    if (ret == 0 && !managed) {
-        ret = refuse(writer, st, TK_REASON_NOT_ENROLLABLE, 0,
-                     "the principal exists and is not managed by tempkey; "
-                     "an administrator makes it managed (kadmin setstr "
-                     "PRINCIPAL tempkey yes)");
-    }
+    if (ret == 0 && !managed)
+        ret = check_adopting(writer, st, *entry);
     return ret;
 }
 
@@ -662,7 +748,7 @@ upload_change(krb5_context writer, krb5_db_entry **entryp, void *arg,
 
     *changed = FALSE;
     st->res->reason = 0;
-    st->res->wrote = FALSE;
+    st->res->wrote = st->res->switched = FALSE;
     ret = find_or_enroll(writer, st, entryp);
     if (ret == 0)
         ret = tk_entry_get_meta(writer, *entryp, &meta);
@@ -676,10 +762,18 @@ upload_change(krb5_context writer, krb5_db_entry **entryp, void *arg,
     }
     ret = drop_expired_and_cap(writer, st, *entryp, meta);
     if (ret == 0)
+        ret = switch_over(writer, st, *entryp);
+    if (ret == 0)
         ret = add_keys(st, *entryp);
     *changed = (ret == 0);
 
 cleanup:
+    /* Every Ack of an adopted principal says it, retransmissions too:
+     * ktupdate learns from it when to prune the long-term keys. */
+    if (ret == 0) {
+        tk_entry_adoption(writer, *entryp, &st->res->long_term_kvno,
+                          &st->res->long_term_until);
+    }
     tk_meta_free(meta);
     return ret;
 }
@@ -812,17 +906,6 @@ tk_db_put_foreign(krb5_context ctx, krb5_context inner, krb5_db_entry *entry,
     return gave_up(ctx, entry->princ);
 }
 
-/* Whether tl_data of this type is one kldap keeps in an attribute of its
- * own, rather than in the krbExtraData that every write replaces. */
-static krb5_boolean
-kept_apart(krb5_int16 type)
-{
-    return type == KRB5_TL_LAST_PWD_CHANGE || type == KRB5_TL_KADM_DATA ||
-        type == KLDAP_TL_USER_INFO ||
-        type == KRB5_TL_CONSTRAINED_DELEGATION_ACL ||
-        type == KRB5_TL_LAST_ADMIN_UNLOCK;
-}
-
 /* Drop the tl_data a lockout write-back would store in krbExtraData: with
  * no lock, that copy could undo a key change stored meanwhile. */
 static void
@@ -832,7 +915,7 @@ strip_extra_data(krb5_context ctx, krb5_db_entry *entry)
 
     while (*tlp != NULL) {
         tl = *tlp;
-        if (kept_apart(tl->tl_data_type)) {
+        if (tk_tl_kept_apart(tl->tl_data_type)) {
             tlp = &tl->tl_data_next;
             continue;
         }

@@ -3,9 +3,11 @@
 #include "tkentry.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <kadm5/admin.h>
 #include <kadm5/kadm_err.h>
 #include <profile.h>
 #include <openssl/crypto.h>
@@ -23,19 +25,31 @@ name_error(krb5_context ctx, krb5_error_code code, krb5_const_principal princ)
     return code;
 }
 
+krb5_kvno
+tk_entry_top_kvno(const krb5_db_entry *entry)
+{
+    krb5_kvno top = 0;
+    int i;
+
+    for (i = 0; i < entry->n_key_data; i++) {
+        if (entry->key_data[i].key_data_kvno > top)
+            top = entry->key_data[i].key_data_kvno;
+    }
+    return top;
+}
+
 /*
- * Read the string attributes in place: the KDC asks this of every entry it
- * looks up, and krb5_dbe_get_string() would copy them all.  The format is
- * libkdb5's: key, NUL, value, NUL, repeated.
+ * Whether entry carries the string attribute key, read in place: the KDC
+ * asks this of every entry it looks up, and krb5_dbe_get_string() would
+ * copy them all.  The format is libkdb5's: key, NUL, value, NUL, repeated.
  */
-krb5_error_code
-tk_entry_is_managed(krb5_context ctx, krb5_db_entry *entry, krb5_boolean *out)
+static krb5_boolean
+has_string(krb5_db_entry *entry, const char *want)
 {
     krb5_tl_data *tl;
     const char *p, *end, *key;
-    size_t len;
+    size_t len, want_len = strlen(want);
 
-    *out = FALSE;
     for (tl = entry->tl_data; tl != NULL; tl = tl->tl_data_next) {
         if (tl->tl_data_type != KRB5_TL_STRING_ATTRS)
             continue;
@@ -48,14 +62,27 @@ tk_entry_is_managed(krb5_context ctx, krb5_db_entry *entry, krb5_boolean *out)
                 break;
             p = key + len + 1;                  /* the value */
             p += strnlen(p, end - p) + 1;       /* the next key */
-            if (len == sizeof(TK_ATTR_MANAGED) - 1 &&
-                memcmp(key, TK_ATTR_MANAGED, len) == 0) {
-                *out = TRUE;
-                return 0;
-            }
+            if (len == want_len && memcmp(key, want, len) == 0)
+                return TRUE;
         }
     }
+    return FALSE;
+}
+
+krb5_error_code
+tk_entry_is_managed(krb5_context ctx, krb5_db_entry *entry, krb5_boolean *out)
+{
+    *out = has_string(entry, TK_ATTR_MANAGED);
     return 0;
+}
+
+krb5_boolean
+tk_entry_is_adopting(krb5_db_entry *entry)
+{
+    /* Managed wins: the switch removes the mark, an administrator may have
+     * set both. */
+    return has_string(entry, TK_ATTR_ADOPT) &&
+        !has_string(entry, TK_ATTR_MANAGED);
 }
 
 krb5_error_code
@@ -169,15 +196,9 @@ static krb5_error_code
 cap_at_newest(krb5_db_entry *entry, const tk_meta *meta, int64_t now)
 {
     const tk_key_record *newest;
-    krb5_kvno top = 0;
-    int i;
 
     /* The KDC encrypts in the highest kvno; kldap returns keys unsorted. */
-    for (i = 0; i < entry->n_key_data; i++) {
-        if (entry->key_data[i].key_data_kvno > top)
-            top = entry->key_data[i].key_data_kvno;
-    }
-    newest = tk_meta_find(meta, top);
+    newest = tk_meta_find(meta, tk_entry_top_kvno(entry));
     if (newest == NULL)
         return KRB5_KDB_NO_MATCHING_KEY;
     entry->max_life = tk_cap_life(entry->max_life, newest->expiry, now);
@@ -254,7 +275,9 @@ tk_entry_check_put(krb5_context ctx, krb5_db_entry *entry)
             krb5_set_error_message(ctx, ret, "is managed by tempkey: its "
                                    "keys come from ktupdate, so it cannot "
                                    "take a password or long-term key (key "
-                                   "version %u has no temporary-key record)",
+                                   "version %u has no temporary-key record; "
+                                   "a principal that holds long-term keys "
+                                   "moves over with tempkey-admin adopt)",
                                    entry->key_data[i].key_data_kvno);
             break;
         }
@@ -373,18 +396,13 @@ tk_entry_next_kvno(krb5_context ctx, krb5_db_entry *entry,
 {
     krb5_error_code ret;
     tk_meta *meta = NULL;
-    krb5_kvno top = 0;
-    int i;
+    krb5_kvno top = tk_entry_top_kvno(entry);
 
     ret = tk_entry_get_meta(ctx, entry, &meta);
     if (ret)
         return ret;
-    if (meta != NULL)
+    if (meta != NULL && meta->highest_kvno > top)
         top = meta->highest_kvno;
-    for (i = 0; i < entry->n_key_data; i++) {
-        if (entry->key_data[i].key_data_kvno > top)
-            top = entry->key_data[i].key_data_kvno;
-    }
     tk_meta_free(meta);
     if (top >= TK_KVNO_MAX) {
         krb5_set_error_message(ctx, KRB5_KDB_BAD_VERSION, "key version "
@@ -591,6 +609,42 @@ tk_entry_check_room(krb5_context ctx, const tk_meta *meta, int64_t now)
     return KRB5_KDB_BAD_VERSION;
 }
 
+/*
+ * A temporary key never joins long-term keys: an unmanaged principal that
+ * holds keys gets its first temporary key only at the switch of an
+ * adoption, which removes them (tk_entry_switch_over).  The refusal says
+ * what to do, naming the principal.
+ */
+static krb5_error_code
+refuse_long_term_keys(krb5_context ctx, krb5_db_entry *entry)
+{
+    krb5_error_code ret = KADM5_PROTECT_PRINCIPAL;
+    krb5_boolean managed;
+    char *name = NULL;
+
+    if (tk_entry_is_managed(ctx, entry, &managed) != 0 || managed ||
+        entry->n_key_data == 0)
+        return 0;
+    if (krb5_unparse_name(ctx, entry->princ, &name) != 0)
+        return ENOMEM;
+    if (tk_entry_is_adopting(entry)) {
+        krb5_set_error_message(ctx, ret, "tempkey: %s is being adopted: its "
+                               "long-term keys (up to kvno %u) serve until "
+                               "its service's ktupdate uploads its first "
+                               "key, which replaces them (or stop with "
+                               "tempkey-admin adopt --cancel %s)", name,
+                               tk_entry_top_kvno(entry), name);
+    } else {
+        krb5_set_error_message(ctx, ret, "tempkey: %s holds long-term keys "
+                               "(up to kvno %u) and is not managed by "
+                               "tempkey; run tempkey-admin adopt %s first: "
+                               "its service's first upload then replaces "
+                               "them", name, tk_entry_top_kvno(entry), name);
+    }
+    krb5_free_unparsed_name(ctx, name);
+    return ret;
+}
+
 krb5_error_code
 tk_entry_add_keys(krb5_context ctx, krb5_db_entry *entry, krb5_kvno kvno,
                   const krb5_keyblock *keys, size_t nkeys, int64_t expiry,
@@ -605,6 +659,9 @@ tk_entry_add_keys(krb5_context ctx, krb5_db_entry *entry, krb5_kvno kvno,
     krb5_boolean managed;
     size_t i;
 
+    ret = refuse_long_term_keys(ctx, entry);
+    if (ret)
+        return ret;
     ret = tk_entry_next_kvno(ctx, entry, &next);
     if (ret)
         return ret;
@@ -667,6 +724,154 @@ tk_entry_add_keys(krb5_context ctx, krb5_db_entry *entry, krb5_kvno kvno,
 cleanup:
     tk_meta_free(meta);
     return ret;
+}
+
+/* ---- Adoption: an existing principal moves over (doc/design.md). */
+
+#define OSA_ADB_PRINC_VERSION_1 0x12345C01
+
+static uint32_t
+get_be32(const unsigned char *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
+        ((uint32_t)p[2] << 8) | p[3];
+}
+
+/*
+ * Drop the old keys of the password history kadmin keeps in the entry's
+ * KRB5_TL_KADM_DATA: they are long-term keys too.  The record is libkadm5's
+ * osa_princ_ent_rec in XDR (src/lib/kadm5/srv/adb_xdr.c): version, policy
+ * name (counted, padded to 4), aux attributes, old_key_next,
+ * admin_history_kvno, then the counted array of old keys, which ends it.
+ * Everything before the array stays (the policy, above all).
+ */
+static krb5_error_code
+drop_password_history(krb5_context ctx, krb5_db_entry *entry)
+{
+    krb5_tl_data *tl = tk_entry_find_tl(entry, KRB5_TL_KADM_DATA);
+    unsigned char *p;
+    size_t len, pos;
+    uint32_t name_len;
+
+    if (tl == NULL)
+        return 0;
+    p = tl->tl_data_contents;
+    len = tl->tl_data_length;
+    if (len < 8 || get_be32(p) != OSA_ADB_PRINC_VERSION_1)
+        goto unreadable;
+    name_len = get_be32(p + 4);
+    if (name_len > len)
+        goto unreadable;
+    pos = 8 + (((size_t)name_len + 3) & ~(size_t)3);
+    /* aux_attributes, old_key_next, admin_history_kvno, old_key_len */
+    if (pos + 16 > len)
+        goto unreadable;
+    if (get_be32(p + pos + 12) == 0)
+        return 0;
+    memset(p + pos + 4, 0, 4);
+    memset(p + pos + 12, 0, 4);
+    OPENSSL_cleanse(p + pos + 16, len - pos - 16);
+    tl->tl_data_length = (krb5_ui_2)(pos + 16);
+    /* kldap keeps the history in an attribute it writes only when told. */
+    entry->mask |= KADM5_KEY_HIST;
+    return 0;
+
+unreadable:
+    krb5_set_error_message(ctx, KRB5_KDB_TRUNCATED_RECORD, "its password "
+                           "history (tl_data %d) cannot be read, so its old "
+                           "long-term keys cannot be removed",
+                           KRB5_TL_KADM_DATA);
+    return name_error(ctx, KRB5_KDB_TRUNCATED_RECORD, entry->princ);
+}
+
+/* The longest life the KDC gives a ticket to entry: kdc_get_ticket_endtime
+ * caps it at the principal's max_life and at the realm's, where set. */
+static int64_t
+longest_ticket(const krb5_db_entry *entry, krb5_deltat realm_max_life)
+{
+    krb5_deltat life = entry->max_life;
+
+    if (life == 0 || (realm_max_life != 0 && realm_max_life < life))
+        life = realm_max_life;
+    /* Neither caps it: tickets end with the TGTs they came from, which
+     * may be renewed; keep the keys for as long as one can say. */
+    return life != 0 ? life : INT32_MAX;
+}
+
+krb5_error_code
+tk_entry_switch_over(krb5_context ctx, krb5_db_entry *entry, int64_t now,
+                     krb5_deltat realm_max_life, krb5_kvno *lt_kvno_out,
+                     int64_t *until_out)
+{
+    krb5_error_code ret;
+    tk_meta *meta = NULL;
+    krb5_kvno top = tk_entry_top_kvno(entry);
+    int64_t until = now + longest_ticket(entry, realm_max_life);
+    char value[64];
+    int i;
+
+    *lt_kvno_out = 0;
+    *until_out = 0;
+    ret = tk_entry_get_meta(ctx, entry, &meta);
+    if (ret == 0 && meta == NULL)
+        ret = tk_meta_new(&meta);
+    if (ret == 0)
+        ret = drop_password_history(ctx, entry);
+    if (ret)
+        goto cleanup;
+    /* Versions go on from the long-term ones: tickets in those keep their
+     * kvno, and the service's keytab tells the two apart by it. */
+    if (top > meta->highest_kvno)
+        meta->highest_kvno = top;
+    while (meta->nkeys > 0)
+        (void)tk_meta_remove(meta, meta->keys[0].kvno, now);
+    for (i = 0; i < entry->n_key_data; i++)
+        krb5_dbe_free_key_data_contents(ctx, &entry->key_data[i]);
+    free(entry->key_data);
+    entry->key_data = NULL;
+    entry->n_key_data = 0;
+    ret = tk_entry_set_meta(ctx, entry, meta);
+    if (ret == 0)
+        ret = krb5_dbe_set_string(ctx, entry, TK_ATTR_MANAGED, "1");
+    if (ret == 0)
+        ret = tk_entry_unset_string(ctx, entry, TK_ATTR_ADOPT);
+    if (ret == 0 && top != 0) {
+        snprintf(value, sizeof(value), "%u %lld", top, (long long)until);
+        ret = krb5_dbe_set_string(ctx, entry, TK_ATTR_ADOPTED, value);
+    }
+    if (ret == 0 && top != 0) {
+        *lt_kvno_out = top;
+        *until_out = until;
+    }
+
+cleanup:
+    tk_meta_free(meta);
+    return ret;
+}
+
+void
+tk_entry_adoption(krb5_context ctx, krb5_db_entry *entry,
+                  krb5_kvno *lt_kvno_out, int64_t *until_out)
+{
+    char *value = NULL;
+    unsigned int kvno;
+    long long until;
+    int end = 0;
+
+    *lt_kvno_out = 0;
+    *until_out = 0;
+    if (!has_string(entry, TK_ATTR_ADOPTED) ||
+        krb5_dbe_get_string(ctx, entry, TK_ATTR_ADOPTED, &value) != 0 ||
+        value == NULL)
+        return;
+    /* Written by tk_entry_switch_over(); anything else says nothing. */
+    if (sscanf(value, "%u %lld%n", &kvno, &until, &end) == 2 &&
+        value[end] == '\0' && kvno >= 1 && kvno <= TK_KVNO_MAX &&
+        until > 0) {
+        *lt_kvno_out = kvno;
+        *until_out = until;
+    }
+    krb5_dbe_free_string(ctx, value);
 }
 
 /*
@@ -797,6 +1002,57 @@ tk_entry_find_tl(krb5_db_entry *entry, krb5_int16 type)
             return tl;
     }
     return NULL;
+}
+
+/* kldap's tl_data type for its own bookkeeping (the entry's DN). */
+#define KLDAP_TL_USER_INFO 0xff
+
+krb5_boolean
+tk_tl_kept_apart(krb5_int16 type)
+{
+    return type == KRB5_TL_LAST_PWD_CHANGE || type == KRB5_TL_KADM_DATA ||
+        type == KLDAP_TL_USER_INFO ||
+        type == KRB5_TL_CONSTRAINED_DELEGATION_ACL ||
+        type == KRB5_TL_LAST_ADMIN_UNLOCK;
+}
+
+/* Unlink and free tl from entry's list. */
+static void
+remove_tl(krb5_db_entry *entry, krb5_tl_data *tl)
+{
+    krb5_tl_data **p;
+
+    for (p = &entry->tl_data; *p != NULL; p = &(*p)->tl_data_next) {
+        if (*p == tl) {
+            *p = tl->tl_data_next;
+            free(tl->tl_data_contents);
+            free(tl);
+            entry->n_tl_data--;
+            return;
+        }
+    }
+}
+
+krb5_error_code
+tk_entry_unset_string(krb5_context ctx, krb5_db_entry *entry,
+                      const char *key)
+{
+    krb5_error_code ret;
+    krb5_tl_data *strings, *tl;
+
+    ret = krb5_dbe_set_string(ctx, entry, key, NULL);
+    strings = tk_entry_find_tl(entry, KRB5_TL_STRING_ATTRS);
+    if (ret || strings == NULL || strings->tl_data_length > 0)
+        return ret;
+    /* kldap writes krbExtraData only when some tl_data goes there: without
+     * another one, the old attributes would stay. */
+    for (tl = entry->tl_data; tl != NULL; tl = tl->tl_data_next) {
+        if (tl != strings && !tk_tl_kept_apart(tl->tl_data_type)) {
+            remove_tl(entry, strings);
+            break;
+        }
+    }
+    return 0;
 }
 
 /* Whether two keys are the same key: the same version, enctype and salt,

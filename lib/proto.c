@@ -55,12 +55,19 @@ typedef struct {
     ASN1_INTEGER *expiry;
 } TK_UPLOAD;
 
+/* An adopted principal's long-term keys, in the Ack. */
+typedef struct {
+    ASN1_INTEGER *kvno;
+    ASN1_INTEGER *until;
+} TK_LONGTERM;
+
 typedef struct {
     ASN1_INTEGER *version;
     ASN1_UTF8STRING *principal;
     ASN1_INTEGER *kvno;
     ASN1_INTEGER *expiry;
     ASN1_INTEGER *refresh_by;
+    TK_LONGTERM *long_term;     /* optional */
 } TK_ACK;
 
 typedef struct {
@@ -89,6 +96,7 @@ DECLARE_ASN1_FUNCTIONS(TK_OFFER)
 DECLARE_ASN1_FUNCTIONS(TK_KEYOFFER)
 DECLARE_ASN1_FUNCTIONS(TK_UPKEY)
 DECLARE_ASN1_FUNCTIONS(TK_UPLOAD)
+DECLARE_ASN1_FUNCTIONS(TK_LONGTERM)
 DECLARE_ASN1_FUNCTIONS(TK_ACK)
 DECLARE_ASN1_FUNCTIONS(TK_MSG)
 DECLARE_ASN1_FUNCTIONS(TK_ERR)
@@ -136,12 +144,18 @@ ASN1_SEQUENCE(TK_UPLOAD) = {
     ASN1_EXP(TK_UPLOAD, expiry, ASN1_INTEGER, 8),
 } ASN1_SEQUENCE_END(TK_UPLOAD)
 
+ASN1_SEQUENCE(TK_LONGTERM) = {
+    ASN1_EXP(TK_LONGTERM, kvno, ASN1_INTEGER, 0),
+    ASN1_EXP(TK_LONGTERM, until, ASN1_INTEGER, 1),
+} ASN1_SEQUENCE_END(TK_LONGTERM)
+
 ASN1_SEQUENCE(TK_ACK) = {
     ASN1_EXP(TK_ACK, version, ASN1_INTEGER, 0),
     ASN1_EXP(TK_ACK, principal, ASN1_UTF8STRING, 1),
     ASN1_EXP(TK_ACK, kvno, ASN1_INTEGER, 2),
     ASN1_EXP(TK_ACK, expiry, ASN1_INTEGER, 3),
     ASN1_EXP(TK_ACK, refresh_by, ASN1_INTEGER, 4),
+    ASN1_EXP_OPT(TK_ACK, long_term, TK_LONGTERM, 5),
 } ASN1_SEQUENCE_END(TK_ACK)
 
 ASN1_CHOICE(TK_MSG) = {
@@ -162,6 +176,7 @@ IMPLEMENT_ASN1_FUNCTIONS(TK_OFFER)
 IMPLEMENT_ASN1_FUNCTIONS(TK_KEYOFFER)
 IMPLEMENT_ASN1_FUNCTIONS(TK_UPKEY)
 IMPLEMENT_ASN1_FUNCTIONS(TK_UPLOAD)
+IMPLEMENT_ASN1_FUNCTIONS(TK_LONGTERM)
 IMPLEMENT_ASN1_FUNCTIONS(TK_ACK)
 IMPLEMENT_ASN1_FUNCTIONS(TK_MSG)
 IMPLEMENT_ASN1_FUNCTIONS(TK_ERR)
@@ -255,6 +270,9 @@ static const struct {
     { TK_REASON_TOO_MANY_NAMES, "too-many-names",
       KRB5KDC_ERR_CLIENT_NAME_MISMATCH,
       "the certificate names more principals than the KDC reads" },
+    { TK_REASON_NOT_ADOPTED, "not-adopted", KRB5KDC_ERR_CLIENT_NOT_TRUSTED,
+      "the principal exists and is not managed by tempkey; an "
+      "administrator must adopt it first (tempkey-admin adopt)" },
 };
 
 int
@@ -955,6 +973,13 @@ tk_encode_ack(krb5_context ctx, const tk_ack *ack, krb5_data *der_out)
         !set_int(&a->kvno, ack->kvno) || !set_int(&a->expiry, ack->expiry) ||
         !set_int(&a->refresh_by, ack->refresh_by))
         goto cleanup;
+    if (ack->long_term_kvno != 0) {
+        a->long_term = TK_LONGTERM_new();
+        if (a->long_term == NULL ||
+            !set_int(&a->long_term->kvno, ack->long_term_kvno) ||
+            !set_int(&a->long_term->until, ack->long_term_until))
+            goto cleanup;
+    }
     msg->type = MSG_ACK;
     msg->value.ack = a;
     a = NULL;
@@ -994,6 +1019,16 @@ tk_decode_ack(krb5_context ctx, const krb5_data *der, tk_ack **ack_out)
         goto cleanup;
     }
     ack->kvno = (krb5_kvno)v;
+    if (a->long_term != NULL) {
+        /* Long-term keys lie below the first temporary one. */
+        if (!get_int(a->long_term->kvno, 1, ack->kvno - 1, &v) ||
+            !get_int(a->long_term->until, 1, INT64_MAX,
+                     &ack->long_term_until)) {
+            bad(ctx, ret, "acknowledgement's long-term keys");
+            goto cleanup;
+        }
+        ack->long_term_kvno = (krb5_kvno)v;
+    }
     *ack_out = ack;
     ack = NULL;
     ret = 0;

@@ -18,13 +18,23 @@
 #define TK_ATTR_ENROLLING "enroll"
 /* String attribute pinning the SHA-256 of the uploader's public key. */
 #define TK_ATTR_SPKI "tempkey_spki"
+/* String attribute marking an unmanaged principal (usually one with
+ * long-term keys) for adoption: its first accepted upload replaces its keys
+ * and makes it managed.  The value says when it was marked. */
+#define TK_ATTR_ADOPT "tempkey_adopt"
+/* Set by that upload: "KVNO UNTIL", the highest long-term kvno it removed
+ * and the time (seconds since the epoch) after which no ticket in those
+ * keys can still be presented. */
+#define TK_ATTR_ADOPTED "tempkey_adopted"
 /* tl_data type of an upload handed from the preauth module to this module's
  * put_principal inside krb5kdc; never stored. */
 #define TK_TL_UPLOAD 0x7e55
 /* tl_data the module adds to that entry to report the outcome: a 4-byte
- * big-endian tk_reason (0: stored) and the 8-byte stored expiry. */
+ * big-endian tk_reason (0: stored), the 8-byte stored expiry, and for an
+ * adopted principal the 4-byte highest long-term kvno (0: none) and the
+ * 8-byte end of tickets in those keys (TK_ATTR_ADOPTED). */
 #define TK_TL_UPLOAD_RESULT 0x7e56
-#define TK_UPLOAD_RESULT_LEN 12
+#define TK_UPLOAD_RESULT_LEN 24
 /* Key versions are stored in 16 bits by every MIT backing module. */
 #define TK_KVNO_MAX 65535
 #define TK_UPLOADER_LEN 32
@@ -178,6 +188,10 @@ void tk_policy_free(tk_policy *pol);
  * say. */
 krb5_boolean tk_policy_may_enroll(krb5_context ctx, const tk_policy *pol,
                                   krb5_const_principal princ);
+/* Whether princ is one of those reserved names, which no certificate may
+ * ever key (nor an adoption hand to one). */
+krb5_boolean tk_name_is_reserved(krb5_context ctx,
+                                 krb5_const_principal princ);
 
 /*
  * Read and check the settings of realm.  section is the module's [dbmodules]

@@ -7,6 +7,14 @@
 
 /* The first tl_data of type in entry, or NULL. */
 krb5_tl_data *tk_entry_find_tl(krb5_db_entry *entry, krb5_int16 type);
+/* Whether kldap keeps tl_data of this type in an attribute of its own,
+ * rather than in the krbExtraData that every write replaces. */
+krb5_boolean tk_tl_kept_apart(krb5_int16 type);
+/* Remove the string attribute key, and the string-attribute record if that
+ * leaves it empty (and kldap still writes krbExtraData without it): an
+ * attribute set and then unset leaves the entry as it was. */
+krb5_error_code tk_entry_unset_string(krb5_context ctx, krb5_db_entry *entry,
+                                      const char *key);
 /* Whether two copies of an entry hold the same key state: the same records
  * and the same keys (in any order, since kldap does not sort; the same key
  * under another master key counts as the same, which ctx's master keys
@@ -17,6 +25,10 @@ krb5_boolean tk_entry_same_key_state(krb5_context ctx, krb5_db_entry *entry,
 /* Set *out to whether entry carries the tempkey string attribute. */
 krb5_error_code tk_entry_is_managed(krb5_context ctx, krb5_db_entry *entry,
                                     krb5_boolean *out);
+/* Whether entry is marked for adoption (TK_ATTR_ADOPT) and not managed:
+ * until its first accepted upload it is an ordinary principal, served with
+ * its long-term keys as MIT serves them. */
+krb5_boolean tk_entry_is_adopting(krb5_db_entry *entry);
 /* Decode the entry's metadata into *meta_out, or set it to NULL if the entry
  * has none.  A corrupt record is an error whose message names the
  * principal. */
@@ -102,8 +114,9 @@ krb5_error_code tk_entry_check_room(krb5_context ctx, const tk_meta *meta,
  * fingerprint (NULL for an administrator), encrypted under the master key
  * mkey (version mkvno), and mark the entry managed, within the cap of
  * tk_entry_check_room() (every record held counts).  Existing keys are
- * re-encrypted if they use another master key.  Reads no database.  On
- * failure the entry must be discarded.
+ * re-encrypted if they use another master key.  An unmanaged entry holding
+ * (long-term) keys is refused with a message saying to adopt it.  Reads no
+ * database.  On failure the entry must be discarded.
  */
 krb5_error_code tk_entry_add_keys(krb5_context ctx, krb5_db_entry *entry,
                                   krb5_kvno kvno, const krb5_keyblock *keys,
@@ -128,6 +141,29 @@ krb5_error_code tk_entry_decrypt_key(krb5_context ctx, krb5_db_entry *entry,
  * change by another process).  Takes the database's shared lock. */
 krb5_error_code tk_reload_master_keys(krb5_context ctx, const char *realm);
 
+/*
+ * The switch of an adopting entry, at its first accepted upload and before
+ * that upload's keys are added: its keys go (all long-term; with the old
+ * keys of its password history, which are long-term too), it becomes
+ * managed with key versions going on above them, and TK_ATTR_ADOPTED
+ * notes the highest long-term kvno and until, the time after which no
+ * ticket in those keys can end: now plus the longest ticket life the KDC
+ * gives it (its max_life, capped at realm_max_life, the realm's).
+ * *lt_kvno_out is 0 (and nothing is noted) if it had no key.  Attributes,
+ * policy and every other field stay.  Reads no database; on failure
+ * discard the entry.
+ */
+krb5_error_code tk_entry_switch_over(krb5_context ctx, krb5_db_entry *entry,
+                                     int64_t now, krb5_deltat realm_max_life,
+                                     krb5_kvno *lt_kvno_out,
+                                     int64_t *until_out);
+/* What the switch noted in entry (TK_ATTR_ADOPTED); *lt_kvno_out is 0 if
+ * it was never adopted (or the note is not ours). */
+void tk_entry_adoption(krb5_context ctx, krb5_db_entry *entry,
+                       krb5_kvno *lt_kvno_out, int64_t *until_out);
+
+/* The highest kvno of entry's keys, 0 if it has none. */
+krb5_kvno tk_entry_top_kvno(const krb5_db_entry *entry);
 /* The kvno the next key for entry must have. */
 krb5_error_code tk_entry_next_kvno(krb5_context ctx, krb5_db_entry *entry,
                                    krb5_kvno *kvno_out);
@@ -176,6 +212,17 @@ typedef void (*tk_purge_report_fn)(krb5_context ctx,
  * Principals with corrupt records are left alone (the KDC refuses them). */
 krb5_error_code tk_db_purge_expired(krb5_context ctx, int64_t now,
                                     tk_purge_report_fn report, void *arg);
+/* Whether a listing keeps entry. */
+typedef krb5_boolean (*tk_principal_filter_fn)(krb5_context ctx,
+                                               krb5_db_entry *entry,
+                                               void *arg);
+/* The names of the principals keep() accepts, from a walk that writes
+ * nothing (so that a write per name may follow); free each name and the
+ * array. */
+krb5_error_code tk_db_list_principals(krb5_context ctx,
+                                      tk_principal_filter_fn keep, void *arg,
+                                      krb5_principal **names_out,
+                                      size_t *count_out);
 /* The two steps of a purge: list the managed principals holding a key
  * expired at now (a walk that writes nothing; free each name and the array),
  * and purge one of them (KRB5_KDB_NOENTRY if it is gone). */
@@ -241,6 +288,10 @@ typedef struct tk_store_result {
     krb5_boolean checked;       /* a checked write: the backing module has
                                  * no lock, so replication from another
                                  * provider may still roll it back */
+    krb5_boolean switched;      /* this store adopted the principal */
+    krb5_kvno long_term_kvno;   /* an adopted principal's (see
+                                 * tk_entry_adoption), else 0 */
+    int64_t long_term_until;
 } tk_store_result;
 
 /*

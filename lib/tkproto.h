@@ -93,6 +93,11 @@ typedef struct tk_ack {
     krb5_kvno kvno;
     int64_t expiry;             /* accepted */
     int64_t refresh_by;
+    /* For an adopted principal (doc/design.md, "Adoption"): its long-term
+     * keys, up to this kvno (0: not adopted), are gone from the KDC, and
+     * no ticket in them ends after long_term_until. */
+    krb5_kvno long_term_kvno;
+    int64_t long_term_until;
 } tk_ack;
 
 /* Why the KDC refused an upload: carried in the error's e-data. */
@@ -123,10 +128,11 @@ typedef enum {
     TK_REASON_TOO_MANY_CERTIFICATES = 24,
     TK_REASON_CHAIN_TOO_LONG = 25,
     TK_REASON_KEY_TOO_LARGE = 26,
-    TK_REASON_TOO_MANY_NAMES = 27
+    TK_REASON_TOO_MANY_NAMES = 27,
+    TK_REASON_NOT_ADOPTED = 28
 } tk_reason;
 /* The highest reason: every one up to it has a name, code and text. */
-#define TK_REASON_MAX TK_REASON_TOO_MANY_NAMES
+#define TK_REASON_MAX TK_REASON_NOT_ADOPTED
 
 /*
  * The one rule for an upload's key version, given the highest one ever

@@ -20,6 +20,10 @@
  *   every replica agrees.
  * - Every write passes tk_entry_check_put(): no long-term key on a managed
  *   principal, no temporary key left on an unmanaged one.
+ * - A principal marked for adoption (TK_ATTR_ADOPT) is not managed: the KDC
+ *   serves its long-term keys as MIT does, only asking it to
+ *   preauthenticate as a client (adopting_view), and its first accepted
+ *   upload switches it over (lib/dbwrite.c, doc/design.md "Adoption").
  * - Key state (keys, versions, records) changes only through the module's
  *   own writers, which it opens itself (tk_db_open_for_writes, marked by
  *   TK_WRITER_ARG): others' writes must leave it as stored
@@ -440,6 +444,20 @@ cached_meta(krb5_context ctx, tk_db *db, krb5_db_entry *entry,
     return 0;
 }
 
+/*
+ * An adopting principal is served as MIT serves it, with its long-term
+ * keys, until its first upload.  Only as a client must it be
+ * preauthenticated: otherwise the KDC would answer the upload exchange's
+ * first request with a ticket in its long-term key, and the upload could
+ * not even start.  Keytab initiators (kinit -k) preauthenticate as asked.
+ */
+static void
+adopting_view(krb5_db_entry *entry, unsigned int flags)
+{
+    if ((flags & KRB5_KDB_FLAG_CLIENT) && tk_entry_is_adopting(entry))
+        entry->attributes |= KRB5_KDB_REQUIRES_PRE_AUTH;
+}
+
 /* Rewrite a managed entry for the KDC; log a refusal. */
 static krb5_error_code
 kdc_view(krb5_context ctx, tk_db *db, krb5_db_entry *entry,
@@ -451,6 +469,8 @@ kdc_view(krb5_context ctx, tk_db *db, krb5_db_entry *entry,
     const char *msg;
 
     ret = tk_entry_is_managed(ctx, entry, &managed);
+    if (ret == 0 && !managed)
+        adopting_view(entry, flags);
     if (ret || !managed)
         return ret;
     sync_ratchet(ctx, db);
@@ -593,8 +613,11 @@ get_writer(krb5_context ctx, tk_db *db, krb5_context *writer_out)
 
 /* Report an upload's outcome in the caller's entry (TK_TL_UPLOAD_RESULT). */
 static krb5_error_code
-set_result(krb5_db_entry *entry, int reason, int64_t expiry)
+set_result(krb5_db_entry *entry, int reason, const tk_store_result *res)
 {
+    int64_t expiry = (res != NULL) ? res->expiry : 0;
+    uint32_t lt_kvno = (res != NULL) ? res->long_term_kvno : 0;
+    int64_t lt_until = (res != NULL) ? res->long_term_until : 0;
     krb5_tl_data *tl;
     unsigned char *p;
     int i;
@@ -610,6 +633,10 @@ set_result(krb5_db_entry *entry, int reason, int64_t expiry)
         p[i] = (unsigned char)((uint32_t)reason >> (24 - 8 * i));
     for (i = 0; i < 8; i++)
         p[4 + i] = (unsigned char)((uint64_t)expiry >> (56 - 8 * i));
+    for (i = 0; i < 4; i++)
+        p[12 + i] = (unsigned char)(lt_kvno >> (24 - 8 * i));
+    for (i = 0; i < 8; i++)
+        p[16 + i] = (unsigned char)((uint64_t)lt_until >> (56 - 8 * i));
     tl->tl_data_type = TK_TL_UPLOAD_RESULT;
     tl->tl_data_length = TK_UPLOAD_RESULT_LEN;
     tl->tl_data_contents = p;
@@ -617,6 +644,26 @@ set_result(krb5_db_entry *entry, int reason, int64_t expiry)
     entry->tl_data = tl;
     entry->n_tl_data++;
     return 0;
+}
+
+/* One KDC line for the switch of an adopted principal. */
+static void
+log_switch(krb5_context ctx, krb5_const_principal princ,
+           const tk_store_result *res)
+{
+    char *name = NULL, until[TK_TIME_LEN];
+
+    if (krb5_unparse_name(ctx, princ, &name) != 0)
+        return;
+    if (res->long_term_kvno == 0) {
+        com_err("tempkey", 0, "adopted %s: it had no key", name);
+    } else {
+        tk_format_time(res->long_term_until, until);
+        com_err("tempkey", 0, "adopted %s: its long-term keys (up to kvno "
+                "%u) are removed; tickets in them end by %s", name,
+                res->long_term_kvno, until);
+    }
+    krb5_free_unparsed_name(ctx, name);
 }
 
 /*
@@ -641,7 +688,7 @@ store_upload(krb5_context ctx, tk_db *db, krb5_db_entry *entry)
         krb5_set_error_message(ctx, tk_reason_code(TK_REASON_NOT_PRIMARY),
                                "this KDC is a replica (role = replica): "
                                "uploads go to the primary");
-        return set_result(entry, TK_REASON_NOT_PRIMARY, 0) ? ENOMEM :
+        return set_result(entry, TK_REASON_NOT_PRIMARY, NULL) ? ENOMEM :
             tk_reason_code(TK_REASON_NOT_PRIMARY);
     }
     if (tl->tl_data_length <= TK_UPLOADER_LEN)
@@ -658,6 +705,8 @@ store_upload(krb5_context ctx, tk_db *db, krb5_db_entry *entry)
                                  up, tl->tl_data_contents, &res);
         relay(ctx, writer, ret);
     }
+    if (ret == 0 && res.switched)
+        log_switch(ctx, entry->princ, &res);
     if (ret == 0 && res.checked) {
         tk_repair_remember(ctx, &db->acked, entry->princ, &up,
                            tl->tl_data_contents, time(NULL));
@@ -665,7 +714,7 @@ store_upload(krb5_context ctx, tk_db *db, krb5_db_entry *entry)
     tk_upload_free(up);
     if (ret && res.reason == 0)
         return ret;
-    return set_result(entry, res.reason, res.expiry) ? ENOMEM : ret;
+    return set_result(entry, res.reason, &res) ? ENOMEM : ret;
 }
 
 /* Check and store entry in the backing module. */
@@ -941,8 +990,11 @@ tk_audit_as_req(krb5_context ctx, krb5_kdc_req *request,
 
     if (db == NULL)
         return;
+    /* An adopting client's entry is our view too (adopting_view), and its
+     * first upload may have replaced it since. */
     if (!db->kdc || client == NULL ||
-        tk_entry_is_managed(ctx, client, &managed) != 0 || !managed) {
+        tk_entry_is_managed(ctx, client, &managed) != 0 ||
+        (!managed && !tk_entry_is_adopting(client))) {
         krb5_db_audit_as_req(db->inner, request, local_addr, remote_addr,
                              client, server, authtime, error_code);
         return;

@@ -263,24 +263,52 @@ client_meta(krb5_context ctx, krb5_kdcpreauth_callbacks cb,
     return meta;
 }
 
+/* Whether the client carries the string attribute key. */
+static krb5_boolean
+has_string(krb5_context ctx, krb5_kdcpreauth_callbacks cb,
+           krb5_kdcpreauth_rock rock, const char *key)
+{
+    char *value = NULL;
+
+    if (cb->get_string(ctx, rock, key, &value) != 0 || value == NULL)
+        return FALSE;
+    cb->free_string(ctx, rock, value);
+    return TRUE;
+}
+
 /* Whether the client is ours: managed (or enrolling, which the KDB module
- * marks the same way), or keyless and allowed to enroll.  The KDB module
- * decides again when it stores. */
+ * marks the same way), keyless and allowed to enroll, or marked for
+ * adoption.  The KDB module decides again when it stores. */
 static krb5_boolean
 is_ours(krb5_context ctx, krb5_kdcpreauth_callbacks cb,
         krb5_kdcpreauth_rock rock, realm_state *rs)
 {
-    char *value = NULL;
-
     if (rs == NULL)
         return FALSE;
     /* Managed, or the KDB module's in-memory entry for a name that may
      * enroll: both carry the attribute. */
-    if (cb->get_string(ctx, rock, TK_ATTR_MANAGED, &value) != 0 ||
-        value == NULL)
-        return FALSE;
-    cb->free_string(ctx, rock, value);
-    return TRUE;
+    return has_string(ctx, cb, rock, TK_ATTR_MANAGED) ||
+        has_string(ctx, cb, rock, TK_ATTR_ADOPT);
+}
+
+/* The highest kvno the client has had: its records' (which outlive its
+ * keys), or an adopting principal's long-term keys', which its first
+ * temporary key must be above. */
+static krb5_kvno
+client_kvno(krb5_context ctx, krb5_kdcpreauth_callbacks cb,
+            krb5_kdcpreauth_rock rock)
+{
+    krb5_db_entry *entry = cb->client_entry(ctx, rock);
+    tk_meta *meta = client_meta(ctx, cb, rock);
+    krb5_kvno kvno = (meta != NULL) ? meta->highest_kvno : 0;
+    int i;
+
+    for (i = 0; entry != NULL && i < entry->n_key_data; i++) {
+        if (entry->key_data[i].key_data_kvno > kvno)
+            kvno = entry->key_data[i].key_data_kvno;
+    }
+    tk_meta_free(meta);
+    return kvno;
 }
 
 static krb5_pa_data *
@@ -364,7 +392,6 @@ tk_kdc_edata(krb5_context ctx, krb5_kdc_req *request,
     realm_state *rs = find_realm(md, &client->realm);
     tk_key_offer ko;
     const krb5_data *offer;
-    tk_meta *meta = NULL;
     krb5_data der = EMPTY_DATA;
     krb5_pa_data *pa = NULL;
     char *name = NULL;
@@ -382,10 +409,9 @@ tk_kdc_edata(krb5_context ctx, krb5_kdc_req *request,
     if (ret)
         goto cleanup;
     /* The facts of this principal: hints, unsigned (doc/protocol.md). */
-    meta = client_meta(ctx, cb, rock);
     ko.signed_offer = *offer;
     ko.principal = name;
-    ko.current_kvno = (meta != NULL) ? meta->highest_kvno : 0;
+    ko.current_kvno = client_kvno(ctx, cb, rock);
     ret = tk_encode_key_offer(ctx, &ko, &der);
     if (ret == 0 && (pa = make_pa(&der)) == NULL)
         ret = ENOMEM;
@@ -402,7 +428,6 @@ cleanup:
     }
     free(der.data);
     krb5_free_unparsed_name(ctx, name);
-    tk_meta_free(meta);
     (*respond)(arg, ret, pa);
 }
 
@@ -427,6 +452,8 @@ typedef struct {
     int reason;
     char detail[256];
     const char *primary;        /* named in a not-primary refusal */
+    krb5_kvno long_term_kvno;   /* an adopted principal's, from the store */
+    int64_t long_term_until;
 } check_state;
 
 /* Record a refusal and return its Kerberos error code.  The detail, for
@@ -488,9 +515,13 @@ static krb5_error_code
 check_client(check_state *st, krb5_kdcpreauth_callbacks cb,
              krb5_kdcpreauth_rock rock)
 {
+    /* The KDC found it, so it exists: only an adoption lets an upload
+     * take it over. */
     if (!is_ours(st->ctx, cb, rock, st->rs))
-        return refuse(st, TK_REASON_NOT_ENROLLABLE, 0, "neither managed by "
-                      "tempkey nor allowed to enroll by tempkey_enroll");
+        return refuse(st, TK_REASON_NOT_ADOPTED, 0, "the principal exists "
+                      "and is neither managed by tempkey nor being adopted; "
+                      "a certificate alone never takes it over: an "
+                      "administrator adopts it first (tempkey-admin adopt)");
     /* Before any key is decrypted: a replica never stores one. */
     if (st->rs->replica)
         return refuse_not_primary(st);
@@ -686,13 +717,10 @@ static krb5_error_code
 check_kvno(check_state *st, krb5_kdcpreauth_callbacks cb,
            krb5_kdcpreauth_rock rock, const tk_upload *up)
 {
-    tk_meta *meta;
     int reason;
 
-    meta = client_meta(st->ctx, cb, rock);
-    reason = tk_upload_kvno_reason(st->ctx, meta != NULL ?
-                                   meta->highest_kvno : 0, up->kvno);
-    tk_meta_free(meta);
+    reason = tk_upload_kvno_reason(st->ctx, client_kvno(st->ctx, cb, rock),
+                                   up->kvno);
     return reason ? refuse(st, reason, tk_reason_code(reason), NULL) : 0;
 }
 
@@ -730,6 +758,22 @@ free_upload_entry(krb5_context ctx, krb5_db_entry *e)
     }
     krb5_free_principal(ctx, e->princ);
     free(e);
+}
+
+/* An adopted principal's long-term keys, from the store's result. */
+static void
+read_long_term(check_state *st, const unsigned char *result)
+{
+    uint64_t until = 0;
+    uint32_t kvno = 0;
+    int i;
+
+    for (i = 0; i < 4; i++)
+        kvno = (kvno << 8) | result[12 + i];
+    for (i = 0; i < 8; i++)
+        until = (until << 8) | result[16 + i];
+    st->long_term_kvno = kvno;
+    st->long_term_until = (int64_t)until;
 }
 
 /* Hand the upload to the KDB module; read back its verdict. */
@@ -777,6 +821,7 @@ store(check_state *st, const krb5_data *upload_der, int64_t *expiry_out)
             reason = (reason << 8) | result->tl_data_contents[i];
         for (i = 0; i < 8; i++)
             expiry = (expiry << 8) | result->tl_data_contents[4 + i];
+        read_long_term(st, result->tl_data_contents);
     }
     if (ret)
         ret = refuse(st, reason != 0 ? reason : TK_REASON_STORE_FAILED, ret,
@@ -830,6 +875,8 @@ accept_upload(check_state *st, krb5_kdcpreauth_callbacks cb,
     }
     modreq->ack.kvno = up->kvno;
     modreq->ack.expiry = expiry;
+    modreq->ack.long_term_kvno = st->long_term_kvno;
+    modreq->ack.long_term_until = st->long_term_until;
     /* Refresh with two thirds of the key's life gone, leaving time to
      * retry before it expires. */
     modreq->ack.refresh_by = st->now + (expiry - st->now) * 2 / 3;

@@ -89,6 +89,8 @@ typedef struct {
     krb5_kvno kvno;
     int64_t expiry;
     int pending;                /* written, not yet acknowledged */
+    int long_term;              /* a long-term key of an adopted principal:
+                                 * expiry is when tickets in it end */
 } record;
 
 typedef struct {
@@ -122,6 +124,8 @@ typedef struct {
     /* The current exchange's upload. */
     krb5_boolean upload_left;   /* a KDC took our connection carrying it */
     krb5_boolean upload_unseen; /* the library sent it: we cannot tell */
+    krb5_boolean long_term_reply;       /* the KDC answered in the
+                                         * principal's long-term key */
 } updater;
 
 static void
@@ -228,6 +232,7 @@ load_records(updater *u)
         r->kvno = kvno;
         r->expiry = expiry;
         r->pending = (strcmp(status, "pending") == 0);
+        r->long_term = (strcmp(status, "long-term") == 0);
         u->nrecords++;
     }
     fclose(f);
@@ -266,7 +271,8 @@ save_records(updater *u)
     for (i = 0; i < u->nrecords; i++) {
         fprintf(f, "%s %u %lld %s\n", u->records[i].principal,
                 u->records[i].kvno, (long long)u->records[i].expiry,
-                u->records[i].pending ? "pending" : "stored");
+                u->records[i].pending ? "pending" :
+                u->records[i].long_term ? "long-term" : "stored");
     }
     ok = (fflush(f) == 0 && fsync(fileno(f)) == 0);
     ok = (fclose(f) == 0) && ok;
@@ -320,6 +326,7 @@ set_record(updater *u, krb5_kvno kvno, int64_t expiry, int pending)
     r->kvno = kvno;
     r->expiry = expiry;
     r->pending = pending;
+    r->long_term = 0;
     return 0;
 }
 
@@ -371,39 +378,109 @@ rewrite_keytab(updater *u, krb5_kvno drop, int prune,
     return tk_keytab_rewrite(u->ctx, u->keytab, keep_entry, &ks, add, nkeys);
 }
 
-/* Read our keys of version kvno from the keytab. */
+/* Something done with each of our principal's keytab entries. */
+typedef krb5_error_code (*own_entry_fn)(updater *u,
+                                        const krb5_keytab_entry *e,
+                                        void *arg);
+
+/* Call fn with each of our principal's entries in the keytab, until one
+ * call fails. */
 static krb5_error_code
-read_keys(updater *u, krb5_kvno kvno, krb5_keyblock *keys, size_t *nkeys_out)
+walk_own_entries(updater *u, own_entry_fn fn, void *arg)
 {
     krb5_error_code ret;
     krb5_keytab kt = NULL;
     krb5_kt_cursor cursor;
     krb5_keytab_entry e;
     char name[PATH_MAX + 6];
-    size_t n = 0;
 
-    *nkeys_out = 0;
     snprintf(name, sizeof(name), "FILE:%s", u->keytab);
     ret = krb5_kt_resolve(u->ctx, name, &kt);
     if (ret == 0)
         ret = krb5_kt_start_seq_get(u->ctx, kt, &cursor);
     if (ret)
         goto cleanup;
-    while (krb5_kt_next_entry(u->ctx, kt, &e, &cursor) == 0) {
-        if (e.vno == kvno && n < TK_MAX_KEYS &&
-            krb5_principal_compare(u->ctx, e.principal, u->princ))
-            ret = krb5_copy_keyblock_contents(u->ctx, &e.key, &keys[n++]);
+    while (ret == 0 && krb5_kt_next_entry(u->ctx, kt, &e, &cursor) == 0) {
+        if (krb5_principal_compare(u->ctx, e.principal, u->princ))
+            ret = fn(u, &e, arg);
         krb5_free_keytab_entry_contents(u->ctx, &e);
-        if (ret)
-            break;
     }
     krb5_kt_end_seq_get(u->ctx, kt, &cursor);
-    *nkeys_out = n;
 
 cleanup:
     if (kt != NULL)
         krb5_kt_close(u->ctx, kt);
     return ret;
+}
+
+typedef struct {
+    krb5_kvno kvno;
+    krb5_keyblock *keys;
+    size_t n;
+} read_state;
+
+static krb5_error_code
+read_key(updater *u, const krb5_keytab_entry *e, void *arg)
+{
+    read_state *rs = arg;
+
+    if (e->vno != rs->kvno || rs->n == TK_MAX_KEYS)
+        return 0;
+    return krb5_copy_keyblock_contents(u->ctx, &e->key, &rs->keys[rs->n++]);
+}
+
+/* Read our keys of version kvno from the keytab. */
+static krb5_error_code
+read_keys(updater *u, krb5_kvno kvno, krb5_keyblock *keys, size_t *nkeys_out)
+{
+    read_state rs = { kvno, keys, 0 };
+    krb5_error_code ret;
+
+    ret = walk_own_entries(u, read_key, &rs);
+    *nkeys_out = rs.n;
+    return ret;
+}
+
+typedef struct {
+    krb5_kvno lt_kvno;
+    int64_t until;
+} long_term_state;
+
+static krb5_error_code
+note_long_term_key(updater *u, const krb5_keytab_entry *e, void *arg)
+{
+    long_term_state *ls = arg;
+    krb5_error_code ret;
+    char when[TK_TIME_LEN];
+    record *r;
+
+    if (e->vno > ls->lt_kvno || find_record(u, e->vno) != NULL)
+        return 0;
+    ret = set_record(u, e->vno, ls->until, 0);
+    r = find_record(u, e->vno);
+    if (ret || r == NULL)
+        return ret;
+    r->long_term = 1;
+    tk_format_time(ls->until, when);
+    verbose(u, "long-term key version %u stays in the keytab while tickets "
+            "in it may be presented (they end by %s)", e->vno, when);
+    return 0;
+}
+
+/*
+ * The KDC adopted the principal (its Ack says so): its long-term keys, up to
+ * version lt_kvno, are gone from the KDC, and no ticket in them ends after
+ * until.  The keytab's entries of those versions have no record (ktadd
+ * made them, not ktupdate): record until as their end, so that they stay
+ * while such a ticket may be presented (until plus the clock skew) and
+ * are pruned after, like any key past use.
+ */
+static krb5_error_code
+note_long_term_keys(updater *u, krb5_kvno lt_kvno, int64_t until)
+{
+    long_term_state ls = { lt_kvno, until };
+
+    return walk_own_entries(u, note_long_term_key, &ls);
 }
 
 /* ---- The exchange. */
@@ -735,6 +812,10 @@ trace(krb5_context ctx, const krb5_trace_info *info, void *arg)
         n = write(u->trace_fd, info->message, strlen(info->message));
         (void)n;                /* tracing is best effort, as in libkrb5 */
     }
+    /* Only a reply in the principal's long-term key makes the library ask
+     * for one: we preauthenticate by upload alone. */
+    if (u->answer != NULL && strstr(info->message, "Getting AS key") != NULL)
+        u->long_term_reply = TRUE;
     p = strstr(info->message, "Received answer (");
     if (p != NULL)
         p = strstr(p, ") from ");
@@ -1098,6 +1179,7 @@ exchange(updater *u, attempt *a)
     u->answer = a->answered;
     u->answer_direct = FALSE;
     u->upload_left = u->upload_unseen = FALSE;
+    u->long_term_reply = FALSE;
     tk_client_set_session(s);
     a->ret = krb5_init_creds_init(a->ctx, u->princ, NULL, NULL, 0, u->gic,
                                   &icc);
@@ -1331,7 +1413,14 @@ no_offer(updater *u, attempt *a)
     if (s->request != NULL || s->message[0] != '\0')
         return EXIT_OK;
     why = krb5_get_error_message(a->ctx, a->ret);
-    if (a->ret == KRB5KRB_ERR_GENERIC ||
+    if (u->long_term_reply) {
+        /* It does not require preauthentication, so the KDC sent a ticket
+         * at once, in a key this run does not use. */
+        snprintf(s->message, sizeof(s->message), "the KDC answered in this "
+                 "principal's long-term key and offers no tempkey upload: "
+                 "it is not managed by tempkey; an administrator adopts it "
+                 "first (tempkey-admin adopt %s on the KDC)", u->princ_name);
+    } else if (a->ret == KRB5KRB_ERR_GENERIC ||
         a->ret == KRB5KDC_ERR_SVC_UNAVAILABLE) {
         /* Not a verdict on the principal: the KDC failed to look it up
          * (its database unreachable, e.g. an LDAP server down). */
@@ -1349,7 +1438,9 @@ no_offer(updater *u, attempt *a)
                a->ret == KRB5KDC_ERR_ETYPE_NOSUPP) {
         snprintf(s->message, sizeof(s->message), "the KDC offers no "
                  "tempkey upload for this principal: it is neither managed "
-                 "nor allowed to enroll (tempkey_enroll)");
+                 "nor allowed to enroll (tempkey_enroll); one that exists "
+                 "already, with long-term keys, is adopted first "
+                 "(tempkey-admin adopt %s on the KDC)", u->princ_name);
     } else {
         /* Refused before any offer, for a reason of the KDC's own (e.g.
          * KDC_ERR_KEY_EXP, a disabled principal). */
@@ -1403,6 +1494,9 @@ settle(updater *u, attempt *a)
     size_t i;
 
     ret = set_record(u, s->kvno, s->ack->expiry, 0);
+    if (ret == 0 && s->ack->long_term_kvno != 0)
+        ret = note_long_term_keys(u, s->ack->long_term_kvno,
+                                  s->ack->long_term_until);
     if (ret == 0)
         ret = rewrite_keytab(u, 0, 1, NULL, 0, 0);
     for (i = 0; ret == 0 && i < u->nrecords; i++) {
@@ -1563,6 +1657,8 @@ show_status(updater *u)
                 snprintf(ename, sizeof(ename), "%d", e.key.enctype);
             printf("%s kvno %u %s expires %s%s\n", u->princ_name, e.vno,
                    ename, when, (r != NULL && r->pending) ? " (pending)" :
+                   (r != NULL && r->long_term) ? " (long-term: tickets in "
+                   "it end then)" :
                    (r != NULL && r->expiry <= time(NULL)) ? " (expired)" :
                    "");
             found++;

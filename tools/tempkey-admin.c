@@ -1,8 +1,10 @@
-/* tempkey-admin.c - list, show, set, revoke and purge temporary keys on the
- * KDC host, through libkdb5 and the realm's tempkey module. */
+/* tempkey-admin.c - list, show, set, revoke and purge temporary keys, and
+ * adopt principals with long-term keys, on the KDC host, through libkdb5 and
+ * the realm's tempkey module. */
 
 #include <errno.h>
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +37,9 @@ usage(FILE *out)
             "      [--enctypes LIST]        store a new random temporary key\n"
             "  revoke PRINCIPAL [--kvno N] remove keys now\n"
             "  purge                       remove expired keys\n"
+            "  adopt PRINCIPAL | --matching PATTERN [--cancel] [--dry-run]\n"
+            "                              let the first upload replace a\n"
+            "                              principal's long-term keys\n"
             "  ratchet status              the ratchet's file and epoch\n"
             "  ratchet init                make a ratchet file where none "
             "is\n",
@@ -104,6 +109,52 @@ kvno_wrapped(krb5_db_entry *entry, krb5_kvno kvno)
     return TRUE;
 }
 
+/* An adopting principal's line: its long-term keys serve until its first
+ * upload (doc/deploying.md). */
+static void
+print_adopting(admin *a, const char *name, krb5_db_entry *entry, int first)
+{
+    char *since = NULL;
+
+    if (krb5_dbe_get_string(a->ctx, entry, TK_ATTR_ADOPT, &since) != 0)
+        since = NULL;
+    if (a->json) {
+        printf("%s{\"principal\": ", first ? "" : ",\n ");
+        json_string(name);
+        printf(", \"highest_kvno\": %u, \"keys\": [], \"adopting\": ",
+               tk_entry_top_kvno(entry));
+        json_string(since != NULL ? since : "");
+        printf("}");
+    } else {
+        printf("%-40s %5u  %-20s  adopting since %s\n", name,
+               tk_entry_top_kvno(entry), "long-term",
+               since != NULL ? since : "?");
+    }
+    krb5_dbe_free_string(a->ctx, since);
+}
+
+/* What the switch of an adopted principal left: for how long tickets in
+ * its long-term keys may still be presented. */
+static void
+print_adopted(admin *a, krb5_db_entry *entry)
+{
+    krb5_kvno kvno;
+    int64_t until;
+    char when[TK_TIME_LEN];
+
+    tk_entry_adoption(a->ctx, entry, &kvno, &until);
+    if (kvno == 0)
+        return;
+    tk_format_time(until, when);
+    if (a->json) {
+        printf(", \"adopted\": {\"long_term_kvno\": %u, "
+               "\"tickets_end_by\": \"%s\"}", kvno, when);
+    } else {
+        printf("adopted: its long-term keys (up to kvno %u) are gone; "
+               "tickets in them end by %s\n", kvno, when);
+    }
+}
+
 /* Print one managed entry, as a JSON object or as text lines. */
 static void
 print_entry(admin *a, const char *name, krb5_db_entry *entry,
@@ -127,7 +178,9 @@ print_entry(admin *a, const char *name, krb5_db_entry *entry,
                    rec->kvno, when, rec->expiry <= now ? "true" : "false", up,
                    kvno_wrapped(entry, rec->kvno) ? "true" : "false");
         }
-        printf("]}");
+        printf("]");
+        print_adopted(a, entry);
+        printf("}");
         return;
     }
     if (meta->nkeys == 0) {
@@ -161,10 +214,16 @@ list_one(krb5_pointer arg, krb5_db_entry *entry)
     tk_meta *meta = NULL, empty;
     char *name = NULL;
 
-    if (tk_entry_is_managed(a->ctx, entry, &managed) != 0 || !managed)
+    if (tk_entry_is_managed(a->ctx, entry, &managed) != 0 ||
+        (!managed && !tk_entry_is_adopting(entry)))
         return 0;
     if (krb5_unparse_name(a->ctx, entry->princ, &name) != 0)
         return 0;
+    if (!managed) {
+        print_adopting(a, name, entry, st->count++ == 0);
+        krb5_free_unparsed_name(a->ctx, name);
+        return 0;
+    }
     ret = tk_entry_get_meta(a->ctx, entry, &meta);
     if (ret) {
         fail(a, ret, "list");
@@ -225,24 +284,33 @@ cmd_show(admin *a, const char *name)
         fail(a, ret, name);
         goto cleanup;
     }
-    if (!managed) {
+    if (!managed && !tk_entry_is_adopting(entry)) {
         fprintf(stderr, "%s: %s is not managed by tempkey (no '%s' string "
                 "attribute)\n", progname, name, TK_ATTR_MANAGED);
         goto cleanup;
     }
     memset(&empty, 0, sizeof(empty));
-    if (a->json) {
-        print_entry(a, name, entry, meta != NULL ? meta : &empty, 1);
-        printf("\n");
-    } else {
+    if (!a->json) {
         printf("%-40s %5s  %-20s  %s\n", "PRINCIPAL", "KVNO", "EXPIRES",
                "UPLOADER");
-        print_entry(a, name, entry, meta != NULL ? meta : &empty, 1);
+    }
+    if (!managed) {
+        print_adopting(a, name, entry, 1);
+        if (a->json)
+            printf("\n");
+        status = 0;
+        goto cleanup;
+    }
+    print_entry(a, name, entry, meta != NULL ? meta : &empty, 1);
+    if (a->json) {
+        printf("\n");
+    } else {
         if (meta != NULL && meta->last_expiry != 0) {
             tk_format_time(meta->last_expiry, when);
             printf("highest kvno ever stored: %u; last key removed: %s\n",
                    meta->highest_kvno, when);
         }
+        print_adopted(a, entry);
     }
     status = 0;
 
@@ -539,6 +607,217 @@ cmd_purge(admin *a)
     return a->problems ? 1 : 0;
 }
 
+/* ---- adopt: an existing principal moves over (doc/deploying.md). */
+
+typedef struct {
+    krb5_boolean cancel;        /* --cancel: stop an adoption */
+    krb5_boolean dry_run;       /* say what would change, write nothing */
+    krb5_boolean matching;      /* one of many: quietly skip what does not
+                                 * apply */
+    /* What adopt_entry() found, for the line that says it. */
+    krb5_kvno lt_kvno;
+    krb5_boolean skip, already;
+    char since[TK_TIME_LEN];
+} adopt_state;
+
+static krb5_error_code
+adopt_refuse(krb5_context ctx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static krb5_error_code
+adopt_refuse(krb5_context ctx, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    krb5_vset_error_message(ctx, EINVAL, fmt, ap);
+    va_end(ap);
+    return EINVAL;
+}
+
+/* --cancel on entry: an adopting principal loses the mark and nothing
+ * else; the switch, once made, cannot be undone. */
+static krb5_error_code
+cancel_entry(krb5_context ctx, krb5_db_entry *entry, adopt_state *st,
+             krb5_boolean managed, krb5_boolean *changed)
+{
+    krb5_error_code ret = 0;
+    krb5_kvno kvno;
+    int64_t until;
+
+    if (tk_entry_is_adopting(entry)) {
+        if (!st->dry_run)
+            ret = tk_entry_unset_string(ctx, entry, TK_ATTR_ADOPT);
+        *changed = (ret == 0 && !st->dry_run);
+        return ret;
+    }
+    st->skip = st->matching;
+    if (st->matching)
+        return 0;
+    tk_entry_adoption(ctx, entry, &kvno, &until);
+    if (managed && kvno != 0) {
+        return adopt_refuse(ctx, "was adopted already: its first upload "
+                            "replaced its long-term keys (up to kvno %u), "
+                            "which are gone; there is nothing to cancel",
+                            kvno);
+    }
+    return adopt_refuse(ctx, "is not being adopted");
+}
+
+/* Mark entry for adoption, or cancel it (st->cancel), deciding on the
+ * entry alone; with st->dry_run only decide. */
+static krb5_error_code
+adopt_entry(krb5_context ctx, krb5_db_entry *entry, void *arg,
+            krb5_boolean *changed)
+{
+    adopt_state *st = arg;
+    krb5_error_code ret;
+    krb5_boolean managed;
+    char *since = NULL;
+
+    *changed = FALSE;
+    st->skip = st->already = FALSE;
+    st->lt_kvno = tk_entry_top_kvno(entry);
+    ret = tk_entry_is_managed(ctx, entry, &managed);
+    if (ret)
+        return ret;
+    if (st->cancel)
+        return cancel_entry(ctx, entry, st, managed, changed);
+    if (tk_name_is_reserved(ctx, entry->princ)) {
+        return adopt_refuse(ctx, "is a reserved name: it is never adopted, "
+                            "since no certificate may key it");
+    }
+    st->skip = st->matching && (managed || tk_entry_is_adopting(entry));
+    if (st->skip)
+        return 0;
+    if (managed)
+        return adopt_refuse(ctx, "is managed by tempkey already");
+    if (tk_entry_is_adopting(entry)) {
+        st->already = TRUE;
+        if (krb5_dbe_get_string(ctx, entry, TK_ATTR_ADOPT, &since) == 0 &&
+            since != NULL)
+            snprintf(st->since, sizeof(st->since), "%s", since);
+        krb5_dbe_free_string(ctx, since);
+        return 0;
+    }
+    if (st->dry_run)
+        return 0;
+    tk_format_time(time(NULL), st->since);
+    ret = krb5_dbe_set_string(ctx, entry, TK_ATTR_ADOPT, st->since);
+    *changed = (ret == 0);
+    return ret;
+}
+
+/* One principal: decide (a dry run reads it only), write, say what
+ * happened; *done_out says whether it counted (not skipped). */
+static int
+adopt_one(admin *a, krb5_const_principal princ, adopt_state *st,
+          krb5_boolean *done_out)
+{
+    krb5_error_code ret;
+    krb5_db_entry *entry = NULL;
+    krb5_boolean changed;
+    char *name = NULL;
+    const char *verb;
+    int status = 0;
+
+    *done_out = FALSE;
+    ret = krb5_unparse_name(a->ctx, princ, &name);
+    if (ret)
+        return fail(a, ret, "adopt");
+    if (st->dry_run) {
+        ret = krb5_db_get_principal(a->ctx, princ, 0, &entry);
+        if (ret == 0)
+            ret = adopt_entry(a->ctx, entry, st, &changed);
+        krb5_db_free_principal(a->ctx, entry);
+    } else {
+        ret = tk_db_update(a->ctx, princ, adopt_entry, st);
+    }
+    if (ret) {
+        status = fail(a, ret, name);
+        goto cleanup;
+    }
+    if (st->skip)
+        goto cleanup;
+    *done_out = TRUE;
+    if (st->cancel) {
+        printf("%s: %s: it keeps its long-term keys (up to kvno %u)\n",
+               name, st->dry_run ? "would cancel its adoption" :
+               "adoption cancelled", st->lt_kvno);
+    } else if (st->already) {
+        printf("%s: being adopted already (since %s)\n", name, st->since);
+    } else {
+        verb = st->dry_run ? "would adopt" : "adopting";
+        if (st->lt_kvno == 0) {
+            printf("%s: %s: it has no key; its first upload makes it "
+                   "managed\n", name, verb);
+        } else {
+            printf("%s: %s: its long-term keys (up to kvno %u) serve until "
+                   "its first upload replaces them\n", name, verb,
+                   st->lt_kvno);
+        }
+    }
+
+cleanup:
+    krb5_free_unparsed_name(a->ctx, name);
+    return status;
+}
+
+/* Whether entry's name matches the pattern (tempkey_enroll's syntax, in a
+ * policy of its own); reserved names never do (tk_policy_may_enroll). */
+static krb5_boolean
+matches_pattern(krb5_context ctx, krb5_db_entry *entry, void *arg)
+{
+    return tk_policy_may_enroll(ctx, arg, entry->princ);
+}
+
+static int
+cmd_adopt(admin *a, const char *name, const char *pattern,
+          adopt_state *st)
+{
+    krb5_error_code ret;
+    krb5_principal princ = NULL, *names = NULL;
+    tk_policy match;
+    char *patterns[2] = { (char *)pattern, NULL };
+    krb5_boolean done;
+    size_t i, count = 0, n = 0;
+    int status = 0;
+
+    if (pattern == NULL) {
+        ret = krb5_parse_name(a->ctx, name, &princ);
+        if (ret)
+            return fail(a, ret, name);
+        status = adopt_one(a, princ, st, &done);
+        krb5_free_principal(a->ctx, princ);
+        return status;
+    }
+    memset(&match, 0, sizeof(match));
+    match.realm = a->realm;
+    match.enroll = patterns;
+    ret = tk_db_list_principals(a->ctx, matches_pattern, &match, &names,
+                                &count);
+    if (ret)
+        return fail(a, ret, "listing principals");
+    st->matching = TRUE;
+    for (i = 0; i < count; i++) {
+        if (adopt_one(a, names[i], st, &done) != 0)
+            status = 1;
+        n += done;
+        krb5_free_principal(a->ctx, names[i]);
+    }
+    free(names);
+    if (st->cancel) {
+        printf("%s: %zu adoption(s) %s; %zu matching principal(s) not "
+               "being adopted\n", pattern, n, st->dry_run ?
+               "would be cancelled" : "cancelled", count - n);
+    } else {
+        printf("%s: %zu principal(s) %s; %zu matching skipped (managed, "
+               "being adopted already, or refused above)\n", pattern, n,
+               st->dry_run ? "would be adopted" : "adopted", count - n);
+    }
+    return status;
+}
+
 /* The KDC's configuration for realm (the default realm if NULL), opening
  * no database. */
 static int
@@ -640,7 +919,7 @@ cmd_ratchet(admin *a, const char *realm, const char *what)
 
 /* ---- main. */
 
-/* Open the realm's database; for writes (set, revoke, purge) as the
+/* Open the realm's database; for writes (set, revoke, purge, adopt) as the
  * module's own writer, which a replica refuses and an iprop primary logs. */
 static int
 open_realm(admin *a, const char *realm, krb5_boolean writes)
@@ -670,15 +949,21 @@ main(int argc, char **argv)
         { "keytab", required_argument, NULL, 'k' },
         { "enctypes", required_argument, NULL, 'e' },
         { "kvno", required_argument, NULL, 'n' },
+        { "matching", required_argument, NULL, 'm' },
+        { "cancel", no_argument, NULL, 'c' },
+        { "dry-run", no_argument, NULL, 'd' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
     admin a;
+    adopt_state adopt;
     const char *realm = NULL, *lifetime = NULL, *keytab = NULL;
     const char *enctypes = NULL, *kvno = NULL, *cmd, *princ = NULL;
+    const char *matching = NULL;
     int c, status, nargs;
 
     memset(&a, 0, sizeof(a));
+    memset(&adopt, 0, sizeof(adopt));
     while ((c = getopt_long(argc, argv, "r:jh", opts, NULL)) != -1) {
         switch (c) {
         case 'r': realm = optarg; break;
@@ -687,6 +972,9 @@ main(int argc, char **argv)
         case 'k': keytab = optarg; break;
         case 'e': enctypes = optarg; break;
         case 'n': kvno = optarg; break;
+        case 'm': matching = optarg; break;
+        case 'c': adopt.cancel = TRUE; break;
+        case 'd': adopt.dry_run = TRUE; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -701,6 +989,7 @@ main(int argc, char **argv)
         princ = argv[optind + 1];
     if ((strcmp(cmd, "list") == 0 || strcmp(cmd, "purge") == 0) ?
         nargs != 0 :
+        strcmp(cmd, "adopt") == 0 ? nargs != (matching != NULL ? 0 : 1) :
         (strcmp(cmd, "show") == 0 || strcmp(cmd, "set") == 0 ||
          strcmp(cmd, "revoke") == 0) ? nargs != 1 :
         strcmp(cmd, "ratchet") == 0 ? nargs != 1 ||
@@ -718,12 +1007,18 @@ main(int argc, char **argv)
         fprintf(stderr, "%s: --kvno goes with revoke\n", progname);
         return 2;
     }
+    if ((matching != NULL || adopt.cancel || adopt.dry_run) &&
+        strcmp(cmd, "adopt") != 0) {
+        fprintf(stderr, "%s: --matching, --cancel and --dry-run go with "
+                "adopt\n", progname);
+        return 2;
+    }
 
     if (strcmp(cmd, "ratchet") == 0)
         status = cmd_ratchet(&a, realm, princ);
     else
         status = open_realm(&a, realm, strcmp(cmd, "list") != 0 &&
-                            strcmp(cmd, "show") != 0);
+                            strcmp(cmd, "show") != 0 && !adopt.dry_run);
     if (status == 0 && strcmp(cmd, "ratchet") != 0) {
         if (strcmp(cmd, "list") == 0)
             status = cmd_list(&a);
@@ -733,6 +1028,8 @@ main(int argc, char **argv)
             status = cmd_set(&a, princ, lifetime, keytab, enctypes);
         else if (strcmp(cmd, "revoke") == 0)
             status = cmd_revoke(&a, princ, kvno);
+        else if (strcmp(cmd, "adopt") == 0)
+            status = cmd_adopt(&a, princ, matching, &adopt);
         else
             status = cmd_purge(&a);
     }

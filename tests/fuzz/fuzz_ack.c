@@ -23,11 +23,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     FUZZ_CHECK(ack->kvno >= 1 && ack->kvno <= 65535);
+    FUZZ_CHECK(ack->long_term_kvno < ack->kvno);
     FUZZ_CHECK(tk_encode_ack(ctx, ack, &der) == 0);
     FUZZ_CHECK(tk_decode_ack(ctx, &der, &again) == 0);
     FUZZ_CHECK(strcmp(ack->principal, again->principal) == 0 &&
                ack->kvno == again->kvno && ack->expiry == again->expiry &&
-               ack->refresh_by == again->refresh_by);
+               ack->refresh_by == again->refresh_by &&
+               ack->long_term_kvno == again->long_term_kvno &&
+               ack->long_term_until == again->long_term_until);
     FUZZ_CHECK(tk_encode_ack(ctx, again, &der2) == 0);
     FUZZ_CHECK(fuzz_data_eq(&der, &der2));
     tk_ack_free(again);

@@ -160,6 +160,11 @@ acks_and_errors(void)
 
     check(tk_encode_ack(ctx, &ack, &d), "ack");
     write_data("ack", "ack", &d);
+    /* An adopted principal's, naming its long-term keys. */
+    ack.long_term_kvno = 6;
+    ack.long_term_until = 1700036000;
+    check(tk_encode_ack(ctx, &ack, &d), "ack");
+    write_data("ack", "adopted", &d);
     check(tk_encode_error(ctx, TK_REASON_KVNO_NOT_ABOVE_STORED,
                           "kvno 3 is not above the stored kvno 7", NULL, &d),
           "error");

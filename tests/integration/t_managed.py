@@ -249,9 +249,12 @@ def test_admin_set_errors():
     r.addprinc('host/other.test')
     r.kadmin_local('ktadd -norandkey -k %s host/other.test' % kt)
     listing = r.run([KLIST, '-k', '-K', kt])
+    # It says what to do instead (issue 9): adopt it.
+    refusal = ('host/plain.test@%s holds long-term keys (up to kvno 1) and '
+               'is not managed by tempkey; run tempkey-admin adopt '
+               'host/plain.test@%s first' % (REALM, REALM))
     r.tempkey_admin('set', 'host/plain.test', '--keytab', kt,
-                    expected_code=1, expected_msg='key version 1 has no '
-                    'temporary-key record')
+                    expected_code=1, expected_msg=refusal)
     if r.run([KLIST, '-k', '-K', kt]) != listing:
         fail('the refused key was left in the keytab')
     r.kadmin_local('getstrs host/plain.test',
@@ -260,8 +263,7 @@ def test_admin_set_errors():
     # in words (taking the pending key out must not replace the message).
     fresh = r.path('fresh.keytab')
     out = r.tempkey_admin('set', 'host/plain.test', '--keytab', fresh,
-                          expected_code=1, expected_msg='key version 1 has '
-                          'no temporary-key record')
+                          expected_code=1, expected_msg=refusal)
     if 'Unknown code' in out:
         fail('tempkey-admin printed an error code, not its text: ' + out)
     # The default lifetime is tempkey_max_life.

@@ -4,12 +4,16 @@
  * usage: tk-upload --cert FILE --key FILE --anchors FILE [--principal NAME]
  *        [--kvno N] [--enctype NAME] [--lifetime DUR] [--fault NAME]
  *        [--other-cert FILE] [--save-token FILE] [--token FILE]
+ *        [--before-upload COMMAND]
  * Faults: kdc-hash, no-token, checksum, expiry, short-key, other-principal,
  * bad-signature, other-kdc (with --other-cert), empty, truncated, garbage,
  * oversized; and, in what the KDC sent, the unsigned hints of its offer
  * (hint-kvno: current kvno + 5, hint-principal: another principal,
  * hint-time: the KDC's time an hour on) or its signature
- * (offer-signature).  Prints "stored kvno N expires T ticket-ends E renew-till R"
+ * (offer-signature).  --before-upload runs COMMAND (sh -c) once the
+ * KDC's offer is verified and before the upload is sent, so that a test
+ * can change the principal between the two requests of one exchange.
+ * Prints "stored kvno N expires T ticket-ends E renew-till R"
  * (exit 0), "refused REASON: TEXT" and, when the refusal names one,
  * "primary KDC: HOST[:PORT]" (exit 4), or an error (exit 1).  The keys are
  * random and written nowhere.
@@ -34,7 +38,7 @@ krb5_error_code k5_plugin_register(krb5_context context, int interface_id,
 static const char *fault = "";
 static long forced_kvno;
 static krb5_enctype forced_enctype = ENCTYPE_AES256_CTS_HMAC_SHA1_96;
-static const char *save_token_file, *token_file;
+static const char *save_token_file, *token_file, *before_upload;
 static char token_buf[4096], other_principal[256];
 
 /* What an attacker on the path could do to the KDC's offer. */
@@ -72,6 +76,10 @@ tamper_offer(tk_client_session *s, krb5_data *der)
 static krb5_error_code
 prepare(krb5_context ctx, tk_client_session *s)
 {
+    if (before_upload != NULL && system(before_upload) != 0) {
+        snprintf(s->message, sizeof(s->message), "--before-upload failed");
+        return EINVAL;
+    }
     s->kvno = forced_kvno ? (krb5_kvno)forced_kvno :
         s->request->current_kvno + 1;
     s->nkeys = 1;
@@ -165,6 +173,7 @@ main(int argc, char **argv)
         { "other-cert", required_argument, NULL, 'o' },
         { "save-token", required_argument, NULL, 's' },
         { "token", required_argument, NULL, 't' },
+        { "before-upload", required_argument, NULL, 'b' },
         { NULL, 0, NULL, 0 }
     };
     const char *cert = NULL, *key = NULL, *anchors = NULL, *princ = NULL;
@@ -199,6 +208,7 @@ main(int argc, char **argv)
         case 'o': other = optarg; break;
         case 's': save_token_file = optarg; break;
         case 't': token_file = optarg; break;
+        case 'b': before_upload = optarg; break;
         default: return 2;
         }
     }

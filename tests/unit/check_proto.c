@@ -261,8 +261,25 @@ START_TEST(ack_and_error_round_trip)
     ck_assert_int_eq(tk_decode_ack(ctx, &der, &out), 0);
     ck_assert_uint_eq(out->kvno, 3);
     ck_assert_int_eq(out->refresh_by, 1999990000);
+    ck_assert_uint_eq(out->long_term_kvno, 0);
     tk_ack_free(out);
     free(der.data);
+    /* An adopted principal's: its long-term keys lie below. */
+    in.long_term_kvno = 2;
+    in.long_term_until = 1999000000;
+    ck_assert_int_eq(tk_encode_ack(ctx, &in, &der), 0);
+    ck_assert_int_eq(tk_decode_ack(ctx, &der, &out), 0);
+    ck_assert_uint_eq(out->long_term_kvno, 2);
+    ck_assert_int_eq(out->long_term_until, 1999000000);
+    tk_ack_free(out);
+    free(der.data);
+    in.long_term_kvno = 3;
+    ck_assert_int_eq(tk_encode_ack(ctx, &in, &der), 0);
+    out = (tk_ack *)1;
+    ck_assert_int_eq(tk_decode_ack(ctx, &der, &out), ASN1_BAD_FORMAT);
+    ck_assert_ptr_null(out);
+    free(der.data);
+    in.long_term_kvno = 0;
     ck_assert_int_eq(tk_encode_error(ctx, TK_REASON_NAME_MISMATCH, "why",
                                      NULL, &der), 0);
     ck_assert_int_eq(tk_decode_error(ctx, &der, &reason, &text, &primary),
@@ -296,6 +313,9 @@ START_TEST(reasons_have_names_and_passing_codes)
         ck_assert_int_ne(tk_reason_code(r), KRB5KDC_ERR_PREAUTH_FAILED);
     }
     ck_assert_str_eq(tk_reason_name(999), "unknown-reason");
+    ck_assert_str_eq(tk_reason_name(TK_REASON_NOT_ADOPTED), "not-adopted");
+    ck_assert_int_eq(tk_reason_code(TK_REASON_NOT_ADOPTED),
+                     KRB5KDC_ERR_CLIENT_NOT_TRUSTED);
 }
 END_TEST
 

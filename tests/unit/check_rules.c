@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include <check.h>
+#include <kadm5/admin.h>
 #include <kadm5/kadm_err.h>
 
 #include "tkentry.h"
@@ -567,6 +568,224 @@ START_TEST(next_kvno_exhausted)
 }
 END_TEST
 
+/* ---- Adoption. */
+
+/* A KRB5_TL_KADM_DATA record as libkadm5 writes it (adb_xdr.c): policy
+ * "hist", then n old keys (each one key_data of a few bytes' worth). */
+static void
+set_kadm_data(krb5_db_entry *e, int n)
+{
+    static const unsigned char head[] = {
+        0x12, 0x34, 0x5c, 0x01,         /* version */
+        0, 0, 0, 5, 'h', 'i', 's', 't', 0, 0, 0, 0,     /* policy */
+        0, 0, 0x08, 0x00,               /* aux_attributes: KADM5_POLICY */
+        0, 0, 0, 2,                     /* old_key_next */
+        0, 0, 0, 1,                     /* admin_history_kvno */
+    };
+    unsigned char buf[256];
+    krb5_tl_data tl;
+    size_t len = sizeof(head);
+    int i;
+
+    memcpy(buf, head, len);
+    buf[len++] = 0;
+    buf[len++] = 0;
+    buf[len++] = 0;
+    buf[len++] = (unsigned char)n;
+    for (i = 0; i < n; i++) {
+        memset(buf + len, 0x5a, 16);    /* stands for an old key */
+        len += 16;
+    }
+    memset(&tl, 0, sizeof(tl));
+    tl.tl_data_type = KRB5_TL_KADM_DATA;
+    tl.tl_data_length = (krb5_ui_2)len;
+    tl.tl_data_contents = buf;
+    ck_assert_int_eq(krb5_dbe_update_tl_data(ctx, e, &tl), 0);
+}
+
+START_TEST(switch_over_drops_long_term_keys)
+{
+    const krb5_kvno kv[] = { 3, 4 };
+    krb5_db_entry *e = make_entry("HTTP/a@R", kv, 2, 0, NULL);
+    krb5_tl_data *tl;
+    krb5_boolean managed;
+    krb5_kvno lt, next;
+    int64_t until;
+    tk_meta *m = NULL;
+    char *value = NULL;
+
+    ck_assert_int_eq(krb5_dbe_set_string(ctx, e, TK_ATTR_ADOPT, "x"), 0);
+    ck_assert(tk_entry_is_adopting(e));
+    set_kadm_data(e, 2);
+    e->max_life = 3600;
+    ck_assert_int_eq(tk_entry_switch_over(ctx, e, NOW, 36000, &lt, &until),
+                     0);
+    ck_assert_uint_eq(lt, 4);
+    ck_assert_int_eq(until, NOW + 3600);
+    ck_assert_int_eq(e->n_key_data, 0);
+    ck_assert_int_eq(tk_entry_is_managed(ctx, e, &managed), 0);
+    ck_assert(managed);
+    ck_assert(!tk_entry_is_adopting(e));
+    ck_assert_int_eq(krb5_dbe_get_string(ctx, e, TK_ATTR_ADOPT, &value), 0);
+    ck_assert_ptr_null(value);
+    /* Versions go on above the long-term ones. */
+    ck_assert_int_eq(tk_entry_next_kvno(ctx, e, &next), 0);
+    ck_assert_uint_eq(next, 5);
+    ck_assert_int_eq(tk_entry_get_meta(ctx, e, &m), 0);
+    ck_assert_uint_eq(m->highest_kvno, 4);
+    ck_assert_uint_eq(m->nkeys, 0);
+    tk_meta_free(m);
+    /* The password history keeps its policy and loses its old keys. */
+    tl = tk_entry_find_tl(e, KRB5_TL_KADM_DATA);
+    ck_assert_ptr_nonnull(tl);
+    ck_assert_int_eq(tl->tl_data_length, 32);
+    ck_assert_mem_eq(tl->tl_data_contents + 8, "hist", 5);
+    ck_assert_int_eq(tl->tl_data_contents[23], 0);      /* old_key_next */
+    ck_assert_int_eq(tl->tl_data_contents[27], 1);      /* history kvno */
+    ck_assert_int_eq(tl->tl_data_contents[31], 0);      /* old keys */
+    ck_assert(e->mask & KADM5_KEY_HIST);
+    /* What the switch noted, for every later Ack. */
+    tk_entry_adoption(ctx, e, &lt, &until);
+    ck_assert_uint_eq(lt, 4);
+    ck_assert_int_eq(until, NOW + 3600);
+    ck_assert_int_eq(tk_entry_check_put(ctx, e), 0);
+    krb5_db_free_principal(ctx, e);
+}
+END_TEST
+
+START_TEST(switch_over_takes_the_longest_ticket_life)
+{
+    const krb5_kvno kv[] = { 1 };
+    krb5_db_entry *e;
+    krb5_kvno lt;
+    int64_t until;
+    /* max_life of the principal, of the realm, and the end expected. */
+    const struct { krb5_deltat princ, realm; int64_t life; } cases[] = {
+        { 3600, 36000, 3600 }, { 36000, 3600, 3600 }, { 0, 7200, 7200 },
+        { 7200, 0, 7200 }, { 0, 0, INT32_MAX },
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+        e = make_entry("HTTP/a@R", kv, 1, 0, NULL);
+        e->max_life = cases[i].princ;
+        ck_assert_int_eq(tk_entry_switch_over(ctx, e, NOW, cases[i].realm,
+                                              &lt, &until), 0);
+        ck_assert_int_eq(until, NOW + cases[i].life);
+        krb5_db_free_principal(ctx, e);
+    }
+    /* A keyless principal has no long-term keys to note. */
+    e = make_entry("HTTP/a@R", NULL, 0, 0, NULL);
+    ck_assert_int_eq(tk_entry_switch_over(ctx, e, NOW, 3600, &lt, &until),
+                     0);
+    ck_assert_uint_eq(lt, 0);
+    tk_entry_adoption(ctx, e, &lt, &until);
+    ck_assert_uint_eq(lt, 0);
+    krb5_db_free_principal(ctx, e);
+}
+END_TEST
+
+START_TEST(switch_over_refuses_unreadable_history)
+{
+    const krb5_kvno kv[] = { 1 };
+    krb5_db_entry *e = make_entry("HTTP/a@R", kv, 1, 0, NULL);
+    krb5_tl_data tl;
+    krb5_kvno lt;
+    int64_t until;
+    krb5_error_code ret;
+
+    memset(&tl, 0, sizeof(tl));
+    tl.tl_data_type = KRB5_TL_KADM_DATA;
+    tl.tl_data_length = 6;
+    tl.tl_data_contents = (krb5_octet *)"\x12\x34\x5c\x01\0\0";
+    ck_assert_int_eq(krb5_dbe_update_tl_data(ctx, e, &tl), 0);
+    ret = tk_entry_switch_over(ctx, e, NOW, 3600, &lt, &until);
+    ck_assert_int_eq(ret, KRB5_KDB_TRUNCATED_RECORD);
+    assert_message(ret, "password history");
+    assert_message(ret, "HTTP/a@R");
+    krb5_db_free_principal(ctx, e);
+}
+END_TEST
+
+START_TEST(adoption_note_must_be_ours)
+{
+    static const char *const bad[] = {
+        "", "3", "x 5", "0 100", "70000 100", "3 0", "3 100 x", "3 -5",
+    };
+    krb5_db_entry *e;
+    krb5_kvno lt;
+    int64_t until;
+    size_t i;
+
+    for (i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        e = make_entry("HTTP/a@R", NULL, 0, 1, NULL);
+        ck_assert_int_eq(krb5_dbe_set_string(ctx, e, TK_ATTR_ADOPTED,
+                                             bad[i]), 0);
+        tk_entry_adoption(ctx, e, &lt, &until);
+        ck_assert_msg(lt == 0 && until == 0, "\"%s\" was taken", bad[i]);
+        krb5_db_free_principal(ctx, e);
+    }
+}
+END_TEST
+
+START_TEST(no_temporary_key_joins_long_term_keys)
+{
+    const krb5_kvno kv[] = { 2 };
+    krb5_db_entry *e = make_entry("HTTP/a@R", kv, 1, 0, NULL);
+    krb5_keyblock key, mkey;
+    krb5_error_code ret;
+
+    ck_assert_int_eq(krb5_c_make_random_key(ctx, 18, &key), 0);
+    ck_assert_int_eq(krb5_c_make_random_key(ctx, 18, &mkey), 0);
+    ret = tk_entry_add_keys(ctx, e, 3, &key, 1, NOW + 100, NULL, 1, &mkey);
+    ck_assert_int_eq(ret, KADM5_PROTECT_PRINCIPAL);
+    assert_message(ret, "HTTP/a@R holds long-term keys (up to kvno 2)");
+    assert_message(ret, "run tempkey-admin adopt HTTP/a@R first");
+    ck_assert_int_eq(krb5_dbe_set_string(ctx, e, TK_ATTR_ADOPT, "x"), 0);
+    ret = tk_entry_add_keys(ctx, e, 3, &key, 1, NOW + 100, NULL, 1, &mkey);
+    ck_assert_int_eq(ret, KADM5_PROTECT_PRINCIPAL);
+    assert_message(ret, "HTTP/a@R is being adopted");
+    ck_assert_int_eq(e->n_key_data, 2);     /* untouched */
+    krb5_free_keyblock_contents(ctx, &key);
+    krb5_free_keyblock_contents(ctx, &mkey);
+    krb5_db_free_principal(ctx, e);
+}
+END_TEST
+
+START_TEST(unset_string_leaves_entry_as_it_was)
+{
+    const krb5_kvno kv[] = { 1 };
+    krb5_db_entry *e = make_entry("HTTP/a@R", kv, 1, 0, NULL);
+    krb5_tl_data *tl;
+    krb5_int16 n;
+
+    /* Another tl_data that kldap keeps in krbExtraData. */
+    ck_assert_int_eq(krb5_dbe_update_mkvno(ctx, e, 1), 0);
+    n = e->n_tl_data;
+    ck_assert_int_eq(krb5_dbe_set_string(ctx, e, TK_ATTR_ADOPT, "x"), 0);
+    ck_assert_int_eq(tk_entry_unset_string(ctx, e, TK_ATTR_ADOPT), 0);
+    ck_assert_int_eq(e->n_tl_data, n);
+    ck_assert_ptr_null(tk_entry_find_tl(e, KRB5_TL_STRING_ATTRS));
+    /* Other attributes stay as they were. */
+    ck_assert_int_eq(krb5_dbe_set_string(ctx, e, "team", "web"), 0);
+    ck_assert_int_eq(krb5_dbe_set_string(ctx, e, TK_ATTR_ADOPT, "x"), 0);
+    ck_assert_int_eq(tk_entry_unset_string(ctx, e, TK_ATTR_ADOPT), 0);
+    tl = tk_entry_find_tl(e, KRB5_TL_STRING_ATTRS);
+    ck_assert_ptr_nonnull(tl);
+    ck_assert_int_eq(tl->tl_data_length, sizeof("team\0web"));
+    krb5_db_free_principal(ctx, e);
+    /* Alone in krbExtraData, an empty record stays: kldap would not write
+     * krbExtraData at all without it, and keep the old attribute. */
+    e = make_entry("HTTP/a@R", kv, 1, 0, NULL);
+    ck_assert_int_eq(krb5_dbe_set_string(ctx, e, TK_ATTR_ADOPT, "x"), 0);
+    ck_assert_int_eq(tk_entry_unset_string(ctx, e, TK_ATTR_ADOPT), 0);
+    tl = tk_entry_find_tl(e, KRB5_TL_STRING_ATTRS);
+    ck_assert_ptr_nonnull(tl);
+    ck_assert_int_eq(tl->tl_data_length, 0);
+    krb5_db_free_principal(ctx, e);
+}
+END_TEST
+
 static Suite *
 rules_suite(void)
 {
@@ -600,6 +819,12 @@ rules_suite(void)
     tcase_add_test(ent, managed_attribute_among_others);
     tcase_add_test(ent, live_key_versions_are_capped);
     tcase_add_test(ent, next_kvno_exhausted);
+    tcase_add_test(ent, switch_over_drops_long_term_keys);
+    tcase_add_test(ent, switch_over_takes_the_longest_ticket_life);
+    tcase_add_test(ent, switch_over_refuses_unreadable_history);
+    tcase_add_test(ent, adoption_note_must_be_ours);
+    tcase_add_test(ent, no_temporary_key_joins_long_term_keys);
+    tcase_add_test(ent, unset_string_leaves_entry_as_it_was);
     suite_add_tcase(s, ent);
     return s;
 }
