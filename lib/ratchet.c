@@ -55,6 +55,15 @@ typedef struct {
     unsigned char secret[SECRET_LEN];
 } slot;
 
+/* Field by field: the struct has padding after key_epoch. */
+static int
+same_slot(const slot *a, const slot *b)
+{
+    return a->key_epoch == b->key_epoch && a->epoch == b->epoch &&
+        memcmp(a->id, b->id, sizeof(a->id)) == 0 &&
+        CRYPTO_memcmp(a->secret, b->secret, sizeof(a->secret)) == 0;
+}
+
 struct tk_ratchet {
     char *path;
     krb5_deltat key_epoch;
@@ -297,7 +306,7 @@ read_file(krb5_context ctx, int fd, const char *path, file_state *state,
     }
     if (ok[0] && ok[1]) {
         *best = (s[1].epoch > s[0].epoch) ? s[1] : s[0];
-        *both_same = memcmp(&s[0], &s[1], sizeof(slot)) == 0;
+        *both_same = same_slot(&s[0], &s[1]);
     } else {
         *best = ok[0] ? s[0] : s[1];
     }
