@@ -235,6 +235,12 @@ def test_racing_uploads_and_purges_keep_newest_key():
         # (below, every acknowledged kvno must end up served).
         m = re.search(r'self-test failed: .* in key version \d+, not (\d+)',
                       out)
+        if m is None and ' stored kvno ' not in out:
+            refusals = [line for r in (ra, rb)
+                        for line in r.kdc_log_text().splitlines()
+                        if 'refused upload' in line or 'purge:' in line]
+            fail('upload %d: %s\nthe KDCs logged:\n%s' %
+                 (i, out.strip(), '\n'.join(refusals[-10:])))
         kvno = int(m.group(1)) if m else stored(out)[0]
         if kvno != acked + 1:
             fail('upload %d stored kvno %d after %d' % (i, kvno, acked))
