@@ -183,12 +183,24 @@ def uploading(i):
 def make_realm(args, tmp, quiet):
     """The realm, its N clones loaded, its servers enrolled, krb5kdc -w and
     kadmind running.  Returns (realm, server list path, build figures)."""
-    build = {}
     with contextlib.redirect_stdout(quiet):
         r = harness.Realm(pki=True, start_kdc=False,
                           purge_interval=args.purge_interval,
                           tk_extra='        key_epoch = %s\n' %
                           args.key_epoch, dir=os.path.join(tmp, 'realm'))
+    try:
+        servers, build = populate(r, args, quiet)
+    except BaseException:
+        with contextlib.redirect_stdout(quiet):
+            r.stop()
+        raise
+    return r, servers, build
+
+
+def populate(r, args, quiet):
+    """make_realm's principals, servers and daemons."""
+    build = {}
+    with contextlib.redirect_stdout(quiet):
         r.kadmin_local('addprinc +requires_preauth -pw %s %s' %
                        (PASSWORD, USER))
         r.addprinc(PLAIN)
@@ -210,7 +222,7 @@ def make_realm(args, tmp, quiet):
     t0 = time.monotonic()
     build['enroll_uploads'] = enroll(r, args, servers)
     build['enroll_s'] = round(time.monotonic() - t0, 1)
-    return r, servers, build
+    return servers, build
 
 
 def enroll(r, args, servers):
