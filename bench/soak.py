@@ -9,7 +9,7 @@ tests/realm.py, all of it in one temp dir, on 127.0.0.1:
     kdb5_util load: bench/benchlib.py clone_dump, as bench/scale.py);
     --servers services HTTP/load<i>.test with certificates from the
     realm's CA, each enrolled by a first upload before the soak;
-    bench-user (+requires_preauth, a password), host/bench, admin/admin;
+    bench-user (+requires_preauth, a password), admin/admin;
     purge_interval --purge-interval and key_epoch --key-epoch (short, so
     that housekeeping passes and ratchet steps come many times), and
     krb5kdc -w --workers, kadmind.
@@ -84,7 +84,6 @@ import run as bench     # bench/run.py: machine_info, loadavg
 
 USER = 'bench-user'
 PASSWORD = 'bench-user-pw'
-PLAIN = 'host/bench'
 ADMIN = 'admin/admin'
 ADMIN_PW = 'admin-pw'
 MANAGED_LIFETIME = '1d'     # of the cloned services' admin-made keys
@@ -203,7 +202,6 @@ def populate(r, args, quiet):
     with contextlib.redirect_stdout(quiet):
         r.kadmin_local('addprinc +requires_preauth -pw %s %s' %
                        (PASSWORD, USER))
-        r.addprinc(PLAIN)
         r.addprinc(ADMIN, ADMIN_PW)
         r.kadmin_local('addprinc -nokey ' + managed(0))
         r.tempkey_admin('set', managed(0), '--lifetime', MANAGED_LIFETIME)
