@@ -54,7 +54,6 @@ of the tree during the run does not change what the KDCs load.
 import argparse
 import contextlib
 import io
-import json
 import os
 import re
 import shutil
@@ -67,7 +66,8 @@ import threading
 import time
 
 import realm as harness
-from realm import dump_fields
+from benchlib import (children, clone_dump, log_line_kind, memory,
+                      proc_state, snapshot_build, write_json)
 
 import run as bench     # bench/run.py: machine and CPU accounting
 
@@ -184,39 +184,6 @@ def log(msg):
 
 # ---- /proc
 
-def children(pid):
-    try:
-        with open('/proc/%d/task/%d/children' % (pid, pid)) as f:
-            return [int(x) for x in f.read().split()]
-    except (OSError, ValueError):
-        return []
-
-
-def proc_state(pid):
-    """(alive and not a zombie, CPU seconds) of pid.  A pass that has
-    ended stays a zombie until the KDC reaps it at its next tick."""
-    try:
-        with open('/proc/%d/stat' % pid) as f:
-            v = f.read().rsplit(')', 1)[1].split()
-        return v[0] not in 'ZX', (int(v[11]) + int(v[12])) / HZ
-    except (OSError, IndexError, ValueError):
-        return False, 0.0
-
-
-HZ = os.sysconf('SC_CLK_TCK')
-
-
-def memory(pid):
-    """VmRSS and VmHWM of pid in kB."""
-    out = {}
-    with open('/proc/%d/status' % pid) as f:
-        for line in f:
-            k, _, v = line.partition(':')
-            if k in ('VmRSS', 'VmHWM'):
-                out[k] = int(v.split()[0])
-    return out
-
-
 class PassWatcher(threading.Thread):
     """Every step seconds, the realm's KDC's running children: each is a
     purge pass.  passes holds (start, end, CPU seconds), wall-clock, cur
@@ -273,33 +240,6 @@ class PassWatcher(threading.Thread):
 
 
 # ---- the realms
-
-def clone_dump(r, model, names, path, header_only=False):
-    """Write a dump to path: r's dump (or only its header line) and a clone
-    of model's line for every name.  Return the seconds it took."""
-    t0 = time.monotonic()
-    if header_only:
-        # Only the model's line, not all of a large database.
-        r.run([harness.KDB5_UTIL, 'dump', path, '%s@%s' % (model, r.realm)])
-        with open(path) as f:
-            lines = f.read().splitlines()
-        for suffix in ('', '.dump_ok'):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path + suffix)
-    else:
-        lines = r.dump().splitlines()
-    line = next(l for l in lines if '\t%s@%s\t' % (model, r.realm) in l)
-    f = dump_fields(line)
-    head, mid, tail = ('\t'.join(f[:2]), '\t'.join(f[3:6]),
-                       '\t'.join(f[7:]) + ';\n')
-    with open(path, 'w') as out:
-        out.write('\n'.join(lines[:1] if header_only else lines) + '\n')
-        for n in names:
-            full = '%s@%s' % (n, r.realm)
-            out.write('%s\t%d\t%s\t%s\t%s' % (head, len(full.encode()), mid,
-                                              full, tail))
-    return time.monotonic() - t0
-
 
 def make_realm(tempkey, args, setup_log):
     """A realm of args.n services HTTP/s<i>.test (managed with tempkey),
@@ -735,9 +675,7 @@ def check_log(r):
             if kind in seen and ': ISSUE: ' in line:
                 seen[kind] += 1
                 continue
-            key = bench.LOG_PREFIX.sub('', line.rstrip('\n'))
-            key = re.sub(r'HTTP/[a-z]\d+\.test', 'HTTP/<i>.test', key)
-            key = re.sub(r'\d+', 'N', key)
+            key = log_line_kind(line)
             other[key] = other.get(key, 0) + 1
     return seen, other
 
@@ -936,11 +874,7 @@ def main():
                  harness.PLUGIN_DIR)
     snapshot = tempfile.mkdtemp(prefix='tk-scale-build-')
     try:
-        shutil.copy2(os.path.join(harness.PLUGIN_DIR, 'tempkey.so'),
-                     snapshot)
-        shutil.copy2(harness.TEMPKEY_ADMIN, snapshot)
-        harness.PLUGIN_DIR = snapshot
-        harness.TEMPKEY_ADMIN = os.path.join(snapshot, 'tempkey-admin')
+        snapshot_build(snapshot)
         return scale(args)
     finally:
         shutil.rmtree(snapshot, ignore_errors=True)
@@ -975,10 +909,7 @@ def scale(args):
         doc.update({k: v for k, v in out.items() if k != 'logs'})
         doc['kdc_log'] = {label: {'tickets': s, 'other': o}
                           for label, (s, o) in out['logs'].items()}
-        with open(args.json, 'w') as f:
-            json.dump(doc, f, indent=2)
-            f.write('\n')
-        print('wrote ' + args.json)
+        write_json(args.json, doc)
     return 0
 
 
