@@ -288,8 +288,6 @@ read_file(krb5_context ctx, int fd, const char *path, file_state *state,
 
     *state = FILE_CORRUPT;
     *both_same = FALSE;
-    /* Zeroed, padding included: both_same compares the whole structs. */
-    memset(s, 0, sizeof(s));
     n = pread(fd, buf, sizeof(buf), 0);
     if (n < 0)
         return file_error(ctx, errno, path, "cannot read it: %s",
