@@ -454,6 +454,13 @@ tk_config_read(krb5_context ctx, const char *realm, const char *section,
                                  "", &library);
         if (ret)
             goto cleanup;
+        if (*library == '\0') {
+            ret = config_error(ctx, "tempkey: realm %s has no database "
+                               "module: no [dbmodules] %s section with a "
+                               "db_library (is the realm name right?)",
+                               realm, section);
+            goto cleanup;
+        }
         if (strcmp(library, "tempkey") != 0) {
             ret = config_error(ctx, "tempkey: the database of this realm "
                                "([dbmodules] %s, db_library = %s) is not "

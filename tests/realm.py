@@ -403,6 +403,10 @@ class Realm:
         if expected_code is not None and proc.returncode != expected_code:
             fail('%s exited %d, expected %d:\n%s' % (
                 args[0], proc.returncode, expected_code, out))
+        # Every error a tool prints, ours or MIT's over our modules, is text.
+        if 'Unknown code' in out:
+            fail('%s printed an error code without its text:\n%s' %
+                 (args[0], out))
         if expected_msg is not None and expected_msg not in out:
             fail('%s: expected %r in output:\n%s' % (args[0], expected_msg,
                                                      out))

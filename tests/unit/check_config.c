@@ -319,6 +319,14 @@ START_TEST(bad_max_life)
 }
 END_TEST
 
+START_TEST(realm_without_module)
+{
+    expect_error("[realms]\n R = {\n kdc = x\n }\n",
+                 "realm R has no database module: no [dbmodules] R section "
+                 "with a db_library");
+}
+END_TEST
+
 START_TEST(realm_module_not_tempkey)
 {
     expect_error("[realms]\n R = {\n database_module = main\n }\n"
@@ -465,6 +473,7 @@ config_suite(void)
     tcase_add_test(tc, backing_is_tempkey);
     tcase_add_test(tc, bad_purge_interval);
     tcase_add_test(tc, bad_max_life);
+    tcase_add_test(tc, realm_without_module);
     tcase_add_test(tc, realm_module_not_tempkey);
     suite_add_tcase(s, tc);
     tc = tcase_create("profile override");
