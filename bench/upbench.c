@@ -35,11 +35,14 @@
  *      and a signed Ack as the client module does.  Each of the three loops
  *      runs for --seconds, so the mode takes three times that.  Prints:
  *
- *          ops=N seconds=S rate=R
- *          client_ops=N client_seconds=S client_rate=R
+ *          ops=N seconds=S rate=R cpu_seconds=C
+ *          client_ops=N client_seconds=S client_rate=R client_cpu_seconds=C
  *          client_full_ops=N client_full_seconds=S client_full_rate=R
+ *              client_full_cpu_seconds=C
  *
- *      the first line being uploads' worth of KDC crypto per second.
+ *      the first line being uploads' worth of KDC crypto per second, and
+ *      C the CPU time the loop took (C/N is the crypto-bound CPU time of
+ *      one upload).
  *
  * --start-at EPOCH waits for that wall-clock time before the timed loop, so
  * that several processes start together.  Exit status: 0, 1 on a failure,
@@ -858,16 +861,29 @@ client_full_op(crypto_bench *b)
     return ret;
 }
 
+/* CPU seconds this process has used: a loop's rate alone would count time
+ * the machine gave to others. */
+static double
+process_cpu_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* Run op for seconds; print "<prefix>ops=N <prefix>seconds=S
- * <prefix>rate=R".  Return 0, or 1 after a message. */
+ * <prefix>rate=R <prefix>cpu_seconds=C".  Return 0, or 1 after a
+ * message. */
 static int
 time_op(crypto_bench *b, krb5_error_code (*op)(crypto_bench *b),
         double seconds, const char *prefix)
 {
     krb5_error_code ret;
     unsigned long n = 0;
-    double start, elapsed;
+    double start, elapsed, cpu_start;
 
+    cpu_start = process_cpu_now();
     start = monotonic_now();
     do {
         ret = op(b);
@@ -878,8 +894,10 @@ time_op(crypto_bench *b, krb5_error_code (*op)(crypto_bench *b),
         n++;
         elapsed = monotonic_now() - start;
     } while (elapsed < seconds);
-    if (print_result("%sops=%lu %sseconds=%.3f %srate=%.1f\n", prefix, n,
-                     prefix, elapsed, prefix, (double)n / elapsed) != 0)
+    if (print_result("%sops=%lu %sseconds=%.3f %srate=%.1f "
+                     "%scpu_seconds=%.4f\n", prefix, n, prefix, elapsed,
+                     prefix, (double)n / elapsed, prefix,
+                     process_cpu_now() - cpu_start) != 0)
         return 1;
     return 0;
 }

@@ -26,9 +26,14 @@ on the same machine as the KDC, so the CPU each round gave the KDC, the
 clients and anything else is recorded too (schedstat of the KDC's
 processes, rusage of the clients, /proc/stat for the machine): "KDC ms/up"
 is KDC CPU time per acknowledged upload, "crypto%" is the share of it that
-the in-process crypto loop accounts for, and "other%" is the machine's CPU
-use by anything but the KDC and the clients during the round (another job
-running skews a round).  Every figure is the median over the rounds.
+the in-process crypto loop accounts for (by the loop's rate), and "other%"
+is the machine's CPU use by anything but the KDC and the clients during the
+round (another job running skews a round).  "crypto CPU ms/up" is the CPU
+time the single crypto loop spends per upload (CLOCK_PROCESS_CPUTIME_ID),
+and "share of crypto bound per KDC CPU" is that over "KDC ms/up": the goal's
+measure, at least 60% meaning that the KDC's work besides its public-key
+crypto is at most 2/3 of that crypto.  Every figure is the median over the
+rounds.
 
 Key history: every upload adds a key version that stays in the principal's
 entry until it expires (the KDC's maximum lifetime, a day by default) or a
@@ -45,8 +50,8 @@ Run it after "make bench/upbench":
 
 This is a measurement, not a test: it fails only if an upload fails or a
 tool does not run.  The project's goals (at least 280 uploads/s on a
-2-core machine, at least 60% of the crypto bound) are reported, not
-enforced.
+2-core machine, at least 60% of the crypto bound per KDC CPU) are
+reported, not enforced.
 """
 
 import argparse
@@ -290,11 +295,16 @@ class Setup:
         for out in outs:
             for line in out.splitlines():
                 for key, value in kv(line).items():
-                    if key.endswith('rate'):
+                    if key.endswith('rate') or key.endswith('ops') or \
+                       key.endswith('cpu_seconds'):
                         total[key] = total.get(key, 0.0) + value
         return {'procs': nprocs, 'kdc_rate': total['rate'],
                 'client_rate': total['client_rate'],
-                'client_full_rate': total['client_full_rate']}
+                'client_full_rate': total['client_full_rate'],
+                # CPU time of the KDC's crypto for one upload, whatever
+                # share of a CPU the loop got.
+                'kdc_cpu_ms': 1000.0 * total['cpu_seconds'] /
+                max(total['ops'], 1)}
 
 
 # ---- driver
@@ -324,10 +334,10 @@ def measure(setup, args, log):
             res = setup.crypto_round(n, args.crypto_seconds)
             res['round'] = rnd
             crypto.append(res)
-            log('  round %d crypto x%d: KDC %.1f/s, client sign+encrypt '
-                '%.1f/s, client all %.1f/s' % (
-                    rnd + 1, n, res['kdc_rate'], res['client_rate'],
-                    res['client_full_rate']))
+            log('  round %d crypto x%d: KDC %.1f/s (%.3f ms CPU each), '
+                'client sign+encrypt %.1f/s, client all %.1f/s' % (
+                    rnd + 1, n, res['kdc_rate'], res['kdc_cpu_ms'],
+                    res['client_rate'], res['client_full_rate']))
     return uploads, crypto
 
 
@@ -338,6 +348,8 @@ def summarize(keytype, workers, uploads, crypto, clients):
     single = med([c['kdc_rate'] for c in crypto if c['procs'] == 1])
     client_full = med([c['client_full_rate'] for c in crypto
                        if c['procs'] == 1])
+    crypto_cpu_ms = med([c['kdc_cpu_ms'] for c in crypto
+                         if c['procs'] == 1])
     for n in clients:
         rs = [u for u in uploads if u['clients'] == n]
         kdc_ms = med([u['kdc_ms_per_upload'] for u in rs])
@@ -351,6 +363,10 @@ def summarize(keytype, workers, uploads, crypto, clients):
             'kdc_ms': kdc_ms,
             'crypto_ms': 1000.0 / single,
             'crypto_share': (1000.0 / single) / kdc_ms,
+            'crypto_cpu_ms': crypto_cpu_ms,
+            # The goal's measure: the crypto bound's CPU time per upload
+            # over the KDC's, both measured in this run.
+            'cpu_share': crypto_cpu_ms / kdc_ms,
             'client_ms': med([u['client_ms_per_upload'] for u in rs]),
             'client_crypto_ms': 1000.0 / client_full,
             'kdc_cpu_pct': med([u['kdc_cpu_pct'] for u in rs]),
@@ -363,6 +379,7 @@ def summarize(keytype, workers, uploads, crypto, clients):
 def print_table(rows, out):
     head = ('keytype', 'KDC procs', 'clients', 'uploads/s', 'p50 ms',
             'p99 ms', 'crypto bound/s', 'ratio', 'KDC ms/up', 'crypto%',
+            'crypto CPU ms/up', 'share of crypto bound per KDC CPU',
             'KDC CPU%', 'client ms/up', 'other%')
     out.write(' | '.join(head) + '\n')
     out.write('|'.join('-' * (len(h) + 2) for h in head)[1:] + '\n')
@@ -372,6 +389,7 @@ def print_table(rows, out):
                  '%.2f' % r['p99_ms'], '%.1f' % r['bound'],
                  '%.0f%%' % (100 * r['ratio']), '%.3f' % r['kdc_ms'],
                  '%.0f%%' % (100 * r['crypto_share']),
+                 '%.3f' % r['crypto_cpu_ms'], '%.0f%%' % (100 * r['cpu_share']),
                  '%.0f%%' % r['kdc_cpu_pct'], '%.3f' % r['client_ms'],
                  '%.0f%%' % r['other_pct'])
         out.write(' | '.join(c.rjust(len(h)) for c, h in zip(cells, head))
@@ -390,15 +408,20 @@ def print_goals(rows, out):
         b = max(kr, key=lambda r: r['rate'])
         out.write('  %s: best %.1f uploads/s: %s\n' % (
             kt, b['rate'], 'met' if b['rate'] >= GOAL_RATE else 'NOT met'))
-    out.write('Goal: at least %.0f%% of the crypto bound:\n' %
-              (100 * GOAL_RATIO))
+    out.write('Goal: at least %.0f%% of the crypto bound per KDC CPU '
+              '(the crypto loop\'s CPU time per upload over the KDC\'s):\n'
+              % (100 * GOAL_RATIO))
     for r in rows:
-        out.write('  %s, %d KDC process(es), %d client(s): %.0f%%: %s\n' % (
-            r['keytype'], r['workers'], r['clients'], 100 * r['ratio'],
-            'met' if r['ratio'] >= GOAL_RATIO else 'NOT met'))
-    out.write('"crypto%" is the crypto loop\'s time per upload over the '
-              'KDC\'s CPU time per upload: the share of the KDC\'s work that '
-              'is public-key crypto.\nThe clients share the machine; '
+        out.write('  %s, %d KDC process(es), %d client(s): %.3f / %.3f ms = '
+                  '%.0f%%: %s\n' % (
+                      r['keytype'], r['workers'], r['clients'],
+                      r['crypto_cpu_ms'], r['kdc_ms'], 100 * r['cpu_share'],
+                      'met' if r['cpu_share'] >= GOAL_RATIO else 'NOT met'))
+    out.write('"ratio" is uploads/s over the crypto bound/s (the KDC shares '
+              'the machine with the clients);\n"crypto%" is the crypto '
+              'loop\'s wall time per upload over the KDC\'s CPU time per '
+              'upload, "share of crypto bound per KDC CPU" the same with the '
+              'loop\'s CPU time.\nThe clients share the machine; '
               '"client ms/up" is their CPU per upload, of which their '
               'public-key work alone is:\n')
     for kt in sorted({r['keytype'] for r in rows}):

@@ -112,6 +112,20 @@ set_write_mask(krb5_db_entry *entry, krb5_boolean is_new)
     }
 }
 
+/* Copy inner's message for code to ctx. */
+static krb5_error_code
+copy_message(krb5_context ctx, krb5_context inner, krb5_error_code code)
+{
+    const char *msg;
+
+    if (code == 0 || ctx == inner)
+        return code;
+    msg = krb5_get_error_message(inner, code);
+    krb5_set_error_message(ctx, code, "%s", msg);
+    krb5_free_error_message(inner, msg);
+    return code;
+}
+
 static krb5_error_code
 fetch(krb5_context ctx, krb5_const_principal princ, krb5_db_entry **out)
 {
@@ -436,8 +450,8 @@ tk_db_purge_expired(krb5_context ctx, int64_t now, tk_purge_report_fn report,
  *   4. drop the expired keys, so that
  *   5. only live ones count against the cap (tk_entry_check_room);
  *   6a. an adopted principal's first upload removes its long-term keys;
- *   6. add the keys.
- * The active master key is looked up first, before the lock. */
+ *   6. add the keys, encrypted under the active master key, which the
+ *      master key entry read under the same lock names. */
 
 typedef struct {
     krb5_context keyctx;        /* crypto and the master key */
@@ -719,13 +733,19 @@ drop_expired_and_cap(krb5_context writer, upload_state *st,
     return 0;
 }
 
-/* Step 6. */
+/* Step 6.  The master key entry is read through the writer, whose lock is
+ * held: no database open of its own, unlike a read through keyctx's handle
+ * (which would also wait for ever on that lock). */
 static krb5_error_code
-add_keys(upload_state *st, krb5_db_entry *entry)
+add_keys(krb5_context writer, upload_state *st, krb5_db_entry *entry)
 {
     const tk_upload *up = st->up;
     krb5_error_code ret;
 
+    ret = tk_active_mkey(st->keyctx, writer, st->princ, &st->mkvno,
+                         &st->mkey);
+    if (ret)
+        return copy_message(writer, st->keyctx, ret);
     ret = tk_entry_add_keys(st->keyctx, entry, up->kvno, up->keys, up->nkeys,
                             up->expiry, st->uploader, st->mkvno, st->mkey);
     if (ret)
@@ -764,7 +784,7 @@ upload_change(krb5_context writer, krb5_db_entry **entryp, void *arg,
     if (ret == 0)
         ret = switch_over(writer, st, *entryp);
     if (ret == 0)
-        ret = add_keys(st, *entryp);
+        ret = add_keys(writer, st, *entryp);
     *changed = (ret == 0);
 
 cleanup:
@@ -800,17 +820,12 @@ store_upload(krb5_context writer, krb5_context keyctx, const tk_policy *pol,
     };
 
     memset(res_out, 0, sizeof(*res_out));
-    /* Before the lock: this reads the database through keyctx's handle. */
-    ret = tk_active_mkey(keyctx, princ, &st.mkvno, &st.mkey);
-    if (ret)
-        return ret;
     ret = write_upload(writer, &st);
     if (ret == KRB5_KDB_NO_MATCHING_KEY) {
-        /* The master key changed (kdb5_util update_princ_encryption):
-         * reload it now that no lock is held, and decide again. */
+        /* The master key changed (kdb5_util use_mkey or
+         * update_princ_encryption): reload keyctx's list now that no lock
+         * is held, and decide again. */
         ret = tk_reload_master_keys(keyctx, princ->realm.data);
-        if (ret == 0)
-            ret = tk_active_mkey(keyctx, princ, &st.mkvno, &st.mkey);
         if (ret == 0)
             ret = write_upload(writer, &st);
     }
@@ -837,20 +852,6 @@ tk_db_store_upload_again(krb5_context writer, krb5_context keyctx,
 {
     return store_upload(writer, keyctx, pol, princ, up, uploader, TRUE,
                         res_out);
-}
-
-/* Copy inner's message for code to ctx. */
-static krb5_error_code
-copy_message(krb5_context ctx, krb5_context inner, krb5_error_code code)
-{
-    const char *msg;
-
-    if (code == 0 || ctx == inner)
-        return code;
-    msg = krb5_get_error_message(inner, code);
-    krb5_set_error_message(ctx, code, "%s", msg);
-    krb5_free_error_message(inner, msg);
-    return code;
 }
 
 /* Compare a foreign writer's copy with the stored one (NULL: none). */

@@ -414,13 +414,15 @@ tk_entry_next_kvno(krb5_context ctx, krb5_db_entry *entry,
 }
 
 krb5_error_code
-tk_active_mkey(krb5_context ctx, krb5_const_principal princ,
-               krb5_kvno *mkvno_out, krb5_keyblock **mkey_out)
+tk_active_mkey(krb5_context ctx, krb5_context reader,
+               krb5_const_principal princ, krb5_kvno *mkvno_out,
+               krb5_keyblock **mkey_out)
 {
     krb5_error_code ret;
     krb5_principal mprinc = NULL;
     krb5_actkvno_node *act = NULL;
     char *realm = NULL;
+    const char *msg;
 
     realm = strndup(princ->realm.data, princ->realm.length);
     if (realm == NULL)
@@ -428,7 +430,12 @@ tk_active_mkey(krb5_context ctx, krb5_const_principal princ,
     ret = krb5_db_setup_mkey_name(ctx, NULL, realm, NULL, &mprinc);
     if (ret)
         goto cleanup;
-    ret = krb5_dbe_fetch_act_key_list(ctx, mprinc, &act);
+    ret = krb5_dbe_fetch_act_key_list(reader, mprinc, &act);
+    if (ret && reader != ctx) {
+        msg = krb5_get_error_message(reader, ret);
+        krb5_set_error_message(ctx, ret, "%s", msg);
+        krb5_free_error_message(reader, msg);
+    }
     if (ret)
         goto cleanup;
     ret = krb5_dbe_find_act_mkey(ctx, act, mkvno_out, mkey_out);

@@ -211,6 +211,27 @@ cleanup:
     return ret;
 }
 
+/*
+ * Drop the self-signed certificates from the chain to send.  A verifier
+ * accepts a self-signed certificate only as one of its own trust anchors
+ * (RFC 5280, 6.1), so sending it adds nothing but the cost of decoding it:
+ * with OpenSSL 3 the key decoder set-up of each certificate is a large
+ * share of a KDC's work per upload.  Verifiers that still receive one (from
+ * a previous version) use their own copy, as before.
+ */
+static void
+drop_anchors(STACK_OF(X509) *chain)
+{
+    int i;
+
+    for (i = sk_X509_num(chain) - 1; i >= 0; i--) {
+        /* Names and key identifiers only: nothing to verify here. */
+        if (X509_self_signed(sk_X509_value(chain, i), 0) == 1)
+            X509_free(sk_X509_delete(chain, i));
+    }
+    ERR_clear_error();
+}
+
 krb5_error_code
 tk_identity_load(krb5_context ctx, const char *cert_file,
                  const char *key_file, tk_identity **id_out)
@@ -226,6 +247,7 @@ tk_identity_load(krb5_context ctx, const char *cert_file,
     if (ret)
         goto cleanup;
     id->cert = sk_X509_shift(id->chain);
+    drop_anchors(id->chain);
     ret = read_key(ctx, key_file, &id->key);
     if (ret)
         goto cleanup;

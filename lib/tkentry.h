@@ -92,10 +92,13 @@ krb5_error_code tk_entry_purge(krb5_context ctx, krb5_db_entry *entry,
 
 /*
  * The active master key of princ's realm (an alias into ctx's master key
- * list, which must be loaded).  It reads the database: call it before taking
- * a write lock on another handle of the same database.
+ * list, which must be loaded), as the master key entry read through reader
+ * (ctx, or another handle of the same database) names it.  It reads the
+ * database: with reader's write lock held, or before taking a write lock
+ * on another handle.
  */
-krb5_error_code tk_active_mkey(krb5_context ctx, krb5_const_principal princ,
+krb5_error_code tk_active_mkey(krb5_context ctx, krb5_context reader,
+                               krb5_const_principal princ,
                                krb5_kvno *mkvno_out,
                                krb5_keyblock **mkey_out);
 

@@ -208,7 +208,9 @@ typedef struct tk_identity {
 typedef struct tk_trust tk_trust;
 
 /* Load an identity from a certificate file (PEM, the leaf first, then any
- * intermediates) and a key file (PEM). */
+ * intermediates and the root) and a key file (PEM).  The chain to send
+ * keeps the intermediates only: a self-signed certificate (the trust
+ * anchor) is not sent, since the peer verifies against its own copy. */
 krb5_error_code tk_identity_load(krb5_context ctx, const char *cert_file,
                                  const char *key_file, tk_identity **id_out);
 /* Load a PKINIT-style identity string: "FILE:cert.pem,key.pem". */

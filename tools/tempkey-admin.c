@@ -474,7 +474,8 @@ cmd_set(admin *a, const char *name, const char *lifetime,
     }
     ret = load_master_key(a);
     if (ret == 0)
-        ret = tk_active_mkey(a->ctx, st.princ, &st.mkvno, &st.mkey);
+        ret = tk_active_mkey(a->ctx, a->ctx, st.princ, &st.mkvno,
+                                 &st.mkey);
     if (ret) {
         fail(a, ret, name);
         goto cleanup;

@@ -124,6 +124,26 @@ def test_intermediate_ca_from_the_pool():
           expected_msg='stored kvno 1')
 
 
+def test_chains_with_and_without_the_root():
+    # Clients send the chain without its root (the KDC has the anchor); an
+    # upload that carries the root, as the previous version sent it, is
+    # accepted too.
+    r = Realm(pki=True)
+    sub = pki.CA(r.path('pki'), 'Sub CA', parent=r.ca)
+    leaf = sub.issue('leaf', principal=SVC_FULL)
+    r.run([KTUPDATE, '--cert', leaf.chain_pem, '--key', leaf.key_pem,
+           '--anchors', r.ca.cert_pem, '--keytab', r.keytab],
+          expected_msg='stored kvno 1')
+    r.run([TK_UPLOAD, '--cert', leaf.chain_pem, '--key', leaf.key_pem,
+           '--anchors', r.ca.cert_pem, '--principal', SVC_FULL,
+           '--send-cert', r.ca.cert_pem], expected_msg='stored kvno 2')
+    rsa = Realm(pki=True, pki_keytype='rsa')
+    cert = rsa.server_cert(SVC, keytype='rsa')
+    rsa.run([TK_UPLOAD, '--cert', cert.chain_pem, '--key', cert.key_pem,
+             '--anchors', rsa.ca.cert_pem, '--principal', SVC_FULL,
+             '--send-cert', rsa.ca.cert_pem], expected_msg='stored kvno 1')
+
+
 def test_rsa_certificates():
     r = Realm(pki=True, pki_keytype='rsa')
     r.addprinc('user', 'user-pw')
@@ -267,6 +287,7 @@ Tests().run(test_enroll_without_prior_configuration,
             test_three_rotations,
             test_pinned_public_key_without_a_ca,
             test_intermediate_ca_from_the_pool,
+            test_chains_with_and_without_the_root,
             test_rsa_certificates,
             test_misconfigured_module_is_reported,
             test_a_broken_realm_leaves_the_other_realms_working,

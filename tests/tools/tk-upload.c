@@ -4,7 +4,7 @@
  * usage: tk-upload --cert FILE --key FILE --anchors FILE [--principal NAME]
  *        [--kvno N] [--enctype NAME] [--lifetime DUR] [--fault NAME]
  *        [--other-cert FILE] [--save-token FILE] [--token FILE]
- *        [--before-upload COMMAND]
+ *        [--before-upload COMMAND] [--send-cert FILE]
  * Faults: kdc-hash, no-token, checksum, expiry, short-key, other-principal,
  * bad-signature, other-kdc (with --other-cert), empty, truncated, garbage,
  * oversized; and, in what the KDC sent, the unsigned hints of its offer
@@ -16,7 +16,9 @@
  * Prints "stored kvno N expires T ticket-ends E renew-till R"
  * (exit 0), "refused REASON: TEXT" and, when the refusal names one,
  * "primary KDC: HOST[:PORT]" (exit 4), or an error (exit 1).  The keys are
- * random and written nowhere.
+ * random and written nowhere.  --send-cert adds the certificate in FILE to
+ * the chain the upload carries, as a previous version of the client sent
+ * the root along.
  */
 
 #define _GNU_SOURCE
@@ -174,10 +176,12 @@ main(int argc, char **argv)
         { "save-token", required_argument, NULL, 's' },
         { "token", required_argument, NULL, 't' },
         { "before-upload", required_argument, NULL, 'b' },
+        { "send-cert", required_argument, NULL, 'S' },
         { NULL, 0, NULL, 0 }
     };
     const char *cert = NULL, *key = NULL, *anchors = NULL, *princ = NULL;
-    const char *other = NULL, *lifetime = "1h";
+    const char *other = NULL, *lifetime = "1h", *send_cert = NULL;
+    X509 *extra = NULL;
     krb5_context ctx = NULL;
     krb5_error_code ret;
     tk_client_session s;
@@ -209,6 +213,7 @@ main(int argc, char **argv)
         case 's': save_token_file = optarg; break;
         case 't': token_file = optarg; break;
         case 'b': before_upload = optarg; break;
+        case 'S': send_cert = optarg; break;
         default: return 2;
         }
     }
@@ -231,6 +236,13 @@ main(int argc, char **argv)
         ret = tk_parse_duration(ctx, "--lifetime", lifetime, &s.lifetime);
     if (ret == 0 && other != NULL && (s.recipient = read_cert(other)) == NULL)
         ret = ENOENT;
+    if (ret == 0 && send_cert != NULL) {
+        extra = read_cert(send_cert);
+        if (extra == NULL || !sk_X509_push(s.id->chain, extra))
+            ret = ENOENT;
+        else
+            extra = NULL;
+    }
     if (ret == 0)
         ret = krb5_get_init_creds_opt_alloc(ctx, &gic);
     if (ret) {
@@ -280,6 +292,7 @@ cleanup:
     tk_identity_free(s.id);
     tk_trust_free(s.kdc_trust);
     X509_free(s.recipient);
+    X509_free(extra);
     free(anchor_spec[0]);
     krb5_free_principal(ctx, client);
     krb5_free_context(ctx);

@@ -24,6 +24,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "tkproto.h"
 
@@ -286,6 +287,159 @@ START_TEST(private_key_file_leaves_no_copy_behind)
 }
 END_TEST
 
+/* ---- The chain an identity sends. */
+
+/* A certificate for cn with a new P-256 key, issued by issuer (a CA made
+ * by make_identity or by this function with ca set). */
+static tk_identity *
+issue_identity(const tk_identity *issuer, const char *cn, int ca)
+{
+    tk_identity *id = make_identity(cn);
+    X509V3_CTX v3;
+    X509_EXTENSION *ext;
+
+    X509_set_issuer_name(id->cert, X509_get_subject_name(issuer->cert));
+    X509V3_set_ctx(&v3, issuer->cert, id->cert, NULL, NULL, 0);
+    ext = X509V3_EXT_conf_nid(NULL, &v3, NID_basic_constraints,
+                              ca ? "critical,CA:TRUE" : "CA:FALSE");
+    ck_assert_ptr_nonnull(ext);
+    X509_add_ext(id->cert, ext, -1);
+    X509_EXTENSION_free(ext);
+    ck_assert_int_gt(X509_sign(id->cert, issuer->key, EVP_sha256()), 0);
+    return id;
+}
+
+/* A root CA (self-signed, CA:TRUE). */
+static tk_identity *
+make_root(const char *cn)
+{
+    tk_identity *id = make_identity(cn);
+    X509V3_CTX v3;
+    X509_EXTENSION *ext;
+
+    X509V3_set_ctx(&v3, id->cert, id->cert, NULL, NULL, 0);
+    ext = X509V3_EXT_conf_nid(NULL, &v3, NID_basic_constraints,
+                              "critical,CA:TRUE");
+    ck_assert_ptr_nonnull(ext);
+    X509_add_ext(id->cert, ext, -1);
+    X509_EXTENSION_free(ext);
+    ck_assert_int_gt(X509_sign(id->cert, id->key, EVP_sha256()), 0);
+    return id;
+}
+
+static void
+write_pem_certs(const char *file, X509 *a, X509 *b, X509 *c)
+{
+    FILE *f = fopen(file, "w");
+
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(PEM_write_X509(f, a), 1);
+    if (b != NULL)
+        ck_assert_int_eq(PEM_write_X509(f, b), 1);
+    if (c != NULL)
+        ck_assert_int_eq(PEM_write_X509(f, c), 1);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+static void
+write_pem_key(const char *file, EVP_PKEY *key)
+{
+    FILE *f = fopen(file, "w");
+
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL,
+                                          NULL), 1);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+/* Sign with id, open the SignedData and check the signer's chain against
+ * trust; return how many certificates the message carried. */
+static int
+sent_certificates(const tk_identity *id, tk_trust *trust)
+{
+    krb5_data der = { 5, 5, "hello" }, sig = { 0, 0, NULL };
+    krb5_data content = { 0, 0, NULL };
+    STACK_OF(X509) *certs = NULL;
+    X509 *signer = NULL;
+    int n;
+
+    ck_assert_int_eq(tk_cms_sign(ctx, id, &der, &sig), 0);
+    ck_assert_int_eq(tk_cms_open_signed(ctx, &sig, &content, &signer,
+                                        &certs), 0);
+    ck_assert_int_eq(X509_cmp(signer, id->cert), 0);
+    ck_assert_int_eq(tk_verify_chain(ctx, trust, signer, certs), 0);
+    n = sk_X509_num(certs);
+    free(sig.data);
+    free(content.data);
+    X509_free(signer);
+    sk_X509_pop_free(certs, X509_free);
+    return n;
+}
+
+START_TEST(identity_sends_its_chain_without_the_root)
+{
+    char dir[] = "/tmp/check_pki.XXXXXX", chain[64], key[64], anchor[64];
+    char *anchors[2] = { NULL, NULL };
+    tk_identity *root, *sub, *leaf, *direct, *id = NULL;
+    tk_trust *trust = NULL;
+
+    root = make_root("Root CA");
+    sub = issue_identity(root, "Sub CA", 1);
+    leaf = issue_identity(sub, "leaf", 0);
+    direct = issue_identity(root, "direct", 0);
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(chain, sizeof(chain), "%s/chain.pem", dir);
+    snprintf(key, sizeof(key), "%s/key.pem", dir);
+    snprintf(anchor, sizeof(anchor), "FILE:%s/root.pem", dir);
+    write_pem_certs(anchor + 5, root->cert, NULL, NULL);
+    anchors[0] = anchor;
+    ck_assert_int_eq(tk_trust_load(ctx, anchors, NULL, NULL, &trust), 0);
+
+    /* The leaf, the intermediate and the root, as a chain file holds them:
+     * the intermediate is sent, the root is not. */
+    write_pem_certs(chain, leaf->cert, sub->cert, root->cert);
+    write_pem_key(key, leaf->key);
+    ck_assert_int_eq(tk_identity_load(ctx, chain, key, &id), 0);
+    ck_assert_int_eq(sk_X509_num(id->chain), 1);
+    ck_assert_int_eq(X509_cmp(sk_X509_value(id->chain, 0), sub->cert), 0);
+    ck_assert_int_eq(sent_certificates(id, trust), 2);
+    tk_identity_free(id);
+    id = NULL;
+
+    /* Issued by the root itself: the leaf alone. */
+    write_pem_certs(chain, direct->cert, root->cert, NULL);
+    write_pem_key(key, direct->key);
+    ck_assert_int_eq(tk_identity_load(ctx, chain, key, &id), 0);
+    ck_assert_int_eq(sk_X509_num(id->chain), 0);
+    ck_assert_int_eq(sent_certificates(id, trust), 1);
+
+    /* What a previous version sent, the root included, still verifies. */
+    X509_up_ref(root->cert);
+    ck_assert_int_eq(sk_X509_push(id->chain, root->cert), 1);
+    ck_assert_int_eq(sent_certificates(id, trust), 2);
+    tk_identity_free(id);
+    id = NULL;
+
+    /* A self-signed leaf (a pinned key) is still the signer. */
+    write_pem_certs(chain, root->cert, NULL, NULL);
+    write_pem_key(key, root->key);
+    ck_assert_int_eq(tk_identity_load(ctx, chain, key, &id), 0);
+    ck_assert_int_eq(X509_cmp(id->cert, root->cert), 0);
+    ck_assert_int_eq(sk_X509_num(id->chain), 0);
+
+    tk_identity_free(id);
+    tk_trust_free(trust);
+    tk_identity_free(root);
+    tk_identity_free(sub);
+    tk_identity_free(leaf);
+    tk_identity_free(direct);
+    unlink(chain);
+    unlink(key);
+    unlink(anchor + 5);
+    rmdir(dir);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -308,6 +462,10 @@ main(void)
     tcase_add_test(tc, upload_round_trip_leaves_no_key_behind);
     tcase_add_test(tc, refused_messages_leave_no_key_behind);
     tcase_add_test(tc, private_key_file_leaves_no_copy_behind);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("chain");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, identity_sends_its_chain_without_the_root);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
