@@ -38,6 +38,7 @@
 #include <openssl/rand.h>
 
 #include "tkclient.h"
+#include "ktstatus.h"
 
 /* Exported by libkrb5 for registering built-in modules; not in its public
  * headers.  Registering ours avoids any krb5.conf change on servers. */
@@ -80,6 +81,7 @@ static void pause_for(double seconds);
 typedef struct {
     const char *cert_file, *key_file, *anchors_file, *keytab_arg;
     const char *principal_arg, *enctypes_arg, *lifetime_arg;
+    const char *prometheus_arg;
     int daemon, dry_run, status, verbose;
 } options;
 
@@ -133,8 +135,8 @@ usage(FILE *out)
 {
     fprintf(out, "usage: %s --cert FILE --key FILE [--anchors FILE] "
             "[--keytab FILE]\n    [--principal NAME] [--lifetime DURATION] "
-            "[--enctypes LIST]\n    [--daemon] [--dry-run] [--status] "
-            "[--verbose]\n", progname);
+            "[--enctypes LIST]\n    [--daemon] [--dry-run] "
+            "[--status [--prometheus FILE|-]] [--verbose]\n", progname);
 }
 
 /* One line on stderr: the principal, what failed and why; return status. */
@@ -1672,6 +1674,105 @@ show_status(updater *u)
     return EXIT_OK;
 }
 
+/* ---- The runs' record (KEYTAB.tempkey-status) and its metrics. */
+
+static void
+status_file(const updater *u, char *path, size_t size)
+{
+    snprintf(path, size, "%s%s", u->keytab, KT_STATUS_SUFFIX);
+}
+
+/* line past "LABEL: ", or line if it does not start so. */
+static const char *
+after_label(const char *line, const char *label)
+{
+    size_t len = strlen(label);
+
+    if (strncmp(line, label, len) == 0 && strncmp(line + len, ": ", 2) == 0)
+        return line + len + 2;
+    return line;
+}
+
+/* A run, recorded as it ended; a dry run writes nothing, not even that. */
+static int
+run_recorded(updater *u)
+{
+    krb5_error_code ret;
+    const tk_ack *ack;
+    kt_run run;
+    char path[sizeof(u->keytab) + sizeof(KT_STATUS_SUFFIX)];
+
+    kt_capture_reset();
+    memset(&run, 0, sizeof(run));
+    run.status = run_once(u);
+    if (u->opt.dry_run)
+        return run.status;
+    ack = u->session.ack;
+    run.time = time(NULL);
+    if (run.status == EXIT_OK && ack != NULL) {
+        run.kvno = ack->kvno;
+        run.expiry = ack->expiry;
+        run.refresh_by = ack->refresh_by;
+    }
+    /* The line said why, after "ktupdate: PRINCIPAL: ". */
+    run.error = after_label(after_label(kt_captured_line(), progname),
+                            u->princ_name);
+    status_file(u, path, sizeof(path));
+    ret = kt_state_record(u->ctx, path, u->keytab, u->princ_name, &run);
+    /* The run's own outcome stands: the keytab and the KDC agree. */
+    if (ret)
+        say_error(u, run.status, ret, "cannot record the run");
+    return run.status;
+}
+
+/* The expiry of this principal's newest acknowledged key in the records,
+ * or 0. */
+static int64_t
+newest_expiry(updater *u)
+{
+    int64_t newest = 0;
+    size_t i;
+
+    for (i = 0; i < u->nrecords; i++) {
+        if (!u->records[i].pending && u->records[i].expiry > newest &&
+            strcmp(u->records[i].principal, u->princ_name) == 0)
+            newest = u->records[i].expiry;
+    }
+    return newest;
+}
+
+/* --status: the keys and the runs, or with --prometheus the metrics. */
+static int
+show_recorded_status(updater *u)
+{
+    krb5_error_code ret;
+    kt_state st;
+    krb5_boolean found;
+    char path[sizeof(u->keytab) + sizeof(KT_STATUS_SUFFIX)];
+    int status;
+
+    status_file(u, path, sizeof(path));
+    if (u->opt.prometheus_arg == NULL) {
+        status = show_status(u);
+        if (status != EXIT_OK)
+            return status;
+    }
+    ret = kt_state_read(u->ctx, path, u->princ_name, &st, &found);
+    if (ret == 0 && u->opt.prometheus_arg != NULL)
+        ret = load_records(u);
+    if (ret)
+        return say_error(u, EXIT_LOCAL, ret, "cannot read the runs' record");
+    if (u->opt.prometheus_arg == NULL) {
+        kt_state_print(u->princ_name, &st, found, path);
+        return EXIT_OK;
+    }
+    ret = kt_state_prometheus(u->ctx, u->opt.prometheus_arg, u->princ_name,
+                              &st, found, newest_expiry(u));
+    if (ret)
+        return say_error(u, EXIT_LOCAL, ret, "cannot write the metrics");
+    return EXIT_OK;
+}
+
 /* ---- --daemon */
 
 static void
@@ -1725,7 +1826,7 @@ run_daemon(updater *u)
         backoff_min = 1;
     backoff = backoff_min;
     while (!stop_requested) {
-        status = run_once(u);
+        status = run_recorded(u);
         if (status == EXIT_OK) {
             backoff = backoff_min;
             /* Refresh at the KDC's time, up to a tenth early, so that many
@@ -1966,6 +2067,7 @@ main(int argc, char **argv)
         { "daemon", no_argument, NULL, 'd' },
         { "dry-run", no_argument, NULL, 'n' },
         { "status", no_argument, NULL, 's' },
+        { "prometheus", required_argument, NULL, 'P' },
         { "verbose", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
@@ -1988,6 +2090,7 @@ main(int argc, char **argv)
         case 'd': u.opt.daemon = 1; break;
         case 'n': u.opt.dry_run = 1; break;
         case 's': u.opt.status = 1; break;
+        case 'P': u.opt.prometheus_arg = optarg; break;
         case 'v': u.opt.verbose = 1; break;
         case 'h': usage(stdout); return EXIT_OK;
         default: usage(stderr); return EXIT_USAGE;
@@ -1995,18 +2098,19 @@ main(int argc, char **argv)
     }
     if (optind != argc || (u.opt.cert_file == NULL && !u.opt.status) ||
         (u.opt.daemon && (u.opt.dry_run || u.opt.status)) ||
-        (u.opt.dry_run && u.opt.status)) {
+        (u.opt.dry_run && u.opt.status) ||
+        (u.opt.prometheus_arg != NULL && !u.opt.status)) {
         usage(stderr);
         return EXIT_USAGE;
     }
     status = setup(&u);
     if (status == EXIT_OK) {
         if (u.opt.status)
-            status = show_status(&u);
+            status = show_recorded_status(&u);
         else if (u.opt.daemon)
             status = run_daemon(&u);
         else
-            status = run_once(&u);
+            status = run_recorded(&u);
     }
     tk_client_session_clear(&u.session);
     free_records(&u);
