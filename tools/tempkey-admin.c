@@ -13,6 +13,7 @@
 #include <profile.h>
 
 #include "tkentry.h"
+#include "report.h"
 
 #define MAX_ENCTYPES 8
 
@@ -42,7 +43,10 @@ usage(FILE *out)
             "                              principal's long-term keys\n"
             "  ratchet status              the ratchet's file and epoch\n"
             "  ratchet init                make a ratchet file where none "
-            "is\n",
+            "is\n"
+            "  report [--log FILE] [--prometheus FILE|-]\n"
+            "                              keys, services and refusals for "
+            "monitoring\n",
             progname);
 }
 
@@ -918,6 +922,20 @@ cmd_ratchet(admin *a, const char *realm, const char *what)
     return cmd_ratchet_init(a);
 }
 
+/* ---- report (report.c), which opens the database itself. */
+
+static int
+cmd_report(admin *a, const char *realm, const tk_report_options *opt)
+{
+    krb5_error_code ret;
+    int status = read_realm(a, realm);
+
+    if (status)
+        return status;
+    ret = tk_report_run(a->ctx, a->realm, &a->cfg, opt);
+    return ret ? fail(a, ret, "report") : 0;
+}
+
 /* ---- main. */
 
 /* Open the realm's database; for writes (set, revoke, purge, adopt) as the
@@ -953,11 +971,14 @@ main(int argc, char **argv)
         { "matching", required_argument, NULL, 'm' },
         { "cancel", no_argument, NULL, 'c' },
         { "dry-run", no_argument, NULL, 'd' },
+        { "log", required_argument, NULL, 'L' },
+        { "prometheus", required_argument, NULL, 'P' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
     admin a;
     adopt_state adopt;
+    tk_report_options report;
     const char *realm = NULL, *lifetime = NULL, *keytab = NULL;
     const char *enctypes = NULL, *kvno = NULL, *cmd, *princ = NULL;
     const char *matching = NULL;
@@ -965,6 +986,7 @@ main(int argc, char **argv)
 
     memset(&a, 0, sizeof(a));
     memset(&adopt, 0, sizeof(adopt));
+    memset(&report, 0, sizeof(report));
     while ((c = getopt_long(argc, argv, "r:jh", opts, NULL)) != -1) {
         switch (c) {
         case 'r': realm = optarg; break;
@@ -976,6 +998,11 @@ main(int argc, char **argv)
         case 'm': matching = optarg; break;
         case 'c': adopt.cancel = TRUE; break;
         case 'd': adopt.dry_run = TRUE; break;
+        case 'L':
+            if (tk_report_add_log(&report, optarg) != 0)
+                return 2;
+            break;
+        case 'P': report.prometheus = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -988,7 +1015,8 @@ main(int argc, char **argv)
     nargs = argc - optind - 1;
     if (nargs > 0)
         princ = argv[optind + 1];
-    if ((strcmp(cmd, "list") == 0 || strcmp(cmd, "purge") == 0) ?
+    if ((strcmp(cmd, "list") == 0 || strcmp(cmd, "purge") == 0 ||
+         strcmp(cmd, "report") == 0) ?
         nargs != 0 :
         strcmp(cmd, "adopt") == 0 ? nargs != (matching != NULL ? 0 : 1) :
         (strcmp(cmd, "show") == 0 || strcmp(cmd, "set") == 0 ||
@@ -1014,13 +1042,18 @@ main(int argc, char **argv)
                 "adopt\n", progname);
         return 2;
     }
+    if (tk_report_check(cmd, &report, a.json) != 0)
+        return 2;
 
     if (strcmp(cmd, "ratchet") == 0)
         status = cmd_ratchet(&a, realm, princ);
+    else if (strcmp(cmd, "report") == 0)
+        status = cmd_report(&a, realm, &report);
     else
         status = open_realm(&a, realm, strcmp(cmd, "list") != 0 &&
                             strcmp(cmd, "show") != 0 && !adopt.dry_run);
-    if (status == 0 && strcmp(cmd, "ratchet") != 0) {
+    if (status == 0 && strcmp(cmd, "ratchet") != 0 &&
+        strcmp(cmd, "report") != 0) {
         if (strcmp(cmd, "list") == 0)
             status = cmd_list(&a);
         else if (strcmp(cmd, "show") == 0)

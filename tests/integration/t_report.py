@@ -1,17 +1,23 @@
-"""Monitoring: ktupdate --status --prometheus after successes and failures;
-the metrics files follow the text exposition format and are replaced
-atomically."""
+"""Monitoring: tempkey-admin report (text, JSON, Prometheus) made non-zero
+field by field by real uploads, refusals, expiries and enrollments, and
+ktupdate --status --prometheus after successes and failures; the metrics
+files follow the text exposition format and are replaced atomically."""
 
+import json
 import os
 import re
 import signal
 import subprocess
 import time
 
-from realm import Realm, Tests, fail, parse_iso, KTUPDATE, REALM
+import pki
+from realm import (Realm, Tests, fail, parse_iso, dump_fields, KDB5_UTIL,
+                   KTUPDATE, REALM, TEMPKEY_ADMIN, TK_UPLOAD)
 
-WWW = 'HTTP/www.test'
+WWW, SOON, ADM, NONE = ('HTTP/www.test', 'HTTP/soon.test', 'HTTP/adm.test',
+                        'HTTP/none.test')
 WWW_FULL = WWW + '@' + REALM
+TK_META = 0x7e54
 METRIC_NAME = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*$')
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)')
 
@@ -113,6 +119,315 @@ def check_replaced_atomically(path, held=None):
     if left:
         fail('temporary files left beside %s: %r' % (path, left))
     return st
+
+
+# ---- tempkey-admin report
+
+
+def upload_with_fault(r, cert, *args):
+    return r.run([TK_UPLOAD, '--cert', cert.chain_pem, '--key', cert.key_pem,
+                  '--anchors', r.ca.cert_pem, '--principal', WWW_FULL] +
+                 list(args), expected_code=4)
+
+
+def busy_realm():
+    """A realm where every field of the report is made non-zero by what
+    really happens: two services enroll by certificate (one renews), an
+    administrator prepares two (one with a key, one without), uploads are
+    refused for three reasons."""
+    r = Realm(pki=True)
+    www = r.server_cert(WWW)
+    r.ktupdate(www, '--lifetime', '2h', expected_msg='stored kvno 1')
+    r.ktupdate(www, '--lifetime', '2h', expected_msg='stored kvno 2')
+    r.ktupdate(r.server_cert(SOON), '--lifetime', '30m')
+    # Administrators' principals: not enrollments.  The key set by hand has
+    # no store line in the KDC log and nobody to refresh it.
+    r.kadmin_local('addprinc -nokey ' + ADM)
+    r.set_key(ADM, '90m')
+    r.kadmin_local('addprinc -nokey ' + NONE)
+    r.kadmin_local('setstr %s tempkey 1' % NONE)
+    # Refusals: a key purpose, a replayed version, and twice a certificate
+    # from a CA the KDC does not trust.
+    r.ktupdate(r.server_cert(WWW, name='clientauth', eku=('client',)),
+               expected_code=4, expected_msg='wrong-key-purpose')
+    upload_with_fault(r, www, '--kvno', '1')
+    stranger = pki.CA(r.path('pki'), 'Stranger CA').issue(
+        'stranger', principal=WWW_FULL)
+    for _ in range(2):
+        r.ktupdate(stranger, expected_code=4,
+                   expected_msg='untrusted-certificate')
+    return r
+
+
+EXPECTED = {
+    'managed_principals': 4,            # www, soon, adm, none
+    'live_key_versions': 4,             # www 1 and 2, soon 1, adm 1
+    'key_versions_expiring_within_hour': 1,     # soon's 30 minutes
+    'principals_past_refresh_by': 1,    # adm: 90 minutes < a third of 1 day
+    'principals_without_live_key': 1,   # none
+    'principals_unreadable': 0,
+    'enrollments_last_day': 2,          # www, soon
+    'uploads_stored_last_day': 3,       # www twice, soon
+}
+REFUSALS = {'wrong-key-purpose': 1, 'kvno-not-above-stored': 1,
+            'untrusted-certificate': 2}
+
+
+def test_report_counts_what_happened():
+    r = busy_realm()
+    # Text, the default.
+    out = r.tempkey_admin('report')
+    for line in ('managed principals: 4', 'live key versions: 4',
+                 'key versions expiring within an hour: 1',
+                 'principals past their refresh-by: 1',
+                 'principals without a live key: 1',
+                 'principals with unreadable key records: 0',
+                 'enrollments in the last day: 2',
+                 'uploads stored in the last day: 3',
+                 'uploads refused in the last day: 4',
+                 '  wrong-key-purpose: 1', '  kvno-not-above-stored: 1',
+                 '  untrusted-certificate: 2', '  ' + NONE + '@' + REALM,
+                 'KDC log: ' + r.kdc_log):
+        if line + '\n' not in out:
+            fail('the text report lacks %r:\n%s' % (line, out))
+    if not re.search(r'^  %s@%s kvno 1 expires \S+, refresh by \S+ '
+                     r'\(estimated\)$' % (ADM, REALM), out, re.M):
+        fail('the text report does not name the late service:\n' + out)
+
+    # JSON.
+    rep = json.loads(r.tempkey_admin('--json', 'report'))
+    for key, want in EXPECTED.items():
+        if rep[key] != want:
+            fail('JSON %s = %r, expected %r' % (key, rep[key], want))
+    if rep['refusals_last_day'] != REFUSALS:
+        fail('JSON refusals %r, expected %r' % (rep['refusals_last_day'],
+                                                REFUSALS))
+    late = rep['past_refresh_by']
+    if [s['principal'] for s in late] != [ADM + '@' + REALM] or \
+            not late[0]['estimated']:
+        fail('JSON past_refresh_by: %r' % late)
+    # The estimate: the expiry less a third of tempkey_max_life (1 day).
+    if parse_iso(late[0]['expires']) - parse_iso(late[0]['refresh_by']) != \
+            86400 // 3:
+        fail('the estimated refresh-by is not expiry - max_life/3: %r' % late)
+    if rep['without_live_key'] != [NONE + '@' + REALM]:
+        fail('JSON without_live_key: %r' % rep['without_live_key'])
+    if rep['kdc_logs'] != [r.kdc_log] or rep['realm'] != REALM:
+        fail('JSON realm or logs: %r %r' % (rep['realm'], rep['kdc_logs']))
+
+    # Prometheus, into a file replaced atomically, and on stdout.
+    prom = r.path('tempkey.prom')
+    with open(prom, 'w') as f:
+        f.write('old\n')
+    held = hold(prom)
+    if r.tempkey_admin('report', '--prometheus', prom).strip():
+        fail('report --prometheus FILE printed something')
+    st = check_replaced_atomically(prom, held)
+    if st.st_mode & 0o777 != 0o644:
+        fail('the metrics file has mode %o, not 644' % (st.st_mode & 0o777))
+    with open(prom) as f:
+        families = parse_prometheus(f.read())
+    names = {'tempkey_' + k for k in EXPECTED}
+    names |= {'tempkey_report_timestamp_seconds',
+              'tempkey_upload_refusals_last_day'}
+    if set(families) != names:
+        fail('metric families %r, expected %r' % (sorted(families),
+                                                  sorted(names)))
+    for name, fam in families.items():
+        if fam['type'] != 'gauge' or not fam['help']:
+            fail('%s: type %r, help %r' % (name, fam['type'], fam['help']))
+    for key, want in EXPECTED.items():
+        got = value_of(families, 'tempkey_' + key, realm=REALM)
+        if got != want:
+            fail('tempkey_%s = %r, expected %r' % (key, got, want))
+    refusals = families['tempkey_upload_refusals_last_day']['samples']
+    reasons = {l['reason']: v for l, v in refusals}
+    # Every reason has its series, zero or not, so none appears from
+    # nowhere; "other" is a reason this version does not know.
+    if len(reasons) != len(refusals) or 'other' not in reasons or \
+            'bad-signature' not in reasons:
+        fail('refusal series: %r' % reasons)
+    for reason, n in reasons.items():
+        if n != REFUSALS.get(reason, 0):
+            fail('refusals{reason=%s} = %r' % (reason, n))
+    stamp = value_of(families, 'tempkey_report_timestamp_seconds',
+                     realm=REALM)
+    if abs(stamp - time.time()) > 600:
+        fail('the report time %r is not Unix seconds of now' % stamp)
+    stdout = r.tempkey_admin('report', '--prometheus', '-')
+    if parse_prometheus(stdout).keys() != families.keys():
+        fail('--prometheus - differs from the file:\n' + stdout)
+
+
+def test_refresh_by_comes_from_the_kdc_log():
+    # With the store's line in the log, the report's refresh-by is the one
+    # the KDC acknowledged: ktupdate's record of the ack says the same.
+    r = Realm(pki=True)
+    cert = r.server_cert(WWW)
+    r.ktupdate(cert, '--lifetime', '30s', expected_msg='stored kvno 1')
+    acked = int(status_line(r, WWW_FULL)[6])
+    rep = json.loads(r.tempkey_admin('--json', 'report'))
+    if rep['principals_past_refresh_by'] != 0:
+        fail('a key just stored is reported past its refresh-by: %r' % rep)
+    r.wait_for('the refresh-by the KDC sent',
+               lambda: time.time() >= acked + 1, timeout=40, step=0.5)
+    rep = json.loads(r.tempkey_admin('--json', 'report'))
+    expiry = int(status_line(r, WWW_FULL)[5])
+    if parse_iso(rep['time']) < expiry:
+        late = rep['past_refresh_by']
+        if [s['principal'] for s in late] != [WWW_FULL] or \
+                late[0]['estimated']:
+            fail('the service past its refresh-by is not reported from the '
+                 'log: %r' % rep)
+        if abs(parse_iso(late[0]['refresh_by']) - acked) > 1:
+            fail('refresh-by %s, the KDC acknowledged %d' % (
+                late[0]['refresh_by'], acked))
+    elif rep['without_live_key'] != [WWW_FULL]:
+        # The machine was slow enough for the key to expire meanwhile.
+        fail('an expired service is not reported without a live key: %r'
+             % rep)
+
+
+def corrupt_records(r, princ):
+    """Load, around the overlay, a dump where princ's key records are
+    zeros: the KDC then refuses that principal."""
+    lines = []
+    for line in r.dump().splitlines():
+        f = dump_fields(line)
+        if f[0] == 'princ' and f[6] == princ:
+            pos = 15
+            for _ in range(int(f[3])):
+                if int(f[pos]) == TK_META:
+                    f[pos + 2] = '00' * int(f[pos + 1])
+                pos += 3
+            line = '\t'.join(f) + ';'
+        lines.append(line)
+    bad = r.path('bad.dump')
+    with open(bad, 'w') as fh:
+        fh.write('\n'.join(lines) + '\n')
+    r.write_config(database_module='main')
+    try:
+        r.run([KDB5_UTIL, 'load', bad])
+    finally:
+        r.write_config()
+
+
+def test_unreadable_records_are_counted_not_fatal():
+    r = Realm(pki=True)
+    for svc in (ADM, NONE):
+        r.kadmin_local('addprinc -nokey ' + svc)
+        r.set_key(svc, '2h')
+    corrupt_records(r, ADM + '@' + REALM)
+    # Said on stderr, counted in the report, and the rest still reported.
+    for args in (['--json', 'report'], ['report', '--prometheus', '-']):
+        proc = subprocess.run([TEMPKEY_ADMIN] + args, env=r.env,
+                              capture_output=True, text=True)
+        print(proc.stdout + proc.stderr)
+        if proc.returncode != 0 or proc.stderr != (
+                'tempkey-admin: report: tempkey: %s@%s: tempkey metadata is '
+                'corrupt: not a DER TempkeyMeta\n' % (ADM, REALM)):
+            fail('exit %d, stderr %r' % (proc.returncode, proc.stderr))
+        if args[0] == '--json':
+            rep = json.loads(proc.stdout)
+            if rep['principals_unreadable'] != 1 or \
+                    rep['unreadable'] != [ADM + '@' + REALM] or \
+                    rep['managed_principals'] != 2 or \
+                    rep['live_key_versions'] != 1:
+                fail('the unreadable record is not reported so: %r' % rep)
+        elif value_of(parse_prometheus(proc.stdout),
+                      'tempkey_principals_unreadable', realm=REALM) != 1:
+            fail('tempkey_principals_unreadable is not 1')
+
+
+def log_line(t, text):
+    return time.strftime('%b %d %H:%M:%S', time.localtime(t)) + \
+        ' kdc1 krb5kdc[42](info): ' + text + '\n'
+
+
+def test_log_window_and_several_logs():
+    # Rotated logs are given with --log, each read; only the last day
+    # counts; lines of other shapes, unknown reasons and unreadable times
+    # change nothing or count as "other".
+    r = Realm(pki=True)
+    now = time.time()
+    old, new = r.path('kdc.log.1'), r.path('kdc.log.now')
+    refusal = ('refused upload for %s signed by /CN=x (sha256 00...): %s: '
+               'detail')
+    with open(old, 'w') as f:
+        f.write(log_line(now - 2 * 86400, refusal % (WWW_FULL,
+                                                     'bad-signature')))
+        f.write(log_line(now - 3600, refusal % (WWW_FULL, 'bad-signature')))
+        f.write(log_line(now - 3600, 'stored kvno 3 of %s, expires in 60 s, '
+                         'uploaded by /CN=x (sha256 00...)' % WWW_FULL))
+    with open(new, 'w') as f:
+        f.write(log_line(now - 60, refusal % (WWW_FULL, 'from-the-future')))
+        f.write(log_line(now - 60, 'AS_REQ refused upload for nothing'))
+        f.write('Xyz 99 99:99:99 kdc1 krb5kdc[42](info): ' +
+                refusal % (WWW_FULL, 'bad-signature') + '\n')
+        f.write(log_line(now - 60, refusal % (WWW_FULL, 'not-enrollable')))
+    rep = json.loads(r.tempkey_admin('--json', 'report', '--log', old,
+                                     '--log', new))
+    want = {'bad-signature': 1, 'other': 1, 'not-enrollable': 1}
+    if rep['refusals_last_day'] != want or \
+            rep['uploads_stored_last_day'] != 1 or \
+            rep['kdc_logs'] != [old, new]:
+        fail('from two crafted logs: %r' % rep)
+
+
+def test_report_errors():
+    r = Realm(pki=True)
+    r.ktupdate(r.server_cert(WWW), '--lifetime', '1h')
+    prom = r.path('tempkey.prom')
+    r.tempkey_admin('report', '--prometheus', prom)
+    with open(prom) as f:
+        before = f.read()
+    inode = os.stat(prom).st_ino
+    missing = r.path('no-such.log')
+    r.tempkey_admin('report', '--log', missing, '--prometheus', prom,
+                    expected_code=1,
+                    expected_msg='tempkey-admin: report: cannot read the KDC '
+                    'log %s: No such file or directory' % missing)
+    # A directory opens but does not read.
+    r.tempkey_admin('report', '--log', r.dir, expected_code=1,
+                    expected_msg='cannot read the KDC log %s: Is a directory'
+                    % r.dir)
+    with open(prom) as f:
+        if f.read() != before or os.stat(prom).st_ino != inode:
+            fail('a failed report touched the metrics file')
+    # No log file in the configuration.
+    with open(r.path('kdc.conf')) as f:
+        conf = f.read().replace('kdc = FILE:' + r.kdc_log, 'kdc = STDERR')
+    with open(r.path('stderr.kdc.conf'), 'w') as f:
+        f.write(conf)
+    env = dict(r.env, KRB5_KDC_PROFILE=r.path('stderr.kdc.conf'))
+    r.run([TEMPKEY_ADMIN, 'report'], env=env, expected_code=1,
+          expected_msg='the KDC logs to no file ([logging] kdc names no '
+          'FILE:); give --log FILE')
+    r.run([TEMPKEY_ADMIN, 'report', '--log', r.kdc_log], env=env,
+          expected_msg='uploads stored in the last day: 1')
+    # A database that cannot be opened.
+    with open(r.path('kdc.conf')) as f:
+        conf = f.read().replace(r.path('principal'),
+                                r.path('gone', 'principal'))
+    with open(r.path('gone.kdc.conf'), 'w') as f:
+        f.write(conf)
+    r.run([TEMPKEY_ADMIN, 'report'], expected_code=1,
+          env=dict(r.env, KRB5_KDC_PROFILE=r.path('gone.kdc.conf')),
+          expected_msg='tempkey-admin: report: opening the database: ')
+    # An output that cannot be written.
+    r.tempkey_admin('report', '--prometheus', r.path('no', 'dir.prom'),
+                    expected_code=1, expected_msg='cannot write %s: No such '
+                    'file or directory' % r.path('no', 'dir.prom'))
+    # Usage.
+    r.tempkey_admin('report', '--bogus', expected_code=2,
+                    expected_msg='usage:')
+    r.tempkey_admin('report', 'extra', expected_code=2, expected_msg='usage:')
+    r.tempkey_admin('list', '--log', r.kdc_log, expected_code=2,
+                    expected_msg='--log and --prometheus go with report')
+    r.tempkey_admin('--json', 'report', '--prometheus', '-', expected_code=2,
+                    expected_msg='--json or --prometheus, not both')
+    r.tempkey_admin('report', *(['--log', r.kdc_log] * 9), expected_code=2,
+                    expected_msg='at most 8 --log files')
 
 
 # ---- ktupdate --status --prometheus
@@ -254,6 +569,11 @@ def test_ktupdate_metrics_escape_label_values():
           'file or directory' % r.path('no', 'k.prom'))
 
 
-Tests().run(test_ktupdate_status_after_success_and_failure,
+Tests().run(test_report_counts_what_happened,
+            test_refresh_by_comes_from_the_kdc_log,
+            test_unreadable_records_are_counted_not_fatal,
+            test_log_window_and_several_logs,
+            test_report_errors,
+            test_ktupdate_status_after_success_and_failure,
             test_daemon_records_each_run,
             test_ktupdate_metrics_escape_label_values)
