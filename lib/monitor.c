@@ -22,11 +22,10 @@ struct tk_prom {
     krb5_boolean failed;        /* a write to out failed (no memory) */
 };
 
-static krb5_error_code
-replace_error(krb5_context ctx, int err, const char *path)
+krb5_error_code
+tk_file_error(krb5_context ctx, int err, const char *what, const char *path)
 {
-    krb5_set_error_message(ctx, err, "cannot write %s: %s", path,
-                           strerror(err));
+    krb5_set_error_message(ctx, err, "%s %s: %s", what, path, strerror(err));
     return err;
 }
 
@@ -62,11 +61,11 @@ tk_file_replace(krb5_context ctx, const char *path, const void *data,
     tk_hex(rnd, sizeof(rnd), rhex);
     if (snprintf(tmp, sizeof(tmp), "%s.%ld-%s.tmp", path, (long)getpid(),
                  rhex) >= (int)sizeof(tmp))
-        return replace_error(ctx, ENAMETOOLONG, path);
+        return tk_file_error(ctx, ENAMETOOLONG, "cannot write", path);
     fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
               0600);
     if (fd < 0)
-        return replace_error(ctx, errno, path);
+        return tk_file_error(ctx, errno, "cannot write", path);
     while (err == 0 && len > 0) {
         n = write(fd, p, len);
         if (n < 0) {
@@ -88,7 +87,7 @@ tk_file_replace(krb5_context ctx, const char *path, const void *data,
         err = errno;
     if (err) {
         (void)unlink(tmp);
-        return replace_error(ctx, err, path);
+        return tk_file_error(ctx, err, "cannot write", path);
     }
     sync_parent(path);
     return 0;
@@ -192,6 +191,6 @@ tk_prom_write(krb5_context ctx, tk_prom *prom, const char *path)
         return tk_file_replace(ctx, path, prom->text, prom->len, 0644);
     if (fwrite(prom->text, 1, prom->len, stdout) != prom->len ||
         fflush(stdout) != 0)
-        return replace_error(ctx, errno, "standard output");
+        return tk_file_error(ctx, errno, "cannot write", "to standard output");
     return 0;
 }

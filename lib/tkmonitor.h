@@ -7,6 +7,10 @@
 #include <stdint.h>
 #include <krb5.h>
 
+/* Set the message "WHAT PATH: strerror(err)" for err and return it. */
+krb5_error_code tk_file_error(krb5_context ctx, int err, const char *what,
+                              const char *path);
+
 /*
  * Replace the file at path with data[0..len-1]: a new file of our own in
  * the same directory (O_EXCL, so never one another process made), flushed

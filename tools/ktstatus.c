@@ -88,14 +88,6 @@ kt_captured_line(void)
 
 /* ---- The file. */
 
-static krb5_error_code
-read_error(krb5_context ctx, int err, const char *path)
-{
-    krb5_set_error_message(ctx, err, "cannot read %s: %s", path,
-                           strerror(err));
-    return err;
-}
-
 /* The whole file at path into *text_out (NULL if it does not exist); free
  * it with free(). */
 static krb5_error_code
@@ -109,7 +101,8 @@ slurp(krb5_context ctx, const char *path, char **text_out)
     *text_out = NULL;
     f = fopen(path, "r");
     if (f == NULL)
-        return (errno == ENOENT) ? 0 : read_error(ctx, errno, path);
+        return (errno == ENOENT) ? 0 : tk_file_error(ctx, errno,
+                                                     "cannot read", path);
     text = malloc(MAX_STATUS_FILE + 1);
     if (text == NULL) {
         fclose(f);
@@ -123,7 +116,7 @@ slurp(krb5_context ctx, const char *path, char **text_out)
     fclose(f);
     if (err) {
         free(text);
-        return read_error(ctx, err, path);
+        return tk_file_error(ctx, err, "cannot read", path);
     }
     text[n] = '\0';
     *text_out = text;

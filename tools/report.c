@@ -478,22 +478,17 @@ read_log(report *rp, const char *path)
     ssize_t len;
 
     f = fopen(path, "r");
-    if (f == NULL) {
-        ret = errno;
-        krb5_set_error_message(rp->ctx, ret, "cannot read the KDC log %s: %s",
-                               path, strerror(ret));
-        return ret;
-    }
+    if (f == NULL)
+        return tk_file_error(rp->ctx, errno, "cannot read the KDC log",
+                             path);
     while ((len = getline(&line, &size, f)) != -1) {
         if (len > 0 && line[len - 1] == '\n')
             line[len - 1] = '\0';
         read_line(rp, line);
     }
-    if (ferror(f)) {
-        ret = errno ? errno : EIO;
-        krb5_set_error_message(rp->ctx, ret, "cannot read the KDC log %s: %s",
-                               path, strerror(ret));
-    }
+    if (ferror(f))
+        ret = tk_file_error(rp->ctx, errno ? errno : EIO,
+                            "cannot read the KDC log", path);
     free(line);
     fclose(f);
     return ret;
