@@ -25,6 +25,7 @@
 #include "report.h"
 
 #include <errno.h>
+#include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,8 +42,6 @@
 /* The log's whole seconds against the KDC's clock reading for the same
  * store. */
 #define STORE_SLACK 2
-/* "Mmm dd hh:mm:ss", the time MIT's KDC puts at the start of a line. */
-#define LOG_TIME_LEN 15
 /* refusals[] index for a reason this version does not know. */
 #define OTHER_REASON 0
 
@@ -76,8 +75,13 @@ typedef struct {
     long uploads;
     long refusals[TK_REASON_MAX + 1];
     /* The time of the last log line read, to skip parsing it again. */
-    char clock_text[LOG_TIME_LEN];
+    char clock_text[64];
+    size_t clock_len;
     int64_t clock_time;
+    /* krb5kdc names the month in its environment's locale (it calls
+     * setlocale): the report reads it in its own environment's, then in
+     * C's.  Either may be missing. */
+    locale_t locales[2];
 } report;
 
 /* ---- Options. */
@@ -350,23 +354,32 @@ cleanup:
     return ret;
 }
 
-/* The time a log line starts with, in seconds since the epoch, or -1.  It
- * has no year: this year's, unless that is over a day ahead (a line from
- * last December read in January). */
+/* The time a log line starts with, in seconds since the epoch, or -1; *rest
+ * is set past it.  It has no year: this year's, unless that is over a day
+ * ahead (a line from last December read in January). */
 static int64_t
-line_time(report *rp, const char *line)
+line_time(report *rp, const char *line, const char **rest)
 {
     struct tm tm, today;
     time_t now = (time_t)rp->now, t;
     const char *end;
+    locale_t old;
+    size_t len;
+    int i;
 
-    if (strlen(line) < LOG_TIME_LEN)
-        return -1;
-    if (rp->clock_text[0] != '\0' &&
-        memcmp(line, rp->clock_text, LOG_TIME_LEN) == 0)
+    if (rp->clock_len > 0 && strncmp(line, rp->clock_text, rp->clock_len) ==
+        0 && line[rp->clock_len] == ' ') {
+        *rest = line + rp->clock_len;
         return rp->clock_time;
-    memset(&tm, 0, sizeof(tm));
-    end = strptime(line, "%b %d %H:%M:%S", &tm);
+    }
+    for (i = 0, end = NULL; end == NULL && i < 2; i++) {
+        if (rp->locales[i] == (locale_t)0)
+            continue;
+        old = uselocale(rp->locales[i]);
+        memset(&tm, 0, sizeof(tm));
+        end = strptime(line, "%b %d %H:%M:%S", &tm);
+        uselocale(old);
+    }
     if (end == NULL || *end != ' ')
         return -1;
     localtime_r(&now, &today);
@@ -380,9 +393,12 @@ line_time(report *rp, const char *line)
     }
     if (t == (time_t)-1)
         return -1;
-    memcpy(rp->clock_text, line, LOG_TIME_LEN);
+    len = (size_t)(end - line);
+    rp->clock_len = (len < sizeof(rp->clock_text)) ? len : 0;
+    memcpy(rp->clock_text, line, rp->clock_len);
     rp->clock_time = (int64_t)t;
-    return rp->clock_time;
+    *rest = end;
+    return (int64_t)t;
 }
 
 /* "stored kvno K of P, expires in N s, uploaded by S" at time t. */
@@ -452,12 +468,12 @@ read_line(report *rp, const char *line)
     static const char stored[] = "stored kvno ";
     static const char refused[] = "refused upload for ";
     const char *text;
-    int64_t t = line_time(rp, line);
+    int64_t t = line_time(rp, line, &text);
 
     if (t < 0)
         return;
     /* After "host krb5kdc[pid](severity): ". */
-    text = strstr(line + LOG_TIME_LEN, "): ");
+    text = strstr(text, "): ");
     if (text == NULL)
         return;
     text += 3;
@@ -710,6 +726,10 @@ free_report(report *rp)
     for (i = 0; i < rp->nservices; i++)
         free(rp->services[i].name);
     free(rp->services);
+    for (i = 0; i < 2; i++) {
+        if (rp->locales[i] != (locale_t)0)
+            freelocale(rp->locales[i]);
+    }
     free_names(&rp->late, FALSE);
     free_names(&rp->dark, TRUE);
     free_names(&rp->unreadable, TRUE);
@@ -729,6 +749,8 @@ tk_report_run(krb5_context ctx, const char *realm, const tk_config *cfg,
     rp.ctx = ctx;
     rp.cfg = cfg;
     rp.now = time(NULL);
+    rp.locales[0] = newlocale(LC_TIME_MASK, "", (locale_t)0);
+    rp.locales[1] = newlocale(LC_TIME_MASK, "C", (locale_t)0);
     if (opt.nlogs == 0) {
         ret = configured_log(&rp, &log);
         if (ret)

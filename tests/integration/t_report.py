@@ -374,6 +374,31 @@ def test_log_window_and_several_logs():
         fail('from two crafted logs: %r' % rep)
 
 
+def test_log_in_the_kdcs_locale():
+    # krb5kdc names the month in its environment's locale; the report,
+    # run in the same environment, reads it.  French names no month as
+    # English does, so this holds whatever the month.  The locale is built
+    # into the test's directory (LOCPATH), from the locales package.
+    r = Realm(pki=True, start_kdc=False)
+    locales = r.path('locale')
+    os.mkdir(locales)
+    r.run(['localedef', '-i', 'fr_FR', '-f', 'UTF-8',
+           os.path.join(locales, 'fr_FR.UTF-8')])
+    r.env.update(LOCPATH=locales, LC_ALL='fr_FR.UTF-8')
+    r.start_kdc()
+    r.ktupdate(r.server_cert(WWW), '--lifetime', '1h')
+    r.ktupdate(r.server_cert(WWW, name='clientauth', eku=('client',)),
+               expected_code=4)
+    month = r.kdc_log_text().split(' ', 1)[0]
+    if month.capitalize() in ('Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun',
+                              'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'):
+        fail('the KDC did not write its log in French: ' + month)
+    rep = json.loads(r.tempkey_admin('--json', 'report'))
+    if rep['uploads_stored_last_day'] != 1 or \
+            rep['refusals_last_day'] != {'wrong-key-purpose': 1}:
+        fail('a log in the KDC\'s locale was not read: %r' % rep)
+
+
 def test_report_errors():
     r = Realm(pki=True)
     r.ktupdate(r.server_cert(WWW), '--lifetime', '1h')
@@ -573,6 +598,7 @@ Tests().run(test_report_counts_what_happened,
             test_refresh_by_comes_from_the_kdc_log,
             test_unreadable_records_are_counted_not_fatal,
             test_log_window_and_several_logs,
+            test_log_in_the_kdcs_locale,
             test_report_errors,
             test_ktupdate_status_after_success_and_failure,
             test_daemon_records_each_run,
