@@ -379,8 +379,8 @@ kt_state_prometheus(krb5_context ctx, const char *out, const char *principal,
           "(0: never).", &st->last_run);
     /* Never run: no status to show, rather than a false 0. */
     gauge(prom, principal, "ktupdate_last_run_exit_status",
-          "The exit status of ktupdate's last run (0: the KDC stored the "
-          "key).", found ? &status : NULL);
+          "The exit status of ktupdate's last run (0: success; the others "
+          "in ktupdate(8)).", found ? &status : NULL);
     gauge(prom, principal, "ktupdate_last_success_timestamp_seconds",
           "When the KDC last acknowledged an upload, in Unix seconds "
           "(0: never).", &st->last_success);
