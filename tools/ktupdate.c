@@ -1725,7 +1725,8 @@ run_recorded(updater *u)
     return run.status;
 }
 
-/* The expiry of this principal's newest acknowledged key in the records,
+/* The expiry of this principal's newest acknowledged temporary key in the
+ * records (not a pending key, nor an adopted principal's long-term one),
  * or 0. */
 static int64_t
 newest_expiry(updater *u)
@@ -1734,7 +1735,8 @@ newest_expiry(updater *u)
     size_t i;
 
     for (i = 0; i < u->nrecords; i++) {
-        if (!u->records[i].pending && u->records[i].expiry > newest &&
+        if (!u->records[i].pending && !u->records[i].long_term &&
+            u->records[i].expiry > newest &&
             strcmp(u->records[i].principal, u->princ_name) == 0)
             newest = u->records[i].expiry;
     }

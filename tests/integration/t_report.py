@@ -551,6 +551,34 @@ def test_ktupdate_status_after_success_and_failure():
             fail('a dry run changed the status file')
 
 
+def test_adopted_principal():
+    # Adoption is no enrollment, a principal being adopted is not managed
+    # yet, and the long-term keys ktupdate keeps after the switch (until
+    # their tickets end, hours later here) are not its newest key.
+    r = Realm(pki=True)
+    r.addprinc(WWW)
+    kt = r.path('service.keytab')
+    r.kadmin_local('ktadd -k %s %s' % (kt, WWW))
+    r.tempkey_admin('adopt', WWW)
+    rep = json.loads(r.tempkey_admin('--json', 'report'))
+    if rep['managed_principals'] != 0:
+        fail('a principal being adopted is reported managed: %r' % rep)
+    cert = r.server_cert(WWW)
+    out = r.ktupdate(cert, '--lifetime', '1h', keytab=kt)
+    expiry = parse_iso(re.search(r'expires (\S+)', out).group(1))
+    with open(kt + '.tempkey') as f:
+        if ' long-term' not in f.read():
+            fail('ktupdate kept no record of the long-term keys')
+    rep = json.loads(r.tempkey_admin('--json', 'report'))
+    if rep['managed_principals'] != 1 or rep['enrollments_last_day'] != 0 \
+            or rep['live_key_versions'] != 1:
+        fail('after the switch: %r' % rep)
+    fams = ktupdate_metrics(r, cert, keytab=kt)
+    if value_of(fams, 'ktupdate_newest_key_expiry_timestamp_seconds',
+                principal=WWW_FULL) != expiry:
+        fail('the newest key is not the temporary one: %r' % fams)
+
+
 def test_daemon_records_each_run():
     r = Realm(pki=True)
     cert = r.server_cert(WWW)
@@ -601,5 +629,6 @@ Tests().run(test_report_counts_what_happened,
             test_log_in_the_kdcs_locale,
             test_report_errors,
             test_ktupdate_status_after_success_and_failure,
+            test_adopted_principal,
             test_daemon_records_each_run,
             test_ktupdate_metrics_escape_label_values)
