@@ -537,3 +537,19 @@ cleanup:
     profile_release(profile);
     return ret;
 }
+
+krb5_boolean
+tk_backing_is_db2(krb5_context ctx, const tk_config *cfg)
+{
+    profile_t profile = NULL;
+    char *library = NULL;
+    krb5_boolean db2 = FALSE;
+
+    if (krb5_get_profile(ctx, &profile) == 0 &&
+        profile_get_string(profile, "dbmodules", cfg->backing, "db_library",
+                           "", &library) == 0)
+        db2 = (strcmp(library, "db2") == 0);
+    profile_release_string(library);
+    profile_release(profile);
+    return db2;
+}

@@ -82,8 +82,8 @@ sync_file(krb5_context ctx, const char *path, const struct stat *old)
     return err ? sys_error(ctx, err, "cannot set up", path) : 0;
 }
 
-static void
-sync_dir(const char *path)
+void
+tk_sync_dir(const char *path)
 {
     char *copy = strdup(path);
     int fd;
@@ -182,6 +182,6 @@ tk_keytab_rewrite(krb5_context ctx, const char *path_arg,
         (void)unlink(tmp);
         return ret;
     }
-    sync_dir(path);
+    tk_sync_dir(path);
     return 0;
 }

@@ -5,7 +5,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,23 +26,6 @@ tk_file_error(krb5_context ctx, int err, const char *what, const char *path)
 {
     krb5_set_error_message(ctx, err, "%s %s: %s", what, path, strerror(err));
     return err;
-}
-
-/* After a rename, the directory entry itself must reach the disk. */
-static void
-sync_parent(const char *path)
-{
-    char *copy = strdup(path);
-    int fd;
-
-    if (copy == NULL)
-        return;
-    fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-    free(copy);
 }
 
 krb5_error_code
@@ -89,7 +71,7 @@ tk_file_replace(krb5_context ctx, const char *path, const void *data,
         (void)unlink(tmp);
         return tk_file_error(ctx, err, "cannot write", path);
     }
-    sync_parent(path);
+    tk_sync_dir(path);   /* the renamed entry must reach the disk */
     return 0;
 }
 

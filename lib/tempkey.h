@@ -118,6 +118,9 @@ typedef krb5_boolean (*tk_keytab_keep_fn)(krb5_context ctx,
  * keeps an existing file's owner and mode (0600 for a new one).  On failure
  * path is unchanged.
  */
+/* fsync the directory holding path, after a rename in it. */
+void tk_sync_dir(const char *path);
+
 krb5_error_code tk_keytab_rewrite(krb5_context ctx, const char *path,
                                   tk_keytab_keep_fn keep, void *keep_arg,
                                   const krb5_keytab_entry *add, size_t nadd);
@@ -202,6 +205,10 @@ krb5_boolean tk_name_is_reserved(krb5_context ctx,
 krb5_error_code tk_config_read(krb5_context ctx, const char *realm,
                                const char *section, tk_config *cfg);
 void tk_config_free(tk_config *cfg);
+
+/* Whether cfg's backing module is db2, whose walks hold the database's lock
+ * throughout unless opened with the db_arg "unlockiter". */
+krb5_boolean tk_backing_is_db2(krb5_context ctx, const tk_config *cfg);
 
 /* Set *replica_out to whether realm's tempkey database has role = replica;
  * KRB5_PLUGIN_NO_HANDLE (no message) if the realm's database is not tempkey.

@@ -75,8 +75,7 @@ close_sockets(void)
 static char **
 child_args(krb5_context ctx, const tk_config *cfg, char **db_args)
 {
-    profile_t profile = NULL;
-    char *library = NULL, **args;
+    char **args;
     size_t n = 0, i;
 
     while (db_args != NULL && db_args[n] != NULL)
@@ -86,13 +85,8 @@ child_args(krb5_context ctx, const tk_config *cfg, char **db_args)
         return NULL;
     for (i = 0; i < n; i++)
         args[i] = db_args[i];
-    if (krb5_get_profile(ctx, &profile) == 0 &&
-        profile_get_string(profile, "dbmodules", cfg->backing, "db_library",
-                           "", &library) == 0 &&
-        strcmp(library, "db2") == 0)
+    if (tk_backing_is_db2(ctx, cfg))
         args[n] = "unlockiter";
-    profile_release_string(library);
-    profile_release(profile);
     return args;
 }
 

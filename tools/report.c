@@ -286,18 +286,10 @@ walk_one(krb5_pointer arg, krb5_db_entry *entry)
 static krb5_error_code
 walk_database(report *rp)
 {
-    krb5_error_code ret;
-    profile_t profile = NULL;
-    char *library = NULL, *db2_args[] = { "unlockiter", NULL };
-    krb5_boolean db2;
+    krb5_error_code ret = 0;
+    char *db2_args[] = { "unlockiter", NULL };
+    krb5_boolean db2 = tk_backing_is_db2(rp->ctx, rp->cfg);
 
-    ret = krb5_get_profile(rp->ctx, &profile);
-    if (ret == 0)
-        ret = profile_get_string(profile, "dbmodules", rp->cfg->backing,
-                                 "db_library", "", &library);
-    db2 = (ret == 0 && strcmp(library, "db2") == 0);
-    profile_release_string(library);
-    profile_release(profile);
     if (ret == 0)
         ret = krb5_db_open(rp->ctx, db2 ? db2_args : NULL,
                            KRB5_KDB_OPEN_RO | KRB5_KDB_SRV_TYPE_ADMIN);
