@@ -944,15 +944,20 @@ static int
 open_realm(admin *a, const char *realm, krb5_boolean writes)
 {
     krb5_error_code ret;
+    char *db2_args[] = { "unlockiter", NULL };
     int status = read_realm(a, realm);
 
     if (status)
         return status;
+    /* A db2 walk (list, adopt --dry-run) holds the database's lock
+     * throughout unless told otherwise: seconds at 10^6 principals, with
+     * every upload waiting. */
     if (writes)
         ret = tk_db_open_for_writes(a->ctx, a->realm, &a->cfg, NULL);
     else
-        ret = krb5_db_open(a->ctx, NULL,
-                           KRB5_KDB_OPEN_RW | KRB5_KDB_SRV_TYPE_ADMIN);
+        ret = krb5_db_open(a->ctx,
+                           tk_backing_is_db2(a->ctx, &a->cfg) ? db2_args :
+                           NULL, KRB5_KDB_OPEN_RW | KRB5_KDB_SRV_TYPE_ADMIN);
     if (ret)
         return fail(a, ret, "opening the database");
     return 0;
