@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -252,7 +253,11 @@ tk_identity_load(krb5_context ctx, const char *cert_file,
     if (ret)
         goto cleanup;
     if (id->key == NULL) {
-        ret = tk_openssl_error(ctx, KRB5_CONFIG_BADFORMAT, key_file);
+        char what[PATH_MAX + 64];
+
+        /* OpenSSL's reason (a decoder's) says little by itself. */
+        snprintf(what, sizeof(what), "%s holds no PEM private key", key_file);
+        ret = tk_openssl_error(ctx, KRB5_CONFIG_BADFORMAT, what);
         goto cleanup;
     }
     if (X509_check_private_key(id->cert, id->key) != 1) {

@@ -214,8 +214,14 @@ load_records(updater *u)
 
     free_records(u);
     f = fopen(u->state_file, "r");
-    if (f == NULL)
-        return (errno == ENOENT) ? 0 : errno;
+    if (f == NULL && errno == ENOENT)
+        return 0;
+    if (f == NULL) {
+        ret = errno;
+        krb5_set_error_message(u->ctx, ret, "cannot read %s: %s",
+                               u->state_file, strerror(ret));
+        return ret;
+    }
     while (ret == 0 && fgets(line, sizeof(line), f) != NULL) {
         record *r;
 
@@ -1636,17 +1642,21 @@ show_status(updater *u)
     krb5_kt_cursor cursor;
     krb5_keytab_entry e;
     char name[PATH_MAX + 6], when[TK_TIME_LEN], ename[64];
+    char what[PATH_MAX + 32];
     record *r;
     int found = 0;
 
     ret = load_records(u);
+    if (ret)
+        return say_error(u, EXIT_LOCAL, ret, "cannot read the key records");
     snprintf(name, sizeof(name), "FILE:%s", u->keytab);
-    if (ret == 0)
-        ret = krb5_kt_resolve(u->ctx, name, &kt);
+    ret = krb5_kt_resolve(u->ctx, name, &kt);
     if (ret == 0)
         ret = krb5_kt_start_seq_get(u->ctx, kt, &cursor);
-    if (ret)
-        return say_error(u, EXIT_LOCAL, ret, "cannot read the keytab");
+    if (ret) {
+        snprintf(what, sizeof(what), "cannot read the keytab %s", u->keytab);
+        return say_error(u, EXIT_LOCAL, ret, what);
+    }
     while (krb5_kt_next_entry(u->ctx, kt, &e, &cursor) == 0) {
         if (krb5_principal_compare(u->ctx, e.principal, u->princ)) {
             r = find_record(u, e.vno);
@@ -1971,6 +1981,9 @@ find_principal(updater *u)
 
     if (u->opt.principal_arg != NULL) {
         ret = krb5_parse_name(u->ctx, u->opt.principal_arg, &u->princ);
+        if (ret)
+            krb5_prepend_error_message(u->ctx, ret, "--principal %s",
+                                       u->opt.principal_arg);
     } else {
         ret = tk_cert_principals(u->ctx, u->id->cert, &names);
         if (ret == 0 && (names == NULL || names[0] == NULL)) {
@@ -1994,8 +2007,9 @@ setup(updater *u)
 
     ret = krb5_init_context(&u->ctx);
     if (ret) {
-        fprintf(stderr, "%s: cannot initialize Kerberos: %s\n", progname,
-                error_message(ret));
+        fprintf(stderr, "%s: cannot initialize Kerberos from %s: %s\n",
+                progname, getenv("KRB5_CONFIG") != NULL ?
+                getenv("KRB5_CONFIG") : "/etc/krb5.conf", error_message(ret));
         return EXIT_LOCAL;
     }
     ret = k5_plugin_register(u->ctx, PLUGIN_INTERFACE_CLPREAUTH, "tempkey",
@@ -2055,6 +2069,34 @@ setup(updater *u)
     return EXIT_OK;
 }
 
+/* Whether the options (and the nargs operands args, of which there must
+ * be none) go together; if not, say why. */
+static krb5_boolean
+options_fit(const options *opt, int nargs, char **args)
+{
+    const char *why = NULL;
+
+    if (nargs > 0) {
+        fprintf(stderr, "%s: unexpected operand '%s': every input is an "
+                "option\n", progname, args[0]);
+        return FALSE;
+    }
+    if (opt->cert_file == NULL && !opt->status)
+        why = "--cert is required (and --key, unless the certificate file "
+            "holds the key too)";
+    else if (opt->daemon && opt->dry_run)
+        why = "--daemon and --dry-run do not go together";
+    else if (opt->daemon && opt->status)
+        why = "--daemon and --status do not go together";
+    else if (opt->dry_run && opt->status)
+        why = "--dry-run and --status do not go together";
+    else if (opt->prometheus_arg != NULL && !opt->status)
+        why = "--prometheus goes with --status";
+    if (why != NULL)
+        fprintf(stderr, "%s: %s\n", progname, why);
+    return why == NULL;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -2098,10 +2140,7 @@ main(int argc, char **argv)
         default: usage(stderr); return EXIT_USAGE;
         }
     }
-    if (optind != argc || (u.opt.cert_file == NULL && !u.opt.status) ||
-        (u.opt.daemon && (u.opt.dry_run || u.opt.status)) ||
-        (u.opt.dry_run && u.opt.status) ||
-        (u.opt.prometheus_arg != NULL && !u.opt.status)) {
+    if (!options_fit(&u.opt, argc - optind, argv + optind)) {
         usage(stderr);
         return EXIT_USAGE;
     }

@@ -832,7 +832,11 @@ read_realm(admin *a, const char *realm)
 
     ret = krb5_init_context_profile(NULL, KRB5_INIT_CONTEXT_KDC, &a->ctx);
     if (ret) {
-        fprintf(stderr, "%s: cannot initialize Kerberos: %s\n", progname,
+        fprintf(stderr, "%s: cannot initialize Kerberos from %s and %s: "
+                "%s\n", progname, getenv("KRB5_CONFIG") != NULL ?
+                getenv("KRB5_CONFIG") : "/etc/krb5.conf",
+                getenv("KRB5_KDC_PROFILE") != NULL ?
+                getenv("KRB5_KDC_PROFILE") : "/etc/krb5kdc/kdc.conf",
                 error_message(ret));
         return 1;
     }
@@ -938,6 +942,67 @@ cmd_report(admin *a, const char *realm, const tk_report_options *opt)
 
 /* ---- main. */
 
+/* Whether *name (--keytab) names a file, as a path or FILE:/WRFILE:PATH;
+ * *name becomes the path.  Another keytab type would be taken for a file
+ * name of that spelling. */
+static krb5_boolean
+keytab_file(const char **name)
+{
+    if (strncmp(*name, "FILE:", 5) == 0)
+        *name += 5;
+    else if (strncmp(*name, "WRFILE:", 7) == 0)
+        *name += 7;
+    else if (strchr(*name, ':') != NULL && (*name)[0] != '/' &&
+             strncmp(*name, "./", 2) != 0)
+        goto refuse;
+    if (**name != '\0')
+        return TRUE;
+
+refuse:
+    fprintf(stderr, "%s: --keytab %s: only a FILE keytab (a path) can be "
+            "written\n", progname, *name);
+    return FALSE;
+}
+
+/* Whether cmd is a command and nargs operands (the first is arg) are what
+ * it takes; if not, say which and what it takes. */
+static krb5_boolean
+command_fits(const char *cmd, int nargs, const char *arg,
+             krb5_boolean matching)
+{
+    const char *takes;
+    int want = 1;
+
+    if (strcmp(cmd, "list") == 0 || strcmp(cmd, "purge") == 0 ||
+        strcmp(cmd, "report") == 0) {
+        want = 0;
+        takes = "no operand";
+    } else if (strcmp(cmd, "show") == 0 || strcmp(cmd, "set") == 0 ||
+               strcmp(cmd, "revoke") == 0) {
+        takes = "one principal";
+    } else if (strcmp(cmd, "adopt") == 0) {
+        want = matching ? 0 : 1;
+        takes = matching ? "no principal with --matching" :
+            "one principal, or --matching PATTERN";
+    } else if (strcmp(cmd, "ratchet") == 0) {
+        takes = "one of status and init";
+        if (nargs == 1 && strcmp(arg, "status") != 0 &&
+            strcmp(arg, "init") != 0) {
+            fprintf(stderr, "%s: ratchet: unknown subcommand '%s'; it takes "
+                    "%s\n", progname, arg, takes);
+            return FALSE;
+        }
+    } else {
+        fprintf(stderr, "%s: unknown command '%s'\n", progname, cmd);
+        return FALSE;
+    }
+    if (nargs == want)
+        return TRUE;
+    fprintf(stderr, "%s: %s takes %s; given %d operand(s)\n", progname, cmd,
+            takes, nargs);
+    return FALSE;
+}
+
 /* Open the realm's database; for writes (set, revoke, purge, adopt) as the
  * module's own writer, which a replica refuses and an iprop primary logs. */
 static int
@@ -1013,6 +1078,7 @@ main(int argc, char **argv)
         }
     }
     if (optind >= argc) {
+        fprintf(stderr, "%s: no command given\n", progname);
         usage(stderr);
         return 2;
     }
@@ -1020,14 +1086,7 @@ main(int argc, char **argv)
     nargs = argc - optind - 1;
     if (nargs > 0)
         princ = argv[optind + 1];
-    if ((strcmp(cmd, "list") == 0 || strcmp(cmd, "purge") == 0 ||
-         strcmp(cmd, "report") == 0) ?
-        nargs != 0 :
-        strcmp(cmd, "adopt") == 0 ? nargs != (matching != NULL ? 0 : 1) :
-        (strcmp(cmd, "show") == 0 || strcmp(cmd, "set") == 0 ||
-         strcmp(cmd, "revoke") == 0) ? nargs != 1 :
-        strcmp(cmd, "ratchet") == 0 ? nargs != 1 ||
-        (strcmp(princ, "status") != 0 && strcmp(princ, "init") != 0) : 1) {
+    if (!command_fits(cmd, nargs, princ, matching != NULL)) {
         usage(stderr);
         return 2;
     }
@@ -1037,6 +1096,8 @@ main(int argc, char **argv)
                 "set\n", progname);
         return 2;
     }
+    if (keytab != NULL && !keytab_file(&keytab))
+        return 2;
     if (kvno != NULL && strcmp(cmd, "revoke") != 0) {
         fprintf(stderr, "%s: --kvno goes with revoke\n", progname);
         return 2;

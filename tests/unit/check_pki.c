@@ -440,6 +440,75 @@ START_TEST(identity_sends_its_chain_without_the_root)
 }
 END_TEST
 
+/* ---- What a bad identity file is told with. */
+
+/* The context's message for code, as a tool prints it. */
+static void
+assert_message(krb5_error_code code, const char *part1, const char *part2)
+{
+    const char *msg = krb5_get_error_message(ctx, code);
+
+    ck_assert_msg(strstr(msg, part1) != NULL && strstr(msg, part2) != NULL,
+                  "message \"%s\" lacks \"%s\" or \"%s\"", msg, part1,
+                  part2);
+    krb5_free_error_message(ctx, msg);
+}
+
+START_TEST(identity_file_errors_name_the_file)
+{
+    char dir[] = "/tmp/check_pki.XXXXXX", cert[64], key[64], other[64];
+    char missing[64], want[128];
+    tk_identity *leaf, *stranger, *id = NULL;
+    krb5_error_code ret;
+
+    leaf = make_root("leaf");
+    stranger = make_root("stranger");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
+    snprintf(key, sizeof(key), "%s/key.pem", dir);
+    snprintf(other, sizeof(other), "%s/other.pem", dir);
+    snprintf(missing, sizeof(missing), "%s/missing.pem", dir);
+    write_pem_certs(cert, leaf->cert, NULL, NULL);
+    write_pem_key(key, leaf->key);
+    write_pem_key(other, stranger->key);
+
+    /* A certificate where the key should be: the file and what it lacks,
+     * then OpenSSL's reason. */
+    ret = tk_identity_load(ctx, cert, cert, &id);
+    ck_assert_int_ne(ret, 0);
+    ck_assert_ptr_null(id);
+    snprintf(want, sizeof(want), "%s holds no PEM private key: error:", cert);
+    assert_message(ret, want, "DECODER");
+
+    ret = tk_identity_load(ctx, key, key, &id);
+    ck_assert_int_ne(ret, 0);
+    snprintf(want, sizeof(want), "%s holds no PEM certificate", key);
+    assert_message(ret, want, want);
+
+    ret = tk_identity_load(ctx, missing, key, &id);
+    ck_assert_int_ne(ret, 0);
+    snprintf(want, sizeof(want), "cannot read %s", missing);
+    assert_message(ret, want, "No such file or directory");
+
+    ret = tk_identity_load(ctx, cert, dir, &id);
+    ck_assert_int_ne(ret, 0);
+    snprintf(want, sizeof(want), "cannot read %s", dir);
+    assert_message(ret, want, "Is a directory");
+
+    ret = tk_identity_load(ctx, cert, other, &id);
+    ck_assert_int_ne(ret, 0);
+    snprintf(want, sizeof(want), "the key in %s does not belong", other);
+    assert_message(ret, want, cert);
+
+    tk_identity_free(leaf);
+    tk_identity_free(stranger);
+    unlink(cert);
+    unlink(key);
+    unlink(other);
+    rmdir(dir);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -466,6 +535,7 @@ main(void)
     tc = tcase_create("chain");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, identity_sends_its_chain_without_the_root);
+    tcase_add_test(tc, identity_file_errors_name_the_file);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
