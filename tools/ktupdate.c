@@ -243,6 +243,11 @@ load_records(updater *u)
         r->long_term = (strcmp(status, "long-term") == 0);
         u->nrecords++;
     }
+    if (ret == 0 && ferror(f)) {
+        ret = errno;
+        krb5_set_error_message(u->ctx, ret, "cannot read %s: %s",
+                               u->state_file, strerror(ret));
+    }
     fclose(f);
     return ret;
 }

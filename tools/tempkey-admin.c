@@ -429,7 +429,8 @@ load_master_key(admin *a)
                              stash, &mkvno, NULL, &mkey);
     if (ret) {
         krb5_prepend_error_message(a->ctx, ret, "reading the master key "
-                                   "stash");
+                                   "stash %s (key_stash_file)", stash != NULL ?
+                                   stash : "of the realm");
         goto cleanup;
     }
     ret = krb5_db_fetch_mkey_list(a->ctx, mname, &mkey);

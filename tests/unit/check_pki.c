@@ -442,12 +442,19 @@ END_TEST
 
 /* ---- What a bad identity file is told with. */
 
-/* The context's message for code, as a tool prints it. */
+/* Loading cert_file and key_file fails, with a message that holds part1
+ * and part2. */
 static void
-assert_message(krb5_error_code code, const char *part1, const char *part2)
+assert_load_fails(const char *cert_file, const char *key_file,
+                  const char *part1, const char *part2)
 {
-    const char *msg = krb5_get_error_message(ctx, code);
+    tk_identity *id = NULL;
+    krb5_error_code ret = tk_identity_load(ctx, cert_file, key_file, &id);
+    const char *msg;
 
+    ck_assert_int_ne(ret, 0);
+    ck_assert_ptr_null(id);
+    msg = krb5_get_error_message(ctx, ret);
     ck_assert_msg(strstr(msg, part1) != NULL && strstr(msg, part2) != NULL,
                   "message \"%s\" lacks \"%s\" or \"%s\"", msg, part1,
                   part2);
@@ -458,8 +465,7 @@ START_TEST(identity_file_errors_name_the_file)
 {
     char dir[] = "/tmp/check_pki.XXXXXX", cert[64], key[64], other[64];
     char missing[64], want[128];
-    tk_identity *leaf, *stranger, *id = NULL;
-    krb5_error_code ret;
+    tk_identity *leaf, *stranger;
 
     leaf = make_root("leaf");
     stranger = make_root("stranger");
@@ -474,31 +480,16 @@ START_TEST(identity_file_errors_name_the_file)
 
     /* A certificate where the key should be: the file and what it lacks,
      * then OpenSSL's reason. */
-    ret = tk_identity_load(ctx, cert, cert, &id);
-    ck_assert_int_ne(ret, 0);
-    ck_assert_ptr_null(id);
     snprintf(want, sizeof(want), "%s holds no PEM private key: error:", cert);
-    assert_message(ret, want, "DECODER");
-
-    ret = tk_identity_load(ctx, key, key, &id);
-    ck_assert_int_ne(ret, 0);
+    assert_load_fails(cert, cert, want, "DECODER");
     snprintf(want, sizeof(want), "%s holds no PEM certificate", key);
-    assert_message(ret, want, want);
-
-    ret = tk_identity_load(ctx, missing, key, &id);
-    ck_assert_int_ne(ret, 0);
+    assert_load_fails(key, key, want, want);
     snprintf(want, sizeof(want), "cannot read %s", missing);
-    assert_message(ret, want, "No such file or directory");
-
-    ret = tk_identity_load(ctx, cert, dir, &id);
-    ck_assert_int_ne(ret, 0);
+    assert_load_fails(missing, key, want, "No such file or directory");
     snprintf(want, sizeof(want), "cannot read %s", dir);
-    assert_message(ret, want, "Is a directory");
-
-    ret = tk_identity_load(ctx, cert, other, &id);
-    ck_assert_int_ne(ret, 0);
+    assert_load_fails(cert, dir, want, "Is a directory");
     snprintf(want, sizeof(want), "the key in %s does not belong", other);
-    assert_message(ret, want, cert);
+    assert_load_fails(cert, other, want, cert);
 
     tk_identity_free(leaf);
     tk_identity_free(stranger);
