@@ -243,11 +243,6 @@ load_records(updater *u)
         r->long_term = (strcmp(status, "long-term") == 0);
         u->nrecords++;
     }
-    if (ret == 0 && ferror(f)) {
-        ret = errno;
-        krb5_set_error_message(u->ctx, ret, "cannot read %s: %s",
-                               u->state_file, strerror(ret));
-    }
     fclose(f);
     return ret;
 }
@@ -1631,6 +1626,8 @@ run_once(updater *u)
         if (ret)
             say_error(u, status, ret, "no KDC holds the new key, which "
                       "could not be taken out of the keytab");
+        else if (u->fate[0] != '\0')
+            say_error(u, status, 0, u->fate);
     }
     close_attempt(u, &a);
     tk_keytab_unlock(lock);
