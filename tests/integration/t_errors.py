@@ -5,7 +5,6 @@ what to do; never an error code without its text (Realm.run fails any
 command that prints "Unknown code")."""
 
 import os
-import shutil
 
 from realm import (Realm, Tests, fail, KADMIN_LOCAL, KDB5_UTIL, KRB5KDC,
                    KTUPDATE, TEMPKEY_ADMIN, REALM)
@@ -161,6 +160,14 @@ def test_tempkey_admin_files():
           "directory" % r.path('principal'))
 
 
+def kdc_log_readable(r):
+    """The KDC's log, as Realm.run checks a command's output, holds no
+    error code without its text."""
+    if 'Unknown code' in r.kdc_log_text():
+        fail('the KDC logged an error code without its text:\n' +
+             r.kdc_log_text())
+
+
 def ktupdate(r, cert, code, *args_and_parts, env=None):
     """ktupdate with cert, its key and the realm's anchors, then ARGS...
     -> code, saying each of the parts (split at the first None)."""
@@ -273,6 +280,7 @@ def test_ktupdate_files():
              "only key")
     if 'stored kvno' in r.kdc_log_text():
         fail('a run that could not write its records uploaded a key')
+    kdc_log_readable(r)
 
 
 def test_ktupdate_and_the_kdc():
@@ -288,6 +296,7 @@ def test_ktupdate_and_the_kdc():
     r.stop_kdc()
     ktupdate(r, cert, 5, '--keytab', kt, None, "%s: cannot reach the KDC: "
              "Cannot contact any KDC for realm '%s'" % (SVC_FULL, REALM))
+    kdc_log_readable(r)
 
 
 def test_mit_tools_over_the_modules():
@@ -326,9 +335,20 @@ def test_mit_tools_over_the_modules():
     if cannot not in r.kdc_log_text():
         fail('the KDC log does not say why the realm failed')
     os.rmdir(r.ratchet)
+    # Missing on a replica, which cannot make its own.
+    good = r.tk_section
+    r.tk_section = good.replace('    }', '        role = replica\n    }')
+    r.write_config()
+    missing = 'ratchet file %s: it is missing; a replica needs a copy of ' \
+        'the primary\'s ratchet file' % r.ratchet
+    r.run([KDB5_UTIL, 'dump', r.path('x.dump')], expected_code=1,
+          expected_msg=missing)
+    r.run([KDB5_UTIL, 'update_princ_encryption', '-f'], expected_code=1,
+          expected_msg=missing)
+    r.tk_section = good
+    r.write_config()
     os.rename(r.ratchet + '.good', r.ratchet)
     # A bad tempkey setting: the KDC does not start and says which.
-    good = r.tk_section
     for old, new, said in (
             ('purge_interval = 2s', 'purge_interval = often',
              '[dbmodules] tk purge_interval: "often" is not a positive '
@@ -353,6 +373,7 @@ def test_mit_tools_over_the_modules():
     if '[realms] %s tempkey_max_life: "forever"' % REALM not in \
             r.kdc_log_text():
         fail('the KDC log does not name tempkey_max_life')
+    kdc_log_readable(r)
 
 
 def test_preauth_module_bad_identity():
@@ -367,10 +388,11 @@ def test_preauth_module_bad_identity():
     r.wait_for('the preauth module\'s complaint',
                lambda: 'no uploads in this realm' in r.kdc_log_text())
     log = r.kdc_log_text()
-    if 'tempkey: realm %s: tempkey: realm %s: cannot read %s' % (
-            REALM, REALM, missing) not in log and \
-            'cannot read %s: No such file or directory' % missing not in log:
+    if 'realm %s: tempkey: realm %s: cannot read %s: No such file or ' \
+            'directory; no uploads in this realm' % (REALM, REALM, missing) \
+            not in log:
         fail('the KDC log does not name the missing certificate:\n' + log)
+    kdc_log_readable(r)
 
 
 Tests().run(test_tempkey_admin_commands_and_options,
