@@ -563,6 +563,7 @@ tk_trust_load(krb5_context ctx, char **anchors, char **pool, char **crls,
     tk_trust *trust;
     STACK_OF(X509) *certs = NULL;
     const char *path;
+    struct stat st;
     int i;
 
     *trust_out = NULL;
@@ -583,8 +584,19 @@ tk_trust_load(krb5_context ctx, char **anchors, char **pool, char **crls,
             sk_X509_pop_free(certs, X509_free);
             certs = NULL;
         } else if ((path = strip_prefix(*anchors, "DIR:")) != NULL) {
-            if (!X509_STORE_load_path(trust->store, path))
+            /* OpenSSL looks into the directory only when verifying, where
+             * a missing one would read as an untrusted KDC. */
+            if (stat(path, &st) != 0)
+                ret = errno;
+            else if (!S_ISDIR(st.st_mode))
+                ret = ENOTDIR;
+            if (ret) {
+                krb5_set_error_message(ctx, ret, "pkinit_anchors \"%s\": "
+                                       "cannot read it: %s", *anchors,
+                                       strerror(ret));
+            } else if (!X509_STORE_load_path(trust->store, path)) {
                 ret = tk_openssl_error(ctx, KRB5_CONFIG_BADFORMAT, path);
+            }
         } else {
             ret = KRB5_CONFIG_BADFORMAT;
             krb5_set_error_message(ctx, ret, "pkinit_anchors \"%s\": tempkey "

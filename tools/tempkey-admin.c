@@ -846,7 +846,8 @@ read_realm(admin *a, const char *realm)
     if (ret == 0)
         ret = krb5_get_default_realm(a->ctx, &a->realm);
     if (ret)
-        return fail(a, ret, "finding the realm");
+        return fail(a, ret, "finding the realm (give -r REALM, or set "
+                    "default_realm in krb5.conf)");
     ret = tk_config_read(a->ctx, a->realm, NULL, &a->cfg);
     if (ret)
         return fail(a, ret, "reading the configuration");

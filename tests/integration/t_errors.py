@@ -108,6 +108,9 @@ def test_tempkey_admin_files():
     missing = r.path('missing.conf')
     admin(r, 1, 'list', None, 'has no database module',
           env=dict(r.env, KRB5_KDC_PROFILE=missing))
+    admin(r, 1, 'list', None, 'finding the realm (give -r REALM, or set '
+          'default_realm in krb5.conf): Configuration file does not specify '
+          'default realm', env=dict(r.env, KRB5_CONFIG=missing))
     bad = r.path('bad.conf')
     with open(bad, 'w') as f:
         f.write('[realms\n  garbage {{\n')
@@ -242,6 +245,9 @@ def test_ktupdate_files():
              "such file or directory" % (SVC_FULL, missing))
     ktupdate(r, cert, 1, '--keytab', kt, '--anchors', cert.key_pem, None,
              '%s holds no PEM certificate' % cert.key_pem)
+    ktupdate(r, cert, 1, '--keytab', kt, '--anchors', 'DIR:' + missing,
+             None, 'pkinit_anchors "DIR:%s": cannot read it: No such file or '
+             'directory' % missing)
     # The keytab: another type, a directory, in a missing directory, not a
     # keytab (also for --status), its records file unreadable.
     ktupdate(r, cert, 1, '--keytab', 'MEMORY:x', None,

@@ -500,6 +500,34 @@ START_TEST(identity_file_errors_name_the_file)
 }
 END_TEST
 
+/* A DIR: anchor that is no directory is told at load, not later as an
+ * untrusted certificate. */
+START_TEST(anchor_directory_errors_name_it)
+{
+    char *anchors[2] = { NULL, NULL };
+    const char *specs[2] = { "DIR:/nonexistent/anchors",
+                             "DIR:/dev/null" };
+    const char *why[2] = { "No such file or directory", "Not a directory" };
+    char want[128];
+    tk_trust *trust = NULL;
+    krb5_error_code ret;
+    const char *msg;
+    int i;
+
+    for (i = 0; i < 2; i++) {
+        anchors[0] = (char *)specs[i];
+        ret = tk_trust_load(ctx, anchors, NULL, NULL, &trust);
+        ck_assert_int_ne(ret, 0);
+        ck_assert_ptr_null(trust);
+        snprintf(want, sizeof(want), "pkinit_anchors \"%s\": cannot read "
+                 "it: %s", specs[i], why[i]);
+        msg = krb5_get_error_message(ctx, ret);
+        ck_assert_str_eq(msg, want);
+        krb5_free_error_message(ctx, msg);
+    }
+}
+END_TEST
+
 int
 main(void)
 {
@@ -527,6 +555,7 @@ main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, identity_sends_its_chain_without_the_root);
     tcase_add_test(tc, identity_file_errors_name_the_file);
+    tcase_add_test(tc, anchor_directory_errors_name_it);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
