@@ -1626,8 +1626,6 @@ run_once(updater *u)
         if (ret)
             say_error(u, status, ret, "no KDC holds the new key, which "
                       "could not be taken out of the keytab");
-        else if (u->fate[0] != '\0')
-            say_error(u, status, 0, u->fate);
     }
     close_attempt(u, &a);
     tk_keytab_unlock(lock);

@@ -352,10 +352,8 @@ def test_local_failure_after_the_key_was_written_takes_it_out():
     records = r.keytab + '.tempkey'
     os.unlink(records)
     os.mkdir(records)
-    out = r.ktupdate(cert, expected_code=1,
-                     expected_msg='cannot prepare the new key')
-    if 'no KDC holds the new key: it is out of the keytab again' not in out:
-        fail('the run did not say that the unsent key left the keytab')
+    r.ktupdate(cert, expected_code=1,
+               expected_msg='cannot prepare the new key')
     service_logs_in(r)
     if keytab_kvnos(r) != {1}:
         fail('an unsent key stayed in the keytab: kvnos %s' %
