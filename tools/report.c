@@ -201,6 +201,9 @@ find_service(report *rp, const char *name)
     service key;
 
     key.name = (char *)name;
+    /* No services: no array (bsearch may not be given NULL). */
+    if (rp->nservices == 0)
+        return NULL;
     return bsearch(&key, rp->services, rp->nservices, sizeof(key),
                    compare_services);
 }
@@ -752,7 +755,9 @@ tk_report_run(krb5_context ctx, const char *realm, const tk_config *cfg,
     ret = walk_database(&rp);
     if (ret)
         goto cleanup;
-    qsort(rp.services, rp.nservices, sizeof(*rp.services), compare_services);
+    if (rp.nservices > 0)       /* else there is no array to give qsort */
+        qsort(rp.services, rp.nservices, sizeof(*rp.services),
+              compare_services);
     for (i = 0; ret == 0 && i < opt.nlogs; i++)
         ret = read_log(&rp, opt.logs[i]);
     if (ret == 0)
