@@ -60,6 +60,7 @@ import tempfile
 import time
 
 import realm as harness
+from benchlib import snapshot_build
 
 USER = 'bench-user'
 PA_USER = 'bench-pa'
@@ -540,14 +541,10 @@ def main():
         sys.exit('run.py: no tempkey.so in %s; run "make" first' %
                  harness.PLUGIN_DIR)
     # The tree may be rebuilt while we run: use a private copy of the
-    # module and of tempkey-admin, so every KDC loads the same build.
+    # build, so every KDC loads the same one.
     snapshot = tempfile.mkdtemp(prefix='tk-bench-build-')
     try:
-        shutil.copy2(os.path.join(harness.PLUGIN_DIR, 'tempkey.so'),
-                     snapshot)
-        shutil.copy2(harness.TEMPKEY_ADMIN, snapshot)
-        harness.PLUGIN_DIR = snapshot
-        harness.TEMPKEY_ADMIN = os.path.join(snapshot, 'tempkey-admin')
+        snapshot_build(snapshot)
         return bench(args)
     finally:
         shutil.rmtree(snapshot, ignore_errors=True)
