@@ -451,7 +451,13 @@ tk_db_purge_expired(krb5_context ctx, int64_t now, tk_purge_report_fn report,
  *   5. only live ones count against the cap (tk_entry_check_room);
  *   6a. an adopted principal's first upload removes its long-term keys;
  *   6. add the keys, encrypted under the active master key, which the
- *      master key entry read under the same lock names. */
+ *      master key entry read under the same lock names.
+ * A shared principal (doc/design.md, "Shared services") differs in two
+ * places: before step 2, while one of its keys is pending, any upload but
+ * a retransmission of that key is answered as a fetch and stores nothing;
+ * at step 6 the key is pending for the principal's delay, unless no other
+ * key is live.  Its result carries every live key version, decrypted, for
+ * the preauth module to encrypt to the member. */
 
 typedef struct {
     krb5_context keyctx;        /* crypto and the master key */
@@ -462,8 +468,76 @@ typedef struct {
     krb5_kvno mkvno;
     krb5_keyblock *mkey;
     krb5_boolean again;         /* a repair: never create the entry */
+    krb5_deltat delay;          /* a shared principal's, else 0 */
+    int64_t active_at;          /* when its new key is used, 0: at once */
     tk_store_result *res;       /* out */
 } upload_state;
+
+void
+tk_store_result_clear(tk_store_result *res)
+{
+    tk_held_keys_free(res->held, res->nheld);
+    memset(res, 0, sizeof(*res));
+}
+
+/*
+ * Every key version of entry live at now, with its keys decrypted through
+ * keyctx's master keys, into res (replacing what it held).  A version
+ * without a key of its own in entry is left out.
+ */
+static krb5_error_code
+collect_held(krb5_context keyctx, krb5_db_entry *entry, int64_t now,
+             tk_store_result *res)
+{
+    krb5_error_code ret;
+    tk_meta *meta = NULL;
+    tk_held_key *held = NULL;
+    size_t i, n = 0;
+    int k;
+
+    tk_held_keys_free(res->held, res->nheld);
+    res->held = NULL;
+    res->nheld = 0;
+    ret = tk_entry_get_meta(keyctx, entry, &meta);
+    if (ret || meta == NULL || meta->nkeys == 0)
+        goto cleanup;
+    ret = ENOMEM;
+    held = calloc(meta->nkeys, sizeof(*held));
+    if (held == NULL)
+        goto cleanup;
+    ret = 0;
+    for (i = 0; i < meta->nkeys && n < TK_MAX_HELD; i++) {
+        const tk_key_record *rec = &meta->keys[i];
+        tk_held_key *h = &held[n];
+
+        if (rec->expiry <= now)
+            continue;
+        for (k = 0; k < entry->n_key_data && h->nkeys < TK_MAX_KEYS; k++) {
+            if (entry->key_data[k].key_data_kvno != rec->kvno)
+                continue;
+            ret = tk_entry_decrypt_key(keyctx, entry, &entry->key_data[k],
+                                       &h->keys[h->nkeys], NULL);
+            if (ret)
+                goto cleanup;
+            h->nkeys++;
+        }
+        if (h->nkeys == 0)
+            continue;
+        h->kvno = rec->kvno;
+        h->expiry = rec->expiry;
+        h->active_at = rec->active_at;
+        n++;
+    }
+    res->held = held;
+    res->nheld = n;
+    held = NULL;
+
+cleanup:
+    /* Zeroed beyond what was filled: free them all. */
+    tk_held_keys_free(held, held != NULL ? meta->nkeys : 0);
+    tk_meta_free(meta);
+    return ret;
+}
 
 /* Refuse the upload for reason and return the code that carries it.  The
  * message is fmt's, or without fmt the one ctx holds for code (from the
@@ -713,6 +787,30 @@ check_resend(krb5_context writer, upload_state *st, krb5_db_entry *entry,
     return 0;
 }
 
+/* A shared principal with a pending key: a retransmission of that key is
+ * stored already; any other upload (another member's, at the same
+ * version or the next) is answered as a fetch, so that one rotation at a
+ * time goes through its delay. */
+static krb5_error_code
+pending_answer(krb5_context writer, upload_state *st, krb5_db_entry *entry,
+               const tk_meta *meta)
+{
+    const tk_key_record *rec = tk_meta_find(meta, st->up->kvno);
+    krb5_error_code ret;
+    krb5_boolean same = FALSE;
+
+    ret = same_upload(st->keyctx, entry, meta, st->up, &same);
+    if (ret)
+        return ret;
+    if (same && rec != NULL) {
+        st->res->expiry = rec->expiry;
+        st->res->active_at = rec->active_at;
+    } else {
+        st->res->fetched = TRUE;
+    }
+    return 0;
+}
+
 /* Steps 4 and 5.  Expired keys go now rather than at the next purge, so
  * that only live ones count against the cap: meta, read before, still
  * holds them, and the cap leaves out those expired at now. */
@@ -741,16 +839,19 @@ add_keys(krb5_context writer, upload_state *st, krb5_db_entry *entry)
 {
     const tk_upload *up = st->up;
     krb5_error_code ret;
+    int64_t active_at = st->active_at;
 
     ret = tk_active_mkey(st->keyctx, writer, st->princ, &st->mkvno,
                          &st->mkey);
     if (ret)
         return copy_message(writer, st->keyctx, ret);
-    ret = tk_entry_add_keys(st->keyctx, entry, up->kvno, up->keys, up->nkeys,
-                            up->expiry, st->uploader, st->mkvno, st->mkey);
+    ret = tk_entry_add_keys_at(st->keyctx, entry, up->kvno, up->keys,
+                               up->nkeys, up->expiry, active_at, st->uploader,
+                               st->mkvno, st->mkey);
     if (ret)
         return ret;
     st->res->expiry = up->expiry;
+    st->res->active_at = active_at;
     st->res->wrote = TRUE;
     return 0;
 }
@@ -768,17 +869,33 @@ upload_change(krb5_context writer, krb5_db_entry **entryp, void *arg,
 
     *changed = FALSE;
     st->res->reason = 0;
-    st->res->wrote = st->res->switched = FALSE;
+    st->res->wrote = st->res->switched = st->res->fetched = FALSE;
     ret = find_or_enroll(writer, st, entryp);
     if (ret == 0)
         ret = tk_entry_get_meta(writer, *entryp, &meta);
-    if (ret == 0)
-        ret = check_kvno(writer, st, *entryp, &resend);
+    if (ret)
+        goto cleanup;
+    st->delay = tk_entry_share_delay(writer, *entryp);
+    if (st->delay > 0 && tk_meta_pending(meta, time(NULL)) != NULL) {
+        ret = pending_answer(writer, st, *entryp, meta);
+        goto cleanup;
+    }
+    ret = check_kvno(writer, st, *entryp, &resend);
     if (ret)
         goto cleanup;
     if (resend) {
         ret = check_resend(writer, st, *entryp, meta);
         goto cleanup;
+    }
+    /* A shared principal's key is used from its upload's time plus the
+     * delay; its first key, or its only live one after a gap, from now:
+     * no member can be holding another.  Both are recorded, so that its
+     * members reckon the next rotation from when the key came into use. */
+    st->active_at = 0;
+    if (st->delay > 0) {
+        st->active_at = time(NULL);
+        if (meta != NULL && tk_meta_newest_active(meta, time(NULL)) != NULL)
+            st->active_at += st->delay;
     }
     ret = drop_expired_and_cap(writer, st, *entryp, meta);
     if (ret == 0)
@@ -794,6 +911,12 @@ cleanup:
         tk_entry_adoption(writer, *entryp, &st->res->long_term_kvno,
                           &st->res->long_term_until);
     }
+    if (ret == 0 && st->delay > 0) {
+        st->res->share_delay = st->delay;
+        ret = collect_held(st->keyctx, *entryp, time(NULL), st->res);
+        if (ret)
+            *changed = FALSE;
+    }
     tk_meta_free(meta);
     return ret;
 }
@@ -802,7 +925,7 @@ cleanup:
 static krb5_error_code
 write_upload(krb5_context writer, upload_state *st)
 {
-    memset(st->res, 0, sizeof(*st->res));
+    tk_store_result_clear(st->res);
     return write_entry(writer, st->princ, upload_change, st,
                        &st->res->checked);
 }
@@ -852,6 +975,72 @@ tk_db_store_upload_again(krb5_context writer, krb5_context keyctx,
 {
     return store_upload(writer, keyctx, pol, princ, up, uploader, TRUE,
                         res_out);
+}
+
+static krb5_error_code
+fetch_held(krb5_context writer, krb5_context keyctx,
+           krb5_const_principal princ, tk_store_result *res)
+{
+    krb5_error_code ret;
+    krb5_db_entry *entry = NULL;
+    krb5_boolean managed = FALSE;
+    int reason = 0;
+
+    tk_store_result_clear(res);
+    ret = krb5_db_get_principal(writer, princ, 0, &entry);
+    if (ret == KRB5_KDB_NOENTRY) {
+        reason = TK_REASON_NOT_SHARED;
+        krb5_set_error_message(writer, tk_reason_code(reason), "no such "
+                               "principal: only a shared one's keys are "
+                               "fetched");
+        goto cleanup;
+    }
+    if (ret)
+        return ret;
+    (void)tk_entry_is_managed(writer, entry, &managed);
+    res->share_delay = managed ? tk_entry_share_delay(writer, entry) : 0;
+    if (res->share_delay == 0) {
+        reason = TK_REASON_NOT_SHARED;
+        krb5_set_error_message(writer, tk_reason_code(reason), "the "
+                               "principal is not shared (tempkey-admin "
+                               "share): its key is its one host's alone");
+        goto cleanup;
+    }
+    ret = collect_held(keyctx, entry, time(NULL), res);
+    if (ret)
+        goto cleanup;
+    if (res->nheld == 0) {
+        reason = TK_REASON_NO_KEY_TO_FETCH;
+        krb5_set_error_message(writer, tk_reason_code(reason), "it holds no "
+                               "live key; a member uploads one first");
+    }
+
+cleanup:
+    krb5_db_free_principal(writer, entry);
+    if (reason) {
+        res->reason = reason;
+        return tk_reason_code(reason);
+    }
+    return ret;
+}
+
+krb5_error_code
+tk_db_fetch_held(krb5_context writer, krb5_context keyctx,
+                 krb5_const_principal princ, tk_store_result *res_out)
+{
+    krb5_error_code ret;
+
+    memset(res_out, 0, sizeof(*res_out));
+    ret = fetch_held(writer, keyctx, princ, res_out);
+    if (ret == KRB5_KDB_NO_MATCHING_KEY) {
+        /* A master key this process has not loaded yet (as for a store). */
+        ret = tk_reload_master_keys(keyctx, princ->realm.data);
+        if (ret == 0)
+            ret = fetch_held(writer, keyctx, princ, res_out);
+    }
+    if (ret && res_out->reason == 0)
+        tk_store_result_clear(res_out);
+    return ret;
 }
 
 /* Compare a foreign writer's copy with the stored one (NULL: none). */

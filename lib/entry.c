@@ -76,6 +76,23 @@ tk_entry_is_managed(krb5_context ctx, krb5_db_entry *entry, krb5_boolean *out)
     return 0;
 }
 
+krb5_deltat
+tk_entry_share_delay(krb5_context ctx, krb5_db_entry *entry)
+{
+    char *value = NULL;
+    krb5_deltat delay = 0;
+
+    if (!has_string(entry, TK_ATTR_SHARE) ||
+        krb5_dbe_get_string(ctx, entry, TK_ATTR_SHARE, &value) != 0 ||
+        value == NULL)
+        return 0;
+    /* tempkey-admin share writes seconds; kadmin setstr may say "10m". */
+    if (krb5_string_to_deltat(value, &delay) != 0 || delay < 0)
+        delay = 0;
+    krb5_dbe_free_string(ctx, value);
+    return delay;
+}
+
 krb5_boolean
 tk_entry_is_adopting(krb5_db_entry *entry)
 {
@@ -126,10 +143,11 @@ tk_entry_set_meta(krb5_context ctx, krb5_db_entry *entry, tk_meta *meta)
 }
 
 /* Keep only the keys whose kvno has a record in meta that is live at now
- * (any record if now is 0).  Return how many key versions were dropped. */
+ * (any record if now is 0), and active if only_active.  Return how many key
+ * versions were dropped. */
 static size_t
-keep_recorded_keys(krb5_context ctx, krb5_db_entry *entry,
-                   const tk_meta *meta, int64_t now)
+keep_keys(krb5_context ctx, krb5_db_entry *entry, const tk_meta *meta,
+          int64_t now, krb5_boolean only_active)
 {
     const tk_key_record *rec;
     krb5_kvno last_dropped = 0;
@@ -140,7 +158,8 @@ keep_recorded_keys(krb5_context ctx, krb5_db_entry *entry,
         krb5_key_data *kd = &entry->key_data[i];
 
         rec = tk_meta_find(meta, kd->key_data_kvno);
-        if (rec != NULL && (now == 0 || rec->expiry > now)) {
+        if (rec != NULL && (now == 0 || rec->expiry > now) &&
+            !(only_active && tk_record_pending(rec, now))) {
             entry->key_data[out++] = *kd;
             continue;
         }
@@ -156,6 +175,13 @@ keep_recorded_keys(krb5_context ctx, krb5_db_entry *entry,
         entry->key_data = NULL;
     }
     return dropped;
+}
+
+static size_t
+keep_recorded_keys(krb5_context ctx, krb5_db_entry *entry,
+                   const tk_meta *meta, int64_t now)
+{
+    return keep_keys(ctx, entry, meta, now, FALSE);
 }
 
 /* The time the newest unusable key of meta stopped being usable at now. */
@@ -222,7 +248,12 @@ tk_entry_kdc_view_meta(krb5_context ctx, krb5_db_entry *entry,
     int64_t end;
 
     memset(&empty, 0, sizeof(empty));
-    keep_recorded_keys(ctx, entry, meta != NULL ? meta : &empty, now);
+    /* A shared principal's pending key is for its members to fetch: the KDC
+     * issues no ticket in it before its time, unless no other key is live
+     * (a delay longer than the previous key's life), when refusing would
+     * help no member. */
+    keep_keys(ctx, entry, meta != NULL ? meta : &empty, now,
+              meta != NULL && tk_meta_newest_active(meta, now) != NULL);
     /* No password: a policy's password lifetime (pw_expiration) or a
      * forced change would stop the uploads that keep the principal
      * usable. */
@@ -658,6 +689,16 @@ tk_entry_add_keys(krb5_context ctx, krb5_db_entry *entry, krb5_kvno kvno,
                   const unsigned char *uploader, krb5_kvno mkvno,
                   const krb5_keyblock *mkey)
 {
+    return tk_entry_add_keys_at(ctx, entry, kvno, keys, nkeys, expiry, 0,
+                                uploader, mkvno, mkey);
+}
+
+krb5_error_code
+tk_entry_add_keys_at(krb5_context ctx, krb5_db_entry *entry, krb5_kvno kvno,
+                     const krb5_keyblock *keys, size_t nkeys, int64_t expiry,
+                     int64_t active_at, const unsigned char *uploader,
+                     krb5_kvno mkvno, const krb5_keyblock *mkey)
+{
     krb5_error_code ret;
     tk_meta *meta = NULL;
     tk_key_record rec;
@@ -692,6 +733,7 @@ tk_entry_add_keys(krb5_context ctx, krb5_db_entry *entry, krb5_kvno kvno,
     memset(&rec, 0, sizeof(rec));
     rec.kvno = kvno;
     rec.expiry = expiry;
+    rec.active_at = active_at;
     if (uploader != NULL) {
         rec.has_uploader = 1;
         memcpy(rec.uploader, uploader, TK_UPLOADER_LEN);

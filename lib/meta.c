@@ -19,13 +19,16 @@
  * TempkeyRecord ::= SEQUENCE {
  *     kvno         INTEGER (1..65535),
  *     expiry       INTEGER,          -- seconds since the epoch
- *     uploader     OCTET STRING (SIZE (32)) OPTIONAL
+ *     uploader     OCTET STRING (SIZE (32)) OPTIONAL,
+ *     activeAt     [0] IMPLICIT INTEGER OPTIONAL  -- a shared principal's
+ *                  -- key: the KDC issues no ticket in it before then
  * }
  */
 typedef struct {
     ASN1_INTEGER *kvno;
     ASN1_INTEGER *expiry;
     ASN1_OCTET_STRING *uploader;
+    ASN1_INTEGER *active_at;
 } TK_RECORD;
 
 DECLARE_ASN1_FUNCTIONS(TK_RECORD)
@@ -34,6 +37,7 @@ ASN1_SEQUENCE(TK_RECORD) = {
     ASN1_SIMPLE(TK_RECORD, kvno, ASN1_INTEGER),
     ASN1_SIMPLE(TK_RECORD, expiry, ASN1_INTEGER),
     ASN1_OPT(TK_RECORD, uploader, ASN1_OCTET_STRING),
+    ASN1_IMP_OPT(TK_RECORD, active_at, ASN1_INTEGER, 0),
 } ASN1_SEQUENCE_END(TK_RECORD)
 
 DEFINE_STACK_OF(TK_RECORD)
@@ -175,6 +179,13 @@ tk_meta_decode(krb5_context ctx, const unsigned char *der, size_t len,
                    TK_UPLOADER_LEN);
             rec->has_uploader = 1;
         }
+        if (r->active_at != NULL &&
+            (!get_int64(r->active_at, &rec->active_at) ||
+             rec->active_at <= 0)) {
+            ret = bad_meta(ctx, ASN1_BAD_FORMAT, "activation time out of "
+                           "range");
+            goto cleanup;
+        }
         meta->nkeys++;
     }
     *meta_out = meta;
@@ -221,6 +232,12 @@ tk_meta_encode(krb5_context ctx, const tk_meta *meta, unsigned char **der_out,
             if (r->uploader == NULL ||
                 !ASN1_OCTET_STRING_set(r->uploader, rec->uploader,
                                        TK_UPLOADER_LEN))
+                goto cleanup;
+        }
+        if (rec->active_at != 0) {
+            r->active_at = ASN1_INTEGER_new();
+            if (r->active_at == NULL ||
+                !ASN1_INTEGER_set_int64(r->active_at, rec->active_at))
                 goto cleanup;
         }
         if (!sk_TK_RECORD_push(asn->keys, r))
@@ -311,6 +328,37 @@ tk_meta_drop_expired(tk_meta *meta, int64_t now)
         }
     }
     return removed;
+}
+
+krb5_boolean
+tk_record_pending(const tk_key_record *rec, int64_t now)
+{
+    return rec->active_at > now && rec->expiry > now;
+}
+
+const tk_key_record *
+tk_meta_pending(const tk_meta *meta, int64_t now)
+{
+    size_t i;
+
+    for (i = 0; meta != NULL && i < meta->nkeys; i++) {
+        if (tk_record_pending(&meta->keys[i], now))
+            return &meta->keys[i];
+    }
+    return NULL;
+}
+
+const tk_key_record *
+tk_meta_newest_active(const tk_meta *meta, int64_t now)
+{
+    size_t i;
+
+    for (i = meta->nkeys; i > 0; i--) {
+        if (meta->keys[i - 1].expiry > now &&
+            !tk_record_pending(&meta->keys[i - 1], now))
+            return &meta->keys[i - 1];
+    }
+    return NULL;
 }
 
 const tk_key_record *

@@ -30,10 +30,24 @@ typedef struct {
 
 /* Not a TempkeyMessage: the padata around a signed one. */
 typedef struct {
+    ASN1_INTEGER *kvno;
+    ASN1_INTEGER *expiry;
+    ASN1_INTEGER *active_at;    /* optional */
+} TK_KEYINFO;
+
+DEFINE_STACK_OF(TK_KEYINFO)
+
+typedef struct {
+    ASN1_INTEGER *delay;
+    STACK_OF(TK_KEYINFO) *held;
+} TK_SHARED;
+
+typedef struct {
     ASN1_OCTET_STRING *signed_offer;
     ASN1_UTF8STRING *principal;
     ASN1_INTEGER *current_kvno;
     ASN1_INTEGER *kdc_time;
+    TK_SHARED *shared;          /* optional: a shared principal */
 } TK_KEYOFFER;
 
 typedef struct {
@@ -57,6 +71,28 @@ typedef struct {
 
 /* An adopted principal's long-term keys, in the Ack. */
 typedef struct {
+    ASN1_INTEGER *version;
+    ASN1_UTF8STRING *realm;
+    ASN1_UTF8STRING *principal;
+    ASN1_OCTET_STRING *kdc_cert_hash;
+    ASN1_OCTET_STRING *freshness_token;
+    ASN1_OCTET_STRING *body_checksum;
+} TK_FETCH;
+
+typedef struct {
+    ASN1_INTEGER *kvno;
+    ASN1_INTEGER *expiry;
+    ASN1_INTEGER *active_at;    /* optional */
+    STACK_OF(TK_UPKEY) *keys;
+} TK_HELDKEY;
+
+DEFINE_STACK_OF(TK_HELDKEY)
+
+typedef struct {
+    STACK_OF(TK_HELDKEY) *keys;
+} TK_HELDKEYS;
+
+typedef struct {
     ASN1_INTEGER *kvno;
     ASN1_INTEGER *until;
 } TK_LONGTERM;
@@ -68,6 +104,10 @@ typedef struct {
     ASN1_INTEGER *expiry;
     ASN1_INTEGER *refresh_by;
     TK_LONGTERM *long_term;     /* optional */
+    ASN1_OCTET_STRING *shared_keys;     /* optional, and the rest too */
+    ASN1_INTEGER *share_delay;
+    ASN1_INTEGER *fetched;
+    ASN1_INTEGER *active_at;
 } TK_ACK;
 
 typedef struct {
@@ -77,6 +117,7 @@ typedef struct {
         TK_UPLOAD *upload;
         TK_ACK *ack;
         TK_OFFER *offer;
+        TK_FETCH *fetch;
     } value;
 } TK_MSG;
 
@@ -90,10 +131,16 @@ typedef struct {
 #define MSG_UPLOAD 1
 #define MSG_ACK 2
 #define MSG_OFFER 3
+#define MSG_FETCH 4
 
 DECLARE_ASN1_FUNCTIONS(TK_KEYREQ)
 DECLARE_ASN1_FUNCTIONS(TK_OFFER)
+DECLARE_ASN1_FUNCTIONS(TK_KEYINFO)
+DECLARE_ASN1_FUNCTIONS(TK_SHARED)
 DECLARE_ASN1_FUNCTIONS(TK_KEYOFFER)
+DECLARE_ASN1_FUNCTIONS(TK_FETCH)
+DECLARE_ASN1_FUNCTIONS(TK_HELDKEY)
+DECLARE_ASN1_FUNCTIONS(TK_HELDKEYS)
 DECLARE_ASN1_FUNCTIONS(TK_UPKEY)
 DECLARE_ASN1_FUNCTIONS(TK_UPLOAD)
 DECLARE_ASN1_FUNCTIONS(TK_LONGTERM)
@@ -120,11 +167,23 @@ ASN1_SEQUENCE(TK_OFFER) = {
     ASN1_EXP(TK_OFFER, valid_until, ASN1_INTEGER, 5),
 } ASN1_SEQUENCE_END(TK_OFFER)
 
+ASN1_SEQUENCE(TK_KEYINFO) = {
+    ASN1_EXP(TK_KEYINFO, kvno, ASN1_INTEGER, 0),
+    ASN1_EXP(TK_KEYINFO, expiry, ASN1_INTEGER, 1),
+    ASN1_EXP_OPT(TK_KEYINFO, active_at, ASN1_INTEGER, 2),
+} ASN1_SEQUENCE_END(TK_KEYINFO)
+
+ASN1_SEQUENCE(TK_SHARED) = {
+    ASN1_EXP(TK_SHARED, delay, ASN1_INTEGER, 0),
+    ASN1_EXP_SEQUENCE_OF(TK_SHARED, held, TK_KEYINFO, 1),
+} ASN1_SEQUENCE_END(TK_SHARED)
+
 ASN1_SEQUENCE(TK_KEYOFFER) = {
     ASN1_EXP(TK_KEYOFFER, signed_offer, ASN1_OCTET_STRING, 0),
     ASN1_EXP(TK_KEYOFFER, principal, ASN1_UTF8STRING, 1),
     ASN1_EXP(TK_KEYOFFER, current_kvno, ASN1_INTEGER, 2),
     ASN1_EXP(TK_KEYOFFER, kdc_time, ASN1_INTEGER, 3),
+    ASN1_EXP_OPT(TK_KEYOFFER, shared, TK_SHARED, 4),
 } ASN1_SEQUENCE_END(TK_KEYOFFER)
 
 ASN1_SEQUENCE(TK_UPKEY) = {
@@ -144,6 +203,26 @@ ASN1_SEQUENCE(TK_UPLOAD) = {
     ASN1_EXP(TK_UPLOAD, expiry, ASN1_INTEGER, 8),
 } ASN1_SEQUENCE_END(TK_UPLOAD)
 
+ASN1_SEQUENCE(TK_FETCH) = {
+    ASN1_EXP(TK_FETCH, version, ASN1_INTEGER, 0),
+    ASN1_EXP(TK_FETCH, realm, ASN1_UTF8STRING, 1),
+    ASN1_EXP(TK_FETCH, principal, ASN1_UTF8STRING, 2),
+    ASN1_EXP(TK_FETCH, kdc_cert_hash, ASN1_OCTET_STRING, 3),
+    ASN1_EXP(TK_FETCH, freshness_token, ASN1_OCTET_STRING, 4),
+    ASN1_EXP(TK_FETCH, body_checksum, ASN1_OCTET_STRING, 5),
+} ASN1_SEQUENCE_END(TK_FETCH)
+
+ASN1_SEQUENCE(TK_HELDKEY) = {
+    ASN1_EXP(TK_HELDKEY, kvno, ASN1_INTEGER, 0),
+    ASN1_EXP(TK_HELDKEY, expiry, ASN1_INTEGER, 1),
+    ASN1_EXP_OPT(TK_HELDKEY, active_at, ASN1_INTEGER, 2),
+    ASN1_EXP_SEQUENCE_OF(TK_HELDKEY, keys, TK_UPKEY, 3),
+} ASN1_SEQUENCE_END(TK_HELDKEY)
+
+ASN1_SEQUENCE(TK_HELDKEYS) = {
+    ASN1_SEQUENCE_OF(TK_HELDKEYS, keys, TK_HELDKEY),
+} ASN1_SEQUENCE_END(TK_HELDKEYS)
+
 ASN1_SEQUENCE(TK_LONGTERM) = {
     ASN1_EXP(TK_LONGTERM, kvno, ASN1_INTEGER, 0),
     ASN1_EXP(TK_LONGTERM, until, ASN1_INTEGER, 1),
@@ -156,6 +235,10 @@ ASN1_SEQUENCE(TK_ACK) = {
     ASN1_EXP(TK_ACK, expiry, ASN1_INTEGER, 3),
     ASN1_EXP(TK_ACK, refresh_by, ASN1_INTEGER, 4),
     ASN1_EXP_OPT(TK_ACK, long_term, TK_LONGTERM, 5),
+    ASN1_EXP_OPT(TK_ACK, shared_keys, ASN1_OCTET_STRING, 6),
+    ASN1_EXP_OPT(TK_ACK, share_delay, ASN1_INTEGER, 7),
+    ASN1_EXP_OPT(TK_ACK, fetched, ASN1_INTEGER, 8),
+    ASN1_EXP_OPT(TK_ACK, active_at, ASN1_INTEGER, 9),
 } ASN1_SEQUENCE_END(TK_ACK)
 
 ASN1_CHOICE(TK_MSG) = {
@@ -163,6 +246,7 @@ ASN1_CHOICE(TK_MSG) = {
     ASN1_EXP(TK_MSG, value.upload, TK_UPLOAD, MSG_UPLOAD),
     ASN1_EXP(TK_MSG, value.ack, TK_ACK, MSG_ACK),
     ASN1_EXP(TK_MSG, value.offer, TK_OFFER, MSG_OFFER),
+    ASN1_EXP(TK_MSG, value.fetch, TK_FETCH, MSG_FETCH),
 } ASN1_CHOICE_END(TK_MSG)
 
 ASN1_SEQUENCE(TK_ERR) = {
@@ -173,7 +257,12 @@ ASN1_SEQUENCE(TK_ERR) = {
 
 IMPLEMENT_ASN1_FUNCTIONS(TK_KEYREQ)
 IMPLEMENT_ASN1_FUNCTIONS(TK_OFFER)
+IMPLEMENT_ASN1_FUNCTIONS(TK_KEYINFO)
+IMPLEMENT_ASN1_FUNCTIONS(TK_SHARED)
 IMPLEMENT_ASN1_FUNCTIONS(TK_KEYOFFER)
+IMPLEMENT_ASN1_FUNCTIONS(TK_FETCH)
+IMPLEMENT_ASN1_FUNCTIONS(TK_HELDKEY)
+IMPLEMENT_ASN1_FUNCTIONS(TK_HELDKEYS)
 IMPLEMENT_ASN1_FUNCTIONS(TK_UPKEY)
 IMPLEMENT_ASN1_FUNCTIONS(TK_UPLOAD)
 IMPLEMENT_ASN1_FUNCTIONS(TK_LONGTERM)
@@ -273,6 +362,12 @@ static const struct {
     { TK_REASON_NOT_ADOPTED, "not-adopted", KRB5KDC_ERR_CLIENT_NOT_TRUSTED,
       "the principal exists and is not managed by tempkey; an "
       "administrator must adopt it first (tempkey-admin adopt)" },
+    { TK_REASON_NOT_SHARED, "not-shared", KRB5KDC_ERR_CLIENT_NOT_TRUSTED,
+      "the principal is not shared: its keys are fetched by no one "
+      "(tempkey-admin share)" },
+    { TK_REASON_NO_KEY_TO_FETCH, "no-key-to-fetch",
+      KRB5KDC_ERR_CLIENT_NOT_TRUSTED,
+      "the KDC holds no live key for the principal; upload one" },
 };
 
 int
@@ -294,6 +389,16 @@ tk_upload_kvno_reason(krb5_context ctx, krb5_kvno stored, krb5_kvno kvno)
     krb5_set_error_message(ctx, code, "key version %u is not the next one "
                            "after the stored key version %u", kvno, stored);
     return TK_REASON_KVNO_NOT_NEXT;
+}
+
+int64_t
+tk_shared_refresh_by(int64_t expiry, int64_t active_at, int64_t now,
+                     krb5_deltat delay)
+{
+    int64_t start = (active_at != 0) ? active_at : now;
+    int64_t by = start + (expiry - start) * 2 / 3;
+
+    return (by > expiry - delay) ? expiry - delay : by;
 }
 
 const char *
@@ -519,6 +624,7 @@ tk_key_request_free(tk_key_request *req)
     free(req->realm);
     free(req->principal);
     free(req->enctypes);
+    free(req->held);
     free(req);
 }
 
@@ -696,7 +802,58 @@ tk_key_offer_free(tk_key_offer *ko)
         return;
     free(ko->signed_offer.data);
     free(ko->principal);
+    free(ko->held);
     free(ko);
+}
+
+/* The KeyOffer's hints of a shared principal. */
+static int
+set_shared(TK_KEYOFFER *k, const tk_key_offer *ko)
+{
+    TK_KEYINFO *info;
+    size_t i;
+
+    if (ko->nheld > TK_MAX_HELD || (k->shared = TK_SHARED_new()) == NULL ||
+        !set_int(&k->shared->delay, ko->share_delay))
+        return 0;
+    for (i = 0; i < ko->nheld; i++) {
+        info = TK_KEYINFO_new();
+        if (info == NULL || !set_int(&info->kvno, ko->held[i].kvno) ||
+            !set_int(&info->expiry, ko->held[i].expiry) ||
+            (ko->held[i].active_at != 0 &&
+             !set_int(&info->active_at, ko->held[i].active_at)) ||
+            !sk_TK_KEYINFO_push(k->shared->held, info)) {
+            TK_KEYINFO_free(info);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int
+get_shared(const TK_SHARED *sh, tk_key_offer *ko)
+{
+    int i, n = sk_TK_KEYINFO_num(sh->held);
+    int64_t v;
+
+    if (n < 0 || n > TK_MAX_HELD || !get_int(sh->delay, 1, INT32_MAX, &v))
+        return 0;
+    ko->share_delay = (krb5_deltat)v;
+    if (n > 0 && (ko->held = calloc(n, sizeof(*ko->held))) == NULL)
+        return 0;
+    for (i = 0; i < n; i++) {
+        const TK_KEYINFO *info = sk_TK_KEYINFO_value(sh->held, i);
+        tk_key_info *out = &ko->held[i];
+
+        if (!get_int(info->kvno, 1, 65535, &v) ||
+            !get_int(info->expiry, 1, INT64_MAX, &out->expiry) ||
+            (info->active_at != NULL &&
+             !get_int(info->active_at, 1, INT64_MAX, &out->active_at)))
+            return 0;
+        out->kvno = (krb5_kvno)v;
+        ko->nheld++;
+    }
+    return 1;
 }
 
 krb5_error_code
@@ -713,7 +870,8 @@ tk_encode_key_offer(krb5_context ctx, const tk_key_offer *ko,
                  ko->signed_offer.length) ||
         !set_str(&k->principal, ko->principal) ||
         !set_int(&k->current_kvno, ko->current_kvno) ||
-        !set_int(&k->kdc_time, ko->kdc_time))
+        !set_int(&k->kdc_time, ko->kdc_time) ||
+        (ko->share_delay > 0 && !set_shared(k, ko)))
         goto cleanup;
     len = i2d_TK_KEYOFFER(k, &der);
     if (len <= 0)
@@ -769,6 +927,10 @@ tk_decode_key_offer(krb5_context ctx, const krb5_data *der,
         goto cleanup;
     }
     ko->current_kvno = (krb5_kvno)v;
+    if (k->shared != NULL && !get_shared(k->shared, ko)) {
+        bad(ctx, ret, "key offer's shared keys");
+        goto cleanup;
+    }
     ret = ENOMEM;
     ko->signed_offer.data = malloc(len);
     if (ko->signed_offer.data == NULL)
@@ -956,6 +1118,7 @@ tk_ack_free(tk_ack *ack)
     if (ack == NULL)
         return;
     free(ack->principal);
+    free(ack->shared_keys.data);
     free(ack);
 }
 
@@ -980,6 +1143,13 @@ tk_encode_ack(krb5_context ctx, const tk_ack *ack, krb5_data *der_out)
             !set_int(&a->long_term->until, ack->long_term_until))
             goto cleanup;
     }
+    if (ack->shared_keys.length > 0 &&
+        (!set_oct(&a->shared_keys, ack->shared_keys.data,
+                  ack->shared_keys.length) ||
+         !set_int(&a->share_delay, ack->share_delay) ||
+         (ack->fetched && !set_int(&a->fetched, 1)) ||
+         (ack->active_at != 0 && !set_int(&a->active_at, ack->active_at))))
+        goto cleanup;
     msg->type = MSG_ACK;
     msg->value.ack = a;
     a = NULL;
@@ -1029,6 +1199,32 @@ tk_decode_ack(krb5_context ctx, const krb5_data *der, tk_ack **ack_out)
         }
         ack->long_term_kvno = (krb5_kvno)v;
     }
+    if (a->shared_keys != NULL) {
+        int len = ASN1_STRING_length(a->shared_keys);
+
+        if (len < 1 || len > TK_MAX_MESSAGE ||
+            !get_int(a->share_delay, 1, INT32_MAX, &v) ||
+            (a->fetched != NULL && !get_int(a->fetched, 1, 1, &v)) ||
+            (a->active_at != NULL &&
+             !get_int(a->active_at, 1, INT64_MAX, &ack->active_at))) {
+            bad(ctx, ret, "acknowledgement's shared keys");
+            goto cleanup;
+        }
+        get_int(a->share_delay, 1, INT32_MAX, &v);
+        ack->share_delay = (krb5_deltat)v;
+        ack->fetched = (a->fetched != NULL);
+        ret = ENOMEM;
+        ack->shared_keys.data = malloc(len);
+        if (ack->shared_keys.data == NULL)
+            goto cleanup;
+        memcpy(ack->shared_keys.data, ASN1_STRING_get0_data(a->shared_keys),
+               len);
+        ack->shared_keys.length = len;
+    } else if (a->share_delay != NULL || a->fetched != NULL ||
+               a->active_at != NULL) {
+        bad(ctx, ret, "acknowledgement's shared fields without keys");
+        goto cleanup;
+    }
     *ack_out = ack;
     ack = NULL;
     ret = 0;
@@ -1036,6 +1232,281 @@ tk_decode_ack(krb5_context ctx, const krb5_data *der, tk_ack **ack_out)
 cleanup:
     tk_ack_free(ack);
     TK_MSG_free(msg);
+    return ret;
+}
+
+/* ---- Fetch. */
+
+void
+tk_fetch_free(tk_fetch *fetch)
+{
+    if (fetch == NULL)
+        return;
+    free(fetch->realm);
+    free(fetch->principal);
+    free(fetch->freshness_token.data);
+    free(fetch);
+}
+
+krb5_error_code
+tk_encode_fetch(krb5_context ctx, const tk_fetch *fetch, krb5_data *der_out)
+{
+    krb5_error_code ret = ENOMEM;
+    TK_MSG *msg = TK_MSG_new();
+    TK_FETCH *f = TK_FETCH_new();
+
+    if (msg == NULL || f == NULL)
+        goto cleanup;
+    if (!set_int(&f->version, TK_PROTO_VERSION) ||
+        !set_str(&f->realm, fetch->realm) ||
+        !set_str(&f->principal, fetch->principal) ||
+        !set_oct(&f->kdc_cert_hash, fetch->kdc_cert_hash, TK_HASH_LEN) ||
+        !set_oct(&f->freshness_token, fetch->freshness_token.data,
+                 fetch->freshness_token.length) ||
+        !set_oct(&f->body_checksum, fetch->body_checksum, TK_HASH_LEN))
+        goto cleanup;
+    msg->type = MSG_FETCH;
+    msg->value.fetch = f;
+    f = NULL;
+    ret = encode_msg(ctx, msg, der_out);
+
+cleanup:
+    TK_FETCH_free(f);
+    TK_MSG_free(msg);
+    return ret;
+}
+
+krb5_error_code
+tk_decode_fetch(krb5_context ctx, const krb5_data *der, tk_fetch **fetch_out)
+{
+    krb5_error_code ret;
+    TK_MSG *msg = NULL;
+    TK_FETCH *f;
+    tk_fetch *fetch = NULL;
+    int len;
+
+    *fetch_out = NULL;
+    ret = decode_msg(ctx, der, MSG_FETCH, &msg);
+    if (ret)
+        return ret;
+    f = msg->value.fetch;
+    ret = ENOMEM;
+    fetch = calloc(1, sizeof(*fetch));
+    if (fetch == NULL)
+        goto cleanup;
+    ret = ASN1_BAD_FORMAT;
+    fetch->realm = get_str(f->realm);
+    fetch->principal = get_str(f->principal);
+    len = ASN1_STRING_length(f->freshness_token);
+    if (!version_ok(f->version) || fetch->realm == NULL ||
+        fetch->principal == NULL ||
+        !get_hash(f->kdc_cert_hash, fetch->kdc_cert_hash) ||
+        !get_hash(f->body_checksum, fetch->body_checksum) || len > 4096) {
+        bad(ctx, ret, "fetch fields");
+        goto cleanup;
+    }
+    if (len > 0) {
+        ret = ENOMEM;
+        fetch->freshness_token.data = malloc(len);
+        if (fetch->freshness_token.data == NULL)
+            goto cleanup;
+        memcpy(fetch->freshness_token.data,
+               ASN1_STRING_get0_data(f->freshness_token), len);
+        fetch->freshness_token.length = len;
+    }
+    *fetch_out = fetch;
+    fetch = NULL;
+    ret = 0;
+
+cleanup:
+    tk_fetch_free(fetch);
+    TK_MSG_free(msg);
+    return ret;
+}
+
+/* ---- HeldKeys. */
+
+/* ASN1_OCTET_STRING_free does not zero: clear the keys before freeing. */
+static void
+cleanse_heldkey(TK_HELDKEY *k)
+{
+    int j;
+
+    for (j = 0; k != NULL && j < sk_TK_UPKEY_num(k->keys); j++) {
+        ASN1_OCTET_STRING *key = sk_TK_UPKEY_value(k->keys, j)->key;
+
+        if (key != NULL)
+            OPENSSL_cleanse(key->data, key->length);
+    }
+}
+
+static void
+cleanse_held(TK_HELDKEYS *h)
+{
+    int i;
+
+    for (i = 0; h != NULL && i < sk_TK_HELDKEY_num(h->keys); i++)
+        cleanse_heldkey(sk_TK_HELDKEY_value(h->keys, i));
+}
+
+void
+tk_held_keys_free(tk_held_key *keys, size_t n)
+{
+    size_t i, j;
+
+    for (i = 0; keys != NULL && i < n; i++) {
+        for (j = 0; j < keys[i].nkeys; j++)
+            krb5_free_keyblock_contents(NULL, &keys[i].keys[j]);
+    }
+    if (keys != NULL)
+        OPENSSL_cleanse(keys, n * sizeof(*keys));
+    free(keys);
+}
+
+static int
+add_held(TK_HELDKEYS *h, const tk_held_key *in)
+{
+    TK_HELDKEY *k = TK_HELDKEY_new();
+    TK_UPKEY *uk = NULL;
+    size_t j;
+
+    if (k == NULL || in->nkeys < 1 || in->nkeys > TK_MAX_KEYS ||
+        !set_int(&k->kvno, in->kvno) || !set_int(&k->expiry, in->expiry) ||
+        (in->active_at != 0 && !set_int(&k->active_at, in->active_at)))
+        goto fail;
+    for (j = 0; j < in->nkeys; j++) {
+        uk = TK_UPKEY_new();
+        if (uk == NULL || !set_int(&uk->enctype, in->keys[j].enctype) ||
+            !set_oct(&uk->key, in->keys[j].contents, in->keys[j].length) ||
+            !sk_TK_UPKEY_push(k->keys, uk))
+            goto fail;
+        uk = NULL;
+    }
+    if (!sk_TK_HELDKEY_push(h->keys, k))
+        goto fail;
+    return 1;
+
+fail:
+    if (uk != NULL && uk->key != NULL)
+        OPENSSL_cleanse(uk->key->data, uk->key->length);
+    TK_UPKEY_free(uk);
+    cleanse_heldkey(k);
+    TK_HELDKEY_free(k);
+    return 0;
+}
+
+krb5_error_code
+tk_encode_held_keys(krb5_context ctx, const tk_held_key *keys, size_t n,
+                    krb5_data *der_out)
+{
+    krb5_error_code ret = ENOMEM;
+    TK_HELDKEYS *h = TK_HELDKEYS_new();
+    unsigned char *der = NULL;
+    size_t i;
+    int len = 0;
+
+    der_out->data = NULL;
+    der_out->length = 0;
+    if (h == NULL)
+        goto cleanup;
+    ret = EINVAL;
+    if (n < 1 || n > TK_MAX_HELD)
+        goto cleanup;
+    ret = ENOMEM;
+    for (i = 0; i < n; i++) {
+        if (!add_held(h, &keys[i]))
+            goto cleanup;
+    }
+    len = i2d_TK_HELDKEYS(h, &der);
+    if (len <= 0 || (der_out->data = malloc(len)) == NULL)
+        goto cleanup;
+    memcpy(der_out->data, der, len);
+    der_out->length = len;
+    ret = 0;
+
+cleanup:
+    if (der != NULL)
+        OPENSSL_clear_free(der, len);
+    cleanse_held(h);
+    TK_HELDKEYS_free(h);
+    return ret;
+}
+
+krb5_error_code
+tk_decode_held_keys(krb5_context ctx, const krb5_data *der,
+                    tk_held_key **keys_out, size_t *n_out)
+{
+    krb5_error_code ret = ASN1_BAD_FORMAT;
+    const unsigned char *p = (const unsigned char *)der->data;
+    TK_HELDKEYS *h = NULL;
+    tk_held_key *keys = NULL;
+    size_t count = 0;
+    int i, j, n, m, len;
+    int64_t v;
+
+    *keys_out = NULL;
+    *n_out = 0;
+    if (der->length == 0 || der->length > TK_MAX_MESSAGE)
+        return bad(ctx, ASN1_BAD_LENGTH, "held keys empty or too large");
+    h = d2i_TK_HELDKEYS(NULL, &p, der->length);
+    if (h == NULL)
+        return bad(ctx, ASN1_PARSE_ERROR, "not DER of HeldKeys");
+    n = sk_TK_HELDKEY_num(h->keys);
+    if (p != (const unsigned char *)der->data + der->length || n < 1 ||
+        n > TK_MAX_HELD) {
+        bad(ctx, ret, "held keys: trailing bytes or count");
+        goto cleanup;
+    }
+    ret = ENOMEM;
+    keys = calloc(n, sizeof(*keys));
+    if (keys == NULL)
+        goto cleanup;
+    ret = ASN1_BAD_FORMAT;
+    for (i = 0; i < n; i++) {
+        TK_HELDKEY *k = sk_TK_HELDKEY_value(h->keys, i);
+        tk_held_key *out = &keys[i];
+
+        count++;
+        m = sk_TK_UPKEY_num(k->keys);
+        if (!get_int(k->kvno, 1, 65535, &v) || m < 1 || m > TK_MAX_KEYS ||
+            !get_int(k->expiry, 1, INT64_MAX, &out->expiry) ||
+            (k->active_at != NULL &&
+             !get_int(k->active_at, 1, INT64_MAX, &out->active_at))) {
+            bad(ctx, ret, "held key fields");
+            goto cleanup;
+        }
+        out->kvno = (krb5_kvno)v;
+        for (j = 0; j < m; j++) {
+            TK_UPKEY *uk = sk_TK_UPKEY_value(k->keys, j);
+            krb5_keyblock *kb = &out->keys[out->nkeys];
+
+            len = ASN1_STRING_length(uk->key);
+            if (!get_int(uk->enctype, 1, INT32_MAX, &v) || len < 1 ||
+                len > 64) {
+                bad(ctx, ret, "held key");
+                goto cleanup;
+            }
+            kb->magic = KV5M_KEYBLOCK;
+            kb->enctype = (krb5_enctype)v;
+            kb->contents = malloc(len);
+            if (kb->contents == NULL) {
+                ret = ENOMEM;
+                goto cleanup;
+            }
+            memcpy(kb->contents, ASN1_STRING_get0_data(uk->key), len);
+            kb->length = len;
+            out->nkeys++;
+        }
+    }
+    *keys_out = keys;
+    *n_out = count;
+    keys = NULL;
+    ret = 0;
+
+cleanup:
+    tk_held_keys_free(keys, count);
+    cleanse_held(h);
+    TK_HELDKEYS_free(h);
     return ret;
 }
 

@@ -22,6 +22,11 @@
  * long-term keys) for adoption: its first accepted upload replaces its keys
  * and makes it managed.  The value says when it was marked. */
 #define TK_ATTR_ADOPT "tempkey_adopt"
+/* String attribute marking a shared principal (one service on several
+ * hosts, doc/design.md "Shared services"): the delay in seconds between an
+ * upload and the moment the KDC starts issuing tickets in its key, during
+ * which every member fetches it. */
+#define TK_ATTR_SHARE "tempkey_share"
 /* Set by that upload: "KVNO UNTIL", the highest long-term kvno it removed
  * and the time (seconds since the epoch) after which no ticket in those
  * keys can still be presented. */
@@ -29,12 +34,22 @@
 /* tl_data type of an upload handed from the preauth module to this module's
  * put_principal inside krb5kdc; never stored. */
 #define TK_TL_UPLOAD 0x7e55
-/* tl_data the module adds to that entry to report the outcome: a 4-byte
- * big-endian tk_reason (0: stored), the 8-byte stored expiry, and for an
- * adopted principal the 4-byte highest long-term kvno (0: none) and the
- * 8-byte end of tickets in those keys (TK_ATTR_ADOPTED). */
+/* tl_data the module adds to that entry to report the outcome, big-endian:
+ * a 4-byte tk_reason (0: stored), the 8-byte stored expiry, for an adopted
+ * principal the 4-byte highest long-term kvno (0: none) and the 8-byte end
+ * of tickets in those keys (TK_ATTR_ADOPTED); for a shared principal a
+ * byte that is 1 if the upload was answered as a fetch, the 8-byte time
+ * the stored key is used from (0: at once) and the 4-byte delay (0: not
+ * shared). */
 #define TK_TL_UPLOAD_RESULT 0x7e56
-#define TK_UPLOAD_RESULT_LEN 24
+#define TK_UPLOAD_RESULT_LEN 37
+/* tl_data of a shared principal's result: its live keys as a HeldKeys DER
+ * (doc/protocol.md), in the clear, for the preauth module to encrypt to
+ * the member; in memory only, never stored. */
+#define TK_TL_HELD_KEYS 0x7e57
+/* tl_data of a fetch handed from the preauth module to put_principal: the
+ * uploader's certificate hash; the module answers as for an upload. */
+#define TK_TL_FETCH 0x7e58
 /* Key versions are stored in 16 bits by every MIT backing module. */
 #define TK_KVNO_MAX 65535
 #define TK_UPLOADER_LEN 32
@@ -50,6 +65,9 @@ typedef struct tk_key_record {
     int has_uploader;           /* 0: set by an administrator */
     unsigned char uploader[TK_UPLOADER_LEN]; /* SHA-256 of the uploader's
                                               * certificate */
+    int64_t active_at;          /* a shared principal's key: no ticket is
+                                 * issued in it before then (0: from the
+                                 * start) */
 } tk_key_record;
 
 typedef struct tk_meta {
@@ -83,6 +101,14 @@ krb5_error_code tk_meta_add(krb5_context ctx, tk_meta *meta,
 int tk_meta_remove(tk_meta *meta, krb5_kvno kvno, int64_t now);
 /* Remove every record whose key has expired at now; return how many. */
 size_t tk_meta_drop_expired(tk_meta *meta, int64_t now);
+/* Whether rec is a shared principal's key that is live but not yet
+ * active at now: its members may fetch it, the KDC issues no ticket in
+ * it. */
+krb5_boolean tk_record_pending(const tk_key_record *rec, int64_t now);
+/* The first pending record (there is at most one), or NULL. */
+const tk_key_record *tk_meta_pending(const tk_meta *meta, int64_t now);
+/* The live, active record with the highest kvno, or NULL. */
+const tk_key_record *tk_meta_newest_active(const tk_meta *meta, int64_t now);
 /* The live record with the highest kvno, or NULL. */
 const tk_key_record *tk_meta_newest_live(const tk_meta *meta, int64_t now);
 /* The earliest expiry among the records, or 0 if there are none. */

@@ -127,6 +127,18 @@ krb5_error_code tk_entry_add_keys(krb5_context ctx, krb5_db_entry *entry,
                                   const unsigned char *uploader,
                                   krb5_kvno mkvno,
                                   const krb5_keyblock *mkey);
+/* The same for a shared principal's key, which the KDC issues no ticket in
+ * before active_at (0: at once). */
+krb5_error_code tk_entry_add_keys_at(krb5_context ctx, krb5_db_entry *entry,
+                                     krb5_kvno kvno,
+                                     const krb5_keyblock *keys, size_t nkeys,
+                                     int64_t expiry, int64_t active_at,
+                                     const unsigned char *uploader,
+                                     krb5_kvno mkvno,
+                                     const krb5_keyblock *mkey);
+/* The delay (seconds) of a shared principal (TK_ATTR_SHARE), 0 if entry
+ * is not shared or the attribute does not read as a positive number. */
+krb5_deltat tk_entry_share_delay(krb5_context ctx, krb5_db_entry *entry);
 
 /*
  * Decrypt kd, a key of entry, with the master key entry names, from ctx's
@@ -295,7 +307,28 @@ typedef struct tk_store_result {
     krb5_kvno long_term_kvno;   /* an adopted principal's (see
                                  * tk_entry_adoption), else 0 */
     int64_t long_term_until;
+    /* A shared principal (share_delay > 0): */
+    krb5_deltat share_delay;
+    krb5_boolean fetched;       /* a key was pending: answered as a fetch,
+                                 * nothing stored */
+    int64_t active_at;          /* when the stored key is used (0: at
+                                 * once) */
+    struct tk_held_key *held;   /* every live key version, decrypted */
+    size_t nheld;
 } tk_store_result;
+
+/* Free what a result holds (zeroing the keys) and clear it. */
+void tk_store_result_clear(tk_store_result *res);
+
+/*
+ * The keys a member of shared principal princ fetches: every live version,
+ * decrypted with keyctx's master keys, read through writer.  Refused (with
+ * res_out->reason) as not-shared or no-key-to-fetch.  Clear res_out with
+ * tk_store_result_clear().
+ */
+krb5_error_code tk_db_fetch_held(krb5_context writer, krb5_context keyctx,
+                                 krb5_const_principal princ,
+                                 tk_store_result *res_out);
 
 /*
  * Store a verified upload for princ, through writer (see above), with keys

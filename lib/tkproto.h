@@ -41,6 +41,28 @@
 #define TK_OFFER_INTERVAL 60
 #define TK_OFFER_VALIDITY (2 * TK_OFFER_INTERVAL)
 
+/* Key versions one shared principal's answer may carry: the cap on live
+ * versions of the KDB module (TK_MAX_KEY_VERSIONS). */
+#define TK_MAX_HELD 64
+
+/* A key version a shared principal's KDC holds, without the key: the
+ * KeyOffer's hint of what a member may lack. */
+typedef struct tk_key_info {
+    krb5_kvno kvno;
+    int64_t expiry;
+    int64_t active_at;          /* the KDC issues no ticket in it before
+                                 * then; 0: from the start */
+} tk_key_info;
+
+/* A key version with its keys, as the KDC hands it to a member. */
+typedef struct tk_held_key {
+    krb5_kvno kvno;
+    int64_t expiry;
+    int64_t active_at;
+    krb5_keyblock keys[TK_MAX_KEYS];
+    size_t nkeys;
+} tk_held_key;
+
 /* The realm-wide offer (an Offer), signed by the KDC. */
 typedef struct tk_offer {
     char *realm;
@@ -59,6 +81,10 @@ typedef struct tk_key_offer {
     char *principal;            /* the AS-REQ client, unparsed */
     krb5_kvno current_kvno;     /* highest stored, 0 if none */
     int64_t kdc_time;           /* the KDC's clock when it answered */
+    /* A shared principal (share_delay > 0): the live versions it holds. */
+    krb5_deltat share_delay;
+    tk_key_info *held;
+    size_t nheld;
 } tk_key_offer;
 
 /* The KDC's offer as the client takes it (the session's, which ktupdate
@@ -72,6 +98,9 @@ typedef struct tk_key_request {
     int64_t max_lifetime;       /* seconds */
     krb5_kvno current_kvno;     /* highest stored, 0 if none */
     int64_t kdc_time;
+    krb5_deltat share_delay;    /* 0: not shared (the KeyOffer's hints) */
+    tk_key_info *held;
+    size_t nheld;
 } tk_key_request;
 
 /* The server's upload, signed by the server and encrypted to the KDC. */
@@ -87,6 +116,16 @@ typedef struct tk_upload {
     int64_t expiry;             /* requested */
 } tk_upload;
 
+/* A member's request for the keys of a shared principal: bound to the
+ * exchange as an upload is, with no key of its own. */
+typedef struct tk_fetch {
+    char *realm;
+    char *principal;
+    unsigned char kdc_cert_hash[TK_HASH_LEN];
+    krb5_data freshness_token;
+    unsigned char body_checksum[TK_HASH_LEN];
+} tk_fetch;
+
 /* The KDC's acknowledgement, in the AS-REP. */
 typedef struct tk_ack {
     char *principal;
@@ -98,6 +137,15 @@ typedef struct tk_ack {
      * no ticket in them ends after long_term_until. */
     krb5_kvno long_term_kvno;
     int64_t long_term_until;
+    /* For a shared principal: every live key version it holds (a
+     * HeldKeys), encrypted to the certificate that signed the request;
+     * the delay; whether nothing was stored (fetched: kvno is then the
+     * newest version held); when the KDC starts issuing tickets in kvno
+     * (0: already). */
+    krb5_data shared_keys;
+    krb5_deltat share_delay;
+    krb5_boolean fetched;
+    int64_t active_at;
 } tk_ack;
 
 /* Why the KDC refused an upload: carried in the error's e-data. */
@@ -129,10 +177,12 @@ typedef enum {
     TK_REASON_CHAIN_TOO_LONG = 25,
     TK_REASON_KEY_TOO_LARGE = 26,
     TK_REASON_TOO_MANY_NAMES = 27,
-    TK_REASON_NOT_ADOPTED = 28
+    TK_REASON_NOT_ADOPTED = 28,
+    TK_REASON_NOT_SHARED = 29,
+    TK_REASON_NO_KEY_TO_FETCH = 30
 } tk_reason;
 /* The highest reason: every one up to it has a name, code and text. */
-#define TK_REASON_MAX TK_REASON_NOT_ADOPTED
+#define TK_REASON_MAX TK_REASON_NO_KEY_TO_FETCH
 
 /*
  * The one rule for an upload's key version, given the highest one ever
@@ -142,6 +192,15 @@ typedef enum {
  */
 int tk_upload_kvno_reason(krb5_context ctx, krb5_kvno stored,
                           krb5_kvno kvno);
+
+/*
+ * When a member of a shared principal should upload the next key, given
+ * the newest key version the KDC holds: two thirds into that key's use
+ * (from active_at, or from now if it was used at once), and early enough
+ * that the next key's delay ends before this key expires.
+ */
+int64_t tk_shared_refresh_by(int64_t expiry, int64_t active_at, int64_t now,
+                             krb5_deltat delay);
 
 /* The short name of a reason ("kvno-not-above-stored"), never NULL. */
 const char *tk_reason_name(int reason);
@@ -156,6 +215,9 @@ void tk_offer_free(tk_offer *offer);
 void tk_key_offer_free(tk_key_offer *ko);
 void tk_upload_free(tk_upload *up);       /* zeroes the keys */
 void tk_ack_free(tk_ack *ack);
+void tk_fetch_free(tk_fetch *fetch);
+/* Free n held keys and the array, zeroing the keys. */
+void tk_held_keys_free(tk_held_key *keys, size_t n);
 
 /* Encoders return DER in *der_out (free with free(); an upload's DER holds
  * keys: zero it before freeing). */
@@ -171,6 +233,13 @@ krb5_error_code tk_encode_upload(krb5_context ctx, const tk_upload *up,
                                  krb5_data *der_out);
 krb5_error_code tk_encode_ack(krb5_context ctx, const tk_ack *ack,
                               krb5_data *der_out);
+krb5_error_code tk_encode_fetch(krb5_context ctx, const tk_fetch *fetch,
+                                krb5_data *der_out);
+/* HeldKeys, 1 to TK_MAX_HELD versions: not a TempkeyMessage (it travels
+ * encrypted inside an Ack).  The DER holds keys: zero it. */
+krb5_error_code tk_encode_held_keys(krb5_context ctx,
+                                    const tk_held_key *keys, size_t n,
+                                    krb5_data *der_out);
 /* primary (may be NULL) names the primary KDC, host[:port], in a
  * not-primary refusal. */
 krb5_error_code tk_encode_error(krb5_context ctx, int reason,
@@ -189,6 +258,10 @@ krb5_error_code tk_decode_upload(krb5_context ctx, const krb5_data *der,
                                  tk_upload **up_out);
 krb5_error_code tk_decode_ack(krb5_context ctx, const krb5_data *der,
                               tk_ack **ack_out);
+krb5_error_code tk_decode_fetch(krb5_context ctx, const krb5_data *der,
+                                tk_fetch **fetch_out);
+krb5_error_code tk_decode_held_keys(krb5_context ctx, const krb5_data *der,
+                                    tk_held_key **keys_out, size_t *n_out);
 /* *primary_out is NULL unless the error names the primary KDC. */
 krb5_error_code tk_decode_error(krb5_context ctx, const krb5_data *der,
                                 int *reason_out, char **text_out,

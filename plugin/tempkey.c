@@ -637,6 +637,16 @@ set_result(krb5_db_entry *entry, int reason, const tk_store_result *res)
         p[12 + i] = (unsigned char)(lt_kvno >> (24 - 8 * i));
     for (i = 0; i < 8; i++)
         p[16 + i] = (unsigned char)((uint64_t)lt_until >> (56 - 8 * i));
+    p[24] = (res != NULL && res->fetched) ? 1 : 0;
+    for (i = 0; i < 8; i++) {
+        p[25 + i] = (unsigned char)((uint64_t)(res != NULL ? res->active_at :
+                                               0) >> (56 - 8 * i));
+    }
+    for (i = 0; i < 4; i++) {
+        p[33 + i] = (unsigned char)((uint32_t)(res != NULL ?
+                                               res->share_delay : 0) >>
+                                    (24 - 8 * i));
+    }
     tl->tl_data_type = TK_TL_UPLOAD_RESULT;
     tl->tl_data_length = TK_UPLOAD_RESULT_LEN;
     tl->tl_data_contents = p;
@@ -644,6 +654,72 @@ set_result(krb5_db_entry *entry, int reason, const tk_store_result *res)
     entry->tl_data = tl;
     entry->n_tl_data++;
     return 0;
+}
+
+/* A shared principal's live keys in the caller's entry (TK_TL_HELD_KEYS),
+ * in the clear: the preauth module encrypts them to the member and zeroes
+ * them. */
+static krb5_error_code
+set_held(krb5_context ctx, krb5_db_entry *entry, const tk_store_result *res)
+{
+    krb5_error_code ret;
+    krb5_tl_data *tl;
+    krb5_data der = { 0, 0, NULL };
+
+    if (res->nheld == 0)
+        return 0;
+    ret = tk_encode_held_keys(ctx, res->held, res->nheld, &der);
+    if (ret)
+        return ret;
+    tl = calloc(1, sizeof(*tl));
+    if (tl == NULL || der.length > 65535) {
+        OPENSSL_cleanse(der.data, der.length);
+        free(der.data);
+        free(tl);
+        return ENOMEM;
+    }
+    tl->tl_data_type = TK_TL_HELD_KEYS;
+    tl->tl_data_length = (krb5_ui_2)der.length;
+    tl->tl_data_contents = (krb5_octet *)der.data;
+    tl->tl_data_next = entry->tl_data;
+    entry->tl_data = tl;
+    entry->n_tl_data++;
+    return 0;
+}
+
+/* The outcome in the caller's entry: the result, and a shared principal's
+ * keys. */
+static krb5_error_code
+report_outcome(krb5_context ctx, krb5_db_entry *entry,
+               const tk_store_result *res, krb5_error_code ret)
+{
+    if (ret && res->reason == 0)
+        return ret;
+    if (set_result(entry, res->reason, res) != 0 ||
+        (ret == 0 && set_held(ctx, entry, res) != 0))
+        return ENOMEM;
+    return ret;
+}
+
+/* A fetch the preauth module has verified: a shared principal's keys,
+ * read through the admin context (the KDC's own handle serves its view,
+ * without pending keys). */
+static krb5_error_code
+fetch_keys(krb5_context ctx, tk_db *db, krb5_db_entry *entry)
+{
+    krb5_error_code ret;
+    krb5_context writer;
+    tk_store_result res;
+
+    memset(&res, 0, sizeof(res));
+    ret = get_writer(ctx, db, &writer);
+    if (ret == 0) {
+        ret = tk_db_fetch_held(writer, ctx, entry->princ, &res);
+        relay(ctx, writer, ret);
+    }
+    ret = report_outcome(ctx, entry, &res, ret);
+    tk_store_result_clear(&res);
+    return ret;
 }
 
 /* One KDC line for the switch of an adopted principal. */
@@ -707,14 +783,14 @@ store_upload(krb5_context ctx, tk_db *db, krb5_db_entry *entry)
     }
     if (ret == 0 && res.switched)
         log_switch(ctx, entry->princ, &res);
-    if (ret == 0 && res.checked) {
+    if (ret == 0 && res.checked && !res.fetched) {
         tk_repair_remember(ctx, &db->acked, entry->princ, &up,
                            tl->tl_data_contents, time(NULL));
     }
     tk_upload_free(up);
-    if (ret && res.reason == 0)
-        return ret;
-    return set_result(entry, res.reason, &res) ? ENOMEM : ret;
+    ret = report_outcome(ctx, entry, &res, ret);
+    tk_store_result_clear(&res);
+    return ret;
 }
 
 /* Check and store entry in the backing module. */
@@ -755,6 +831,8 @@ tk_put_principal(krb5_context ctx, krb5_db_entry *entry, char **db_args)
     GET_DB(ctx, db);
     if (db->kdc && tk_entry_find_tl(entry, TK_TL_UPLOAD) != NULL)
         return store_upload(ctx, db, entry);
+    if (db->kdc && tk_entry_find_tl(entry, TK_TL_FETCH) != NULL)
+        return fetch_keys(ctx, db, entry);
     /* The module's own writes decided on a fresh entry already. */
     if (db->own_writer || tk_entry_find_tl(entry, TK_TL_META) == NULL)
         return put_checked(ctx, db, entry, db_args);

@@ -43,6 +43,10 @@ tk_client_session_clear(tk_client_session *s)
     s->request = NULL;
     tk_ack_free(s->ack);
     s->ack = NULL;
+    tk_held_keys_free(s->held, s->nheld);
+    s->held = NULL;
+    s->nheld = 0;
+    s->fetch = s->idle = FALSE;
     for (i = 0; i < s->nkeys; i++)
         krb5_free_keyblock_contents(NULL, &s->keys[i]);
     s->nkeys = 0;
@@ -125,6 +129,49 @@ check_kdc(krb5_context ctx, tk_client_session *s, X509 *cert,
     return ret;
 }
 
+/* Sign der with the session's identity, encrypt it to the KDC and make it
+ * the padata to send. */
+static krb5_error_code
+seal_request(krb5_context ctx, tk_client_session *s,
+             krb5_clpreauth_modreq modreq, const krb5_data *der,
+             krb5_pa_data ***pa_out)
+{
+    krb5_error_code ret;
+    krb5_data sig = { 0, 0, NULL }, env = { 0, 0, NULL };
+    krb5_pa_data **list = NULL;
+
+    ret = tk_cms_sign(ctx, s->id, der, &sig);
+    if (ret == 0 && s->tamper_signed != NULL)
+        s->tamper_signed(s, &sig);
+    if (ret == 0)
+        ret = tk_cms_encrypt(ctx, s->recipient != NULL ? s->recipient :
+                             modreq->kdc_cert, &sig, &env);
+    if (ret == 0 && s->tamper_padata != NULL)
+        s->tamper_padata(s, &env);
+    if (ret)
+        goto cleanup;
+    list = calloc(2, sizeof(*list));
+    if (list == NULL || (list[0] = calloc(1, sizeof(**list))) == NULL) {
+        free(list);
+        ret = ENOMEM;
+        goto cleanup;
+    }
+    list[0]->magic = KV5M_PA_DATA;
+    list[0]->pa_type = TK_PADATA;
+    list[0]->contents = (krb5_octet *)env.data;
+    list[0]->length = env.length;
+    env.data = NULL;
+    *pa_out = list;
+    s->uploaded = TRUE;
+
+cleanup:
+    if (sig.data != NULL)
+        OPENSSL_cleanse(sig.data, sig.length);
+    free(sig.data);
+    free(env.data);
+    return ret;
+}
+
 /* Build the padata carrying the upload. */
 static krb5_error_code
 make_upload(krb5_context ctx, tk_client_session *s,
@@ -133,9 +180,7 @@ make_upload(krb5_context ctx, tk_client_session *s,
 {
     krb5_error_code ret;
     tk_upload up;
-    krb5_data der = { 0, 0, NULL }, sig = { 0, 0, NULL };
-    krb5_data env = { 0, 0, NULL };
-    krb5_pa_data **list = NULL;
+    krb5_data der = { 0, 0, NULL };
     krb5_deltat life;
     size_t i;
 
@@ -165,38 +210,38 @@ make_upload(krb5_context ctx, tk_client_session *s,
     ret = tk_encode_upload(ctx, &up, &der);
     OPENSSL_cleanse(&up, sizeof(up));
     if (ret == 0)
-        ret = tk_cms_sign(ctx, s->id, &der, &sig);
-    if (ret == 0 && s->tamper_signed != NULL)
-        s->tamper_signed(s, &sig);
-    if (ret == 0)
-        ret = tk_cms_encrypt(ctx, s->recipient != NULL ? s->recipient :
-                             modreq->kdc_cert, &sig, &env);
-    if (ret == 0 && s->tamper_padata != NULL)
-        s->tamper_padata(s, &env);
-    if (ret)
-        goto cleanup;
-    list = calloc(2, sizeof(*list));
-    if (list == NULL || (list[0] = calloc(1, sizeof(**list))) == NULL) {
-        free(list);
-        ret = ENOMEM;
-        goto cleanup;
-    }
-    list[0]->magic = KV5M_PA_DATA;
-    list[0]->pa_type = TK_PADATA;
-    list[0]->contents = (krb5_octet *)env.data;
-    list[0]->length = env.length;
-    env.data = NULL;
-    *pa_out = list;
-    s->uploaded = TRUE;
-
-cleanup:
+        ret = seal_request(ctx, s, modreq, &der, pa_out);
     if (der.data != NULL)
         OPENSSL_cleanse(der.data, der.length);
-    if (sig.data != NULL)
-        OPENSSL_cleanse(sig.data, sig.length);
     free(der.data);
-    free(sig.data);
-    free(env.data);
+    return ret;
+}
+
+/* Build the padata carrying a fetch: the upload's binding, no key. */
+static krb5_error_code
+make_fetch(krb5_context ctx, tk_client_session *s,
+           krb5_clpreauth_modreq modreq, krb5_data *body,
+           krb5_pa_data ***pa_out)
+{
+    krb5_error_code ret;
+    tk_fetch fetch;
+    krb5_data der = { 0, 0, NULL };
+
+    memset(&fetch, 0, sizeof(fetch));
+    if (modreq->token.length == 0)
+        return fail(ctx, s, KRB5_PREAUTH_FAILED, "the KDC sent no freshness "
+                    "token%s", "");
+    fetch.realm = s->request->realm;
+    fetch.principal = s->request->principal;
+    ret = tk_cert_hash(ctx, modreq->kdc_cert, fetch.kdc_cert_hash);
+    if (ret)
+        return ret;
+    fetch.freshness_token = modreq->token;
+    tk_sha256(body->data, body->length, fetch.body_checksum);
+    ret = tk_encode_fetch(ctx, &fetch, &der);
+    if (ret == 0)
+        ret = seal_request(ctx, s, modreq, &der, pa_out);
+    free(der.data);
     return ret;
 }
 
@@ -314,6 +359,16 @@ request_from_offer(krb5_context ctx, tk_client_session *s,
     req->max_lifetime = offer->max_lifetime;
     req->current_kvno = ko->current_kvno;
     req->kdc_time = ko->kdc_time;
+    req->share_delay = ko->share_delay;
+    if (ko->nheld > 0) {
+        req->held = calloc(ko->nheld, sizeof(*req->held));
+        if (req->held == NULL) {
+            ret = ENOMEM;
+            goto cleanup;
+        }
+        memcpy(req->held, ko->held, ko->nheld * sizeof(*req->held));
+        req->nheld = ko->nheld;
+    }
     *req_out = req;
     req = NULL;
 
@@ -339,14 +394,73 @@ answer_offer(krb5_context ctx, tk_client_session *s,
     if (s->dry_run)
         return fail(ctx, s, TK_DRY_RUN_STOP, "dry run: stopping before the "
                     "upload%s", "");
+    s->fetch = s->idle = FALSE;
     ret = s->prepare(ctx, s);
     if (ret)
         return ret;
+    if (s->idle)
+        return fail(ctx, s, TK_DRY_RUN_STOP, "nothing to send: the keytab "
+                    "holds every key the KDC holds%s", "");
+    if (s->fetch)
+        return make_fetch(ctx, s, modreq, body, pa_out);
     return make_upload(ctx, s, modreq, body, pa_out);
 }
 
+/* A shared principal's keys in the acknowledgement, encrypted to our
+ * certificate, into the session. */
+static krb5_error_code
+open_shared_keys(krb5_context ctx, tk_client_session *s, const tk_ack *ack)
+{
+    krb5_error_code ret;
+    krb5_data der = { 0, 0, NULL };
+
+    tk_held_keys_free(s->held, s->nheld);
+    s->held = NULL;
+    s->nheld = 0;
+    ret = tk_cms_decrypt(ctx, s->id, &ack->shared_keys, &der);
+    if (ret)
+        return fail(ctx, s, KRB5KDC_ERR_KDC_NOT_TRUSTED, "the KDC's keys "
+                    "for this shared principal are not encrypted to our "
+                    "certificate%s", "");
+    ret = tk_decode_held_keys(ctx, &der, &s->held, &s->nheld);
+    OPENSSL_cleanse(der.data, der.length);
+    free(der.data);
+    if (ret)
+        return fail(ctx, s, ret, "the KDC's keys for this shared principal "
+                    "are malformed%s", "");
+    return 0;
+}
+
+/* The reply key: in the acknowledged version, of the reply's enctype. */
+static krb5_error_code
+reply_key(krb5_context ctx, tk_client_session *s, const tk_ack *ack,
+          krb5_enctype etype, const krb5_keyblock **key_out)
+{
+    size_t i, j;
+
+    *key_out = NULL;
+    if (!ack->fetched) {
+        for (i = 0; i < s->nkeys; i++) {
+            if (s->keys[i].enctype == etype)
+                *key_out = &s->keys[i];
+        }
+    }
+    for (i = 0; ack->fetched && i < s->nheld; i++) {
+        for (j = 0; s->held[i].kvno == ack->kvno && j < s->held[i].nkeys;
+             j++) {
+            if (s->held[i].keys[j].enctype == etype)
+                *key_out = &s->held[i].keys[j];
+        }
+    }
+    if (*key_out == NULL)
+        return fail(ctx, s, KRB5_PROG_ETYPE_NOSUPP, "the reply is encrypted "
+                    "in an enctype we hold no key of%s", "");
+    return 0;
+}
+
 /* The acknowledgement, in the AS-REP: also the moment to hand libkrb5 the
- * new key that encrypts the reply. */
+ * key that encrypts the reply (the uploaded one, or for an answer that
+ * stored nothing, the newest key of a shared principal it carries). */
 static krb5_error_code
 acknowledgement(krb5_context ctx, tk_client_session *s,
                 krb5_clpreauth_modreq modreq, krb5_clpreauth_callbacks cb,
@@ -355,8 +469,7 @@ acknowledgement(krb5_context ctx, tk_client_session *s,
 {
     krb5_error_code ret;
     tk_ack *ack = NULL;
-    krb5_enctype etype = cb->get_etype(ctx, rock);
-    size_t i;
+    const krb5_keyblock *key;
 
     if (modreq->kdc_cert == NULL || X509_cmp(signer, modreq->kdc_cert) != 0)
         return fail(ctx, s, KRB5KDC_ERR_KDC_NOT_TRUSTED, "the "
@@ -366,20 +479,24 @@ acknowledgement(krb5_context ctx, tk_client_session *s,
     if (ret)
         return fail(ctx, s, ret, "the KDC's acknowledgement is "
                     "malformed%s", "");
-    if (ack->kvno != s->kvno || strcmp(ack->principal,
-                                       s->request->principal) != 0) {
+    if (strcmp(ack->principal, s->request->principal) != 0 ||
+        (!ack->fetched && (s->fetch || ack->kvno != s->kvno)) ||
+        (ack->fetched && ack->shared_keys.length == 0)) {
         tk_ack_free(ack);
         return fail(ctx, s, KRB5KDC_ERR_KDC_NOT_TRUSTED, "the KDC "
                     "acknowledged another key%s", "");
     }
     tk_ack_free(s->ack);
     s->ack = ack;
-    for (i = 0; i < s->nkeys; i++) {
-        if (s->keys[i].enctype == etype)
-            return cb->set_as_key(ctx, rock, &s->keys[i]);
+    if (ack->shared_keys.length > 0) {
+        ret = open_shared_keys(ctx, s, ack);
+        if (ret)
+            return ret;
     }
-    return fail(ctx, s, KRB5_PROG_ETYPE_NOSUPP, "the reply is encrypted in "
-                "an enctype we did not upload%s", "");
+    ret = reply_key(ctx, s, ack, cb->get_etype(ctx, rock), &key);
+    if (ret)
+        return ret;
+    return cb->set_as_key(ctx, rock, key);
 }
 
 /* Open a SignedData from the KDC: its content and signer, once the signer

@@ -311,6 +311,57 @@ client_kvno(krb5_context ctx, krb5_kdcpreauth_callbacks cb,
     return kvno;
 }
 
+/* A shared principal's delay (tempkey_share), 0 if it is not shared. */
+static krb5_deltat
+share_delay(krb5_context ctx, krb5_kdcpreauth_callbacks cb,
+            krb5_kdcpreauth_rock rock)
+{
+    char *value = NULL;
+    krb5_deltat delay = 0;
+
+    if (cb->get_string(ctx, rock, TK_ATTR_SHARE, &value) != 0 ||
+        value == NULL)
+        return 0;
+    if (krb5_string_to_deltat(value, &delay) != 0 || delay < 0)
+        delay = 0;
+    cb->free_string(ctx, rock, value);
+    return delay;
+}
+
+/* For a shared principal, the hints of its KeyOffer: its delay and the
+ * live key versions it holds, so that a member knows what it lacks and
+ * whether a key is pending. */
+static krb5_error_code
+shared_hints(krb5_context ctx, krb5_kdcpreauth_callbacks cb,
+             krb5_kdcpreauth_rock rock, int64_t now, tk_key_offer *ko)
+{
+    tk_meta *meta;
+    size_t i;
+
+    ko->share_delay = share_delay(ctx, cb, rock);
+    if (ko->share_delay == 0)
+        return 0;
+    meta = client_meta(ctx, cb, rock);
+    if (meta != NULL && meta->nkeys > 0) {
+        ko->held = calloc(meta->nkeys, sizeof(*ko->held));
+        if (ko->held == NULL) {
+            tk_meta_free(meta);
+            return ENOMEM;
+        }
+    }
+    for (i = 0; meta != NULL && i < meta->nkeys && ko->nheld < TK_MAX_HELD;
+         i++) {
+        if (meta->keys[i].expiry <= now)
+            continue;
+        ko->held[ko->nheld].kvno = meta->keys[i].kvno;
+        ko->held[ko->nheld].expiry = meta->keys[i].expiry;
+        ko->held[ko->nheld].active_at = meta->keys[i].active_at;
+        ko->nheld++;
+    }
+    tk_meta_free(meta);
+    return 0;
+}
+
 static krb5_pa_data *
 make_pa(krb5_data *der)
 {
@@ -412,7 +463,9 @@ tk_kdc_edata(krb5_context ctx, krb5_kdc_req *request,
     ko.signed_offer = *offer;
     ko.principal = name;
     ko.current_kvno = client_kvno(ctx, cb, rock);
-    ret = tk_encode_key_offer(ctx, &ko, &der);
+    ret = shared_hints(ctx, cb, rock, ko.kdc_time, &ko);
+    if (ret == 0)
+        ret = tk_encode_key_offer(ctx, &ko, &der);
     if (ret == 0 && (pa = make_pa(&der)) == NULL)
         ret = ENOMEM;
     if (ret == 0)
@@ -427,6 +480,7 @@ cleanup:
         krb5_free_error_message(ctx, msg);
     }
     free(der.data);
+    free(ko.held);
     krb5_free_unparsed_name(ctx, name);
     (*respond)(arg, ret, pa);
 }
@@ -454,6 +508,13 @@ typedef struct {
     const char *primary;        /* named in a not-primary refusal */
     krb5_kvno long_term_kvno;   /* an adopted principal's, from the store */
     int64_t long_term_until;
+    const char *what;           /* "upload" or "fetch", for the log */
+    /* A shared principal's, from the store. */
+    krb5_deltat share_delay;
+    krb5_boolean fetched;       /* nothing stored: answered with the keys */
+    int64_t active_at;
+    tk_held_key *held;          /* every live key version */
+    size_t nheld;
 } check_state;
 
 /* Record a refusal and return its Kerberos error code.  The detail, for
@@ -585,6 +646,24 @@ report_crl(void *arg, const char *spec, int ncrls, const char *error)
                 "CRLs)", rs->realm, spec, ncrls);
 }
 
+/* Whether hex is one of the pins, separated by commas or spaces (a shared
+ * principal pins each member's key). */
+static krb5_boolean
+pin_listed(const char *pins, const char *hex)
+{
+    size_t len = strlen(hex), n;
+    const char *p = pins;
+
+    while (*p != '\0') {
+        p += strspn(p, ", \t");
+        n = strcspn(p, ", \t");
+        if (n == len && strncasecmp(p, hex, len) == 0)
+            return TRUE;
+        p += n;
+    }
+    return FALSE;
+}
+
 /* The signer: a pinned key, or a chain to the anchors with the right key
  * purpose naming exactly the client. */
 static krb5_error_code
@@ -602,9 +681,10 @@ check_certificate(check_state *st, krb5_kdcpreauth_callbacks cb,
         pin != NULL) {
         ret = tk_spki_hash(st->ctx, st->signer, spki);
         tk_hex(spki, TK_HASH_LEN, hex);
-        if (ret == 0 && strcasecmp(hex, pin) != 0)
-            ret = refuse(st, TK_REASON_PINNED_KEY_MISMATCH, 0, "the upload "
-                         "is not signed by the key pinned in tempkey_spki");
+        if (ret == 0 && !pin_listed(pin, hex))
+            ret = refuse(st, TK_REASON_PINNED_KEY_MISMATCH, 0, "the %s is "
+                         "not signed by a key pinned in tempkey_spki",
+                         st->what);
         cb->free_string(st->ctx, rock, pin);
         return ret;
     }
@@ -643,36 +723,38 @@ decode_upload(check_state *st, const krb5_data *content, tk_upload **up_out)
     return ret ? refuse(st, TK_REASON_MALFORMED, ret, NULL) : 0;
 }
 
-/* What binds the upload to this exchange: the client, this KDC, the
- * freshness token it sent, this AS-REQ's body. */
+/* What binds a request (an upload or a fetch) to this exchange: the client,
+ * this KDC, the freshness token it sent, this AS-REQ's body. */
 static krb5_error_code
 check_binding(check_state *st, krb5_kdcpreauth_callbacks cb,
-              krb5_kdcpreauth_rock rock, const tk_upload *up)
+              krb5_kdcpreauth_rock rock, const char *realm,
+              const char *principal, const unsigned char *kdc_cert_hash,
+              const krb5_data *token, const unsigned char *body_checksum)
 {
     krb5_principal named = NULL;
     unsigned char sum[TK_HASH_LEN];
     krb5_data *body;
     krb5_boolean same;
 
-    same = (krb5_parse_name(st->ctx, up->principal, &named) == 0 &&
-            strcmp(up->realm, st->rs->realm) == 0 &&
+    same = (krb5_parse_name(st->ctx, principal, &named) == 0 &&
+            strcmp(realm, st->rs->realm) == 0 &&
             krb5_principal_compare(st->ctx, named, st->client));
     krb5_free_principal(st->ctx, named);
     if (!same)
-        return refuse(st, TK_REASON_NAME_MISMATCH, 0, "the upload names "
-                      "another principal than the AS-REQ client");
-    if (CRYPTO_memcmp(up->kdc_cert_hash, st->rs->cert_hash, TK_HASH_LEN) != 0)
-        return refuse(st, TK_REASON_KDC_CERTIFICATE_MISMATCH, 0, "the upload "
-                      "was made for another KDC certificate");
-    if (up->freshness_token.length == 0 ||
-        cb->check_freshness_token(st->ctx, rock, &up->freshness_token) != 0)
+        return refuse(st, TK_REASON_NAME_MISMATCH, 0, "the %s names "
+                      "another principal than the AS-REQ client", st->what);
+    if (CRYPTO_memcmp(kdc_cert_hash, st->rs->cert_hash, TK_HASH_LEN) != 0)
+        return refuse(st, TK_REASON_KDC_CERTIFICATE_MISMATCH, 0, "the %s "
+                      "was made for another KDC certificate", st->what);
+    if (token->length == 0 ||
+        cb->check_freshness_token(st->ctx, rock, token) != 0)
         return refuse(st, TK_REASON_STALE_FRESHNESS_TOKEN, 0, "missing or "
                       "stale freshness token");
     body = cb->request_body(st->ctx, rock);
     tk_sha256(body->data, body->length, sum);
-    if (CRYPTO_memcmp(sum, up->body_checksum, TK_HASH_LEN) != 0)
+    if (CRYPTO_memcmp(sum, body_checksum, TK_HASH_LEN) != 0)
         return refuse(st, TK_REASON_REQUEST_CHECKSUM_MISMATCH, 0, "the "
-                      "upload is bound to another AS-REQ body");
+                      "%s is bound to another AS-REQ body", st->what);
     return 0;
 }
 
@@ -776,20 +858,55 @@ read_long_term(check_state *st, const unsigned char *result)
     st->long_term_until = (int64_t)until;
 }
 
-/* Hand the upload to the KDB module; read back its verdict. */
+/* A big-endian number of len bytes at p. */
+static uint64_t
+get_be(const unsigned char *p, int len)
+{
+    uint64_t v = 0;
+    int i;
+
+    for (i = 0; i < len; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* A shared principal's part of the store's result, and its keys. */
 static krb5_error_code
-store(check_state *st, const krb5_data *upload_der, int64_t *expiry_out)
+read_shared(check_state *st, const unsigned char *result,
+            const krb5_tl_data *held)
+{
+    krb5_data der;
+
+    st->fetched = (result[24] == 1);
+    st->active_at = (int64_t)get_be(result + 25, 8);
+    st->share_delay = (krb5_deltat)get_be(result + 33, 4);
+    if (st->share_delay == 0 || held == NULL)
+        return 0;
+    der.data = (char *)held->tl_data_contents;
+    der.length = held->tl_data_length;
+    return tk_decode_held_keys(st->ctx, &der, &st->held, &st->nheld);
+}
+
+/*
+ * Hand the verified request to the KDB module, as the tl_data type says
+ * (TK_TL_UPLOAD with the Upload DER, or TK_TL_FETCH), and read back its
+ * verdict; a shared principal's keys come back in the clear and are
+ * zeroed here with the entry.
+ */
+static krb5_error_code
+store(check_state *st, krb5_int16 type, const krb5_data *der,
+      int64_t *expiry_out)
 {
     krb5_error_code ret;
     krb5_db_entry *e;
-    krb5_tl_data *tl, *result = NULL;
+    krb5_tl_data *tl, *result = NULL, *held = NULL;
     unsigned char *p;
-    int reason = 0, i;
+    int reason = 0;
     int64_t expiry = 0;
 
     e = calloc(1, sizeof(*e));
     tl = calloc(1, sizeof(*tl));
-    p = malloc(TK_UPLOADER_LEN + upload_der->length);
+    p = malloc(TK_UPLOADER_LEN + der->length);
     if (e == NULL || tl == NULL || p == NULL) {
         free(e);
         free(tl);
@@ -797,9 +914,10 @@ store(check_state *st, const krb5_data *upload_der, int64_t *expiry_out)
         return ENOMEM;
     }
     ret = tk_cert_hash(st->ctx, st->signer, p);
-    memcpy(p + TK_UPLOADER_LEN, upload_der->data, upload_der->length);
-    tl->tl_data_type = TK_TL_UPLOAD;
-    tl->tl_data_length = TK_UPLOADER_LEN + upload_der->length;
+    if (der->length > 0)
+        memcpy(p + TK_UPLOADER_LEN, der->data, der->length);
+    tl->tl_data_type = type;
+    tl->tl_data_length = TK_UPLOADER_LEN + der->length;
     tl->tl_data_contents = p;
     e->magic = KRB5_KDB_MAGIC_NUMBER;
     e->len = KRB5_KDB_V1_BASE_LENGTH;
@@ -813,15 +931,15 @@ store(check_state *st, const krb5_data *upload_der, int64_t *expiry_out)
         if (tl->tl_data_type == TK_TL_UPLOAD_RESULT &&
             tl->tl_data_length == TK_UPLOAD_RESULT_LEN)
             result = tl;
-        if (tl->tl_data_type == TK_TL_UPLOAD)
-            OPENSSL_cleanse(tl->tl_data_contents, tl->tl_data_length);
+        if (tl->tl_data_type == TK_TL_HELD_KEYS)
+            held = tl;
     }
     if (result != NULL) {
-        for (i = 0; i < 4; i++)
-            reason = (reason << 8) | result->tl_data_contents[i];
-        for (i = 0; i < 8; i++)
-            expiry = (expiry << 8) | result->tl_data_contents[4 + i];
+        reason = (int)get_be(result->tl_data_contents, 4);
+        expiry = (int64_t)get_be(result->tl_data_contents + 4, 8);
         read_long_term(st, result->tl_data_contents);
+        if (ret == 0)
+            ret = read_shared(st, result->tl_data_contents, held);
     }
     if (ret)
         ret = refuse(st, reason != 0 ? reason : TK_REASON_STORE_FAILED, ret,
@@ -830,6 +948,11 @@ store(check_state *st, const krb5_data *upload_der, int64_t *expiry_out)
         ret = refuse(st, TK_REASON_STORE_FAILED, 0, "the KDB module is not "
                      "tempkey");
     *expiry_out = expiry;
+    for (tl = e->tl_data; tl != NULL; tl = tl->tl_data_next) {
+        if (tl->tl_data_type == TK_TL_UPLOAD ||
+            tl->tl_data_type == TK_TL_HELD_KEYS)
+            OPENSSL_cleanse(tl->tl_data_contents, tl->tl_data_length);
+    }
     free_upload_entry(st->ctx, e);
     return ret;
 }
@@ -847,19 +970,145 @@ cap_ticket(krb5_ticket_times *times, int64_t expiry)
         times->renew_till = (krb5_timestamp)expiry;
 }
 
-/* The stored upload: the reply in its key, the ticket within its life, and
- * the acknowledgement for return_padata in *modreq_out. */
+/* The newest key version a shared principal's answer carries, or NULL. */
+static const tk_held_key *
+newest_held(const check_state *st)
+{
+    const tk_held_key *newest = NULL;
+    size_t i;
+
+    for (i = 0; i < st->nheld; i++) {
+        if (newest == NULL || st->held[i].kvno > newest->kvno)
+            newest = &st->held[i];
+    }
+    return newest;
+}
+
+/* For an answer with keys and nothing stored: the reply goes in the newest
+ * version held, in the first requested enctype it has. */
 static krb5_error_code
-accept_upload(check_state *st, krb5_kdcpreauth_callbacks cb,
-              krb5_kdcpreauth_rock rock, const krb5_keyblock *key,
-              const tk_upload *up, int64_t expiry,
-              krb5_enc_tkt_part *enc_tkt_reply,
-              krb5_kdcpreauth_modreq *modreq_out)
+choose_held_key(check_state *st, const krb5_kdc_req *request,
+                const tk_held_key *newest, const krb5_keyblock **key_out)
+{
+    int i;
+    size_t j;
+
+    for (i = 0; newest != NULL && i < request->nktypes; i++) {
+        for (j = 0; j < newest->nkeys; j++) {
+            if (newest->keys[j].enctype == request->ktype[i]) {
+                *key_out = &newest->keys[j];
+                return 0;
+            }
+        }
+    }
+    return refuse(st, TK_REASON_ENCTYPE_NOT_ALLOWED, 0, "no key of the "
+                  "newest version held matches the AS-REQ enctypes");
+}
+
+/* A shared principal's part of the acknowledgement: the keys, encrypted to
+ * the member that signed, and when the next rotation is due. */
+static krb5_error_code
+shared_ack(check_state *st, const tk_held_key *newest, tk_ack *ack)
+{
+    krb5_error_code ret;
+    krb5_data der = EMPTY_DATA;
+
+    ret = tk_encode_held_keys(st->ctx, st->held, st->nheld, &der);
+    if (ret == 0)
+        ret = tk_cms_encrypt(st->ctx, st->signer, &der, &ack->shared_keys);
+    if (der.data != NULL)
+        OPENSSL_cleanse(der.data, der.length);
+    free(der.data);
+    if (ret)
+        return ret;
+    ack->share_delay = st->share_delay;
+    ack->fetched = st->fetched;
+    ack->refresh_by = tk_shared_refresh_by(newest->expiry, newest->active_at,
+                                           st->now, st->share_delay);
+    return 0;
+}
+
+/* The kvnos of a shared principal's answer, for the log ("3-5"). */
+static void
+held_range(const check_state *st, char *buf, size_t size)
+{
+    krb5_kvno lo = 0, hi = 0;
+    size_t i;
+
+    for (i = 0; i < st->nheld; i++) {
+        if (lo == 0 || st->held[i].kvno < lo)
+            lo = st->held[i].kvno;
+        if (st->held[i].kvno > hi)
+            hi = st->held[i].kvno;
+    }
+    if (lo == hi)
+        snprintf(buf, size, "%u", hi);
+    else
+        snprintf(buf, size, "%u-%u", lo, hi);
+}
+
+/* One KDC line for what was done. */
+static void
+log_accepted(const check_state *st, const tk_upload *up, const tk_ack *ack)
+{
+    char range[32], when[TK_TIME_LEN];
+
+    if (st->share_delay == 0) {
+        com_err("tempkey", 0, "stored kvno %u of %s, expires in %lld s, "
+                "uploaded by %s", up->kvno, st->client_name,
+                (long long)(ack->expiry - st->now), st->signer_desc);
+        return;
+    }
+    held_range(st, range, sizeof(range));
+    tk_format_time(ack->active_at != 0 ? ack->active_at : st->now, when);
+    if (!st->fetched) {
+        com_err("tempkey", 0, "stored kvno %u of %s, expires in %lld s, "
+                "uploaded by %s; shared: tickets in it from %s, sent kvno %s",
+                up->kvno, st->client_name,
+                (long long)(ack->expiry - st->now), st->signer_desc, when,
+                range);
+    } else if (up != NULL) {
+        com_err("tempkey", 0, "answered upload of kvno %u for %s as a "
+                "fetch: kvno %u is pending until %s; sent kvno %s to %s",
+                up->kvno, st->client_name, ack->kvno, when, range,
+                st->signer_desc);
+    } else {
+        com_err("tempkey", 0, "fetch for %s: sent kvno %s (tickets in kvno "
+                "%u from %s) to %s", st->client_name, range, ack->kvno, when,
+                st->signer_desc);
+    }
+}
+
+/*
+ * The answer: the reply in key (the uploaded one, or for an answer with
+ * keys and nothing stored the newest held), the ticket within that key's
+ * life, and the acknowledgement for return_padata in *modreq_out.
+ */
+static krb5_error_code
+accept_request(check_state *st, krb5_kdcpreauth_callbacks cb,
+               krb5_kdcpreauth_rock rock, const krb5_kdc_req *request,
+               const krb5_keyblock *key, const tk_upload *up, int64_t expiry,
+               krb5_enc_tkt_part *enc_tkt_reply,
+               krb5_kdcpreauth_modreq *modreq_out)
 {
     krb5_error_code ret;
     krb5_kdcpreauth_modreq modreq;
+    const tk_held_key *newest = newest_held(st);
+    krb5_kvno kvno = (up != NULL) ? up->kvno : 0;
+    int64_t active_at = st->active_at;
 
     *modreq_out = NULL;
+    if (st->share_delay > 0 && newest == NULL)
+        return refuse(st, TK_REASON_STORE_FAILED, 0, "the KDB module "
+                      "returned no key of the shared principal");
+    if (st->fetched) {
+        ret = choose_held_key(st, request, newest, &key);
+        if (ret)
+            return ret;
+        kvno = newest->kvno;
+        expiry = newest->expiry;
+        active_at = newest->active_at;
+    }
     ret = cb->replace_reply_key(st->ctx, rock, key, FALSE);
     if (ret)
         return ret;
@@ -873,16 +1122,23 @@ accept_upload(check_state *st, krb5_kdcpreauth_callbacks cb,
         free(modreq);
         return ENOMEM;
     }
-    modreq->ack.kvno = up->kvno;
+    modreq->ack.kvno = kvno;
     modreq->ack.expiry = expiry;
     modreq->ack.long_term_kvno = st->long_term_kvno;
     modreq->ack.long_term_until = st->long_term_until;
     /* Refresh with two thirds of the key's life gone, leaving time to
      * retry before it expires. */
     modreq->ack.refresh_by = st->now + (expiry - st->now) * 2 / 3;
-    com_err("tempkey", 0, "stored kvno %u of %s, expires in %lld s, "
-            "uploaded by %s", up->kvno, st->client_name,
-            (long long)(expiry - st->now), st->signer_desc);
+    modreq->ack.active_at = (active_at > st->now) ? active_at : 0;
+    if (st->share_delay > 0) {
+        ret = shared_ack(st, newest, &modreq->ack);
+        if (ret) {
+            free(modreq->ack.principal);
+            free(modreq);
+            return ret;
+        }
+    }
+    log_accepted(st, up, &modreq->ack);
     *modreq_out = modreq;
     return 0;
 }
@@ -922,19 +1178,30 @@ respond_verdict(check_state *st, krb5_error_code ret,
     const char *msg;
 
     if (ret && st->reason) {
-        com_err("tempkey", 0, "refused upload for %s signed by %s: %s: %s",
-                st->client_name, st->signer_desc, tk_reason_name(st->reason),
-                st->detail);
+        com_err("tempkey", 0, "refused %s for %s signed by %s: %s: %s",
+                st->what, st->client_name, st->signer_desc,
+                tk_reason_name(st->reason), st->detail);
         (*respond)(arg, ret, NULL, refusal_edata(st), NULL);
     } else if (ret) {
         msg = krb5_get_error_message(st->ctx, ret);
-        com_err("tempkey", 0, "upload for %s failed: %s", st->client_name,
-                msg);
+        com_err("tempkey", 0, "%s for %s failed: %s", st->what,
+                st->client_name, msg);
         krb5_free_error_message(st->ctx, msg);
         (*respond)(arg, ret, NULL, NULL, NULL);
     } else {
         (*respond)(arg, 0, modreq, NULL, NULL);
     }
+}
+
+/* The request inside: an upload or (tk_decode_fetch succeeds) a fetch.
+ * Looked at before the certificate only to name it in the log. */
+static void
+peek_fetch(check_state *st, const krb5_data *content, tk_fetch **fetch_out)
+{
+    if (tk_decode_fetch(st->ctx, content, fetch_out) == 0)
+        st->what = "fetch";
+    else
+        krb5_clear_error_message(st->ctx);
 }
 
 static void
@@ -946,9 +1213,10 @@ tk_kdc_verify(krb5_context ctx, krb5_data *req_pkt, krb5_kdc_req *request,
 {
     krb5_error_code ret;
     check_state st;
-    krb5_data content = EMPTY_DATA;
+    krb5_data content = EMPTY_DATA, none = EMPTY_DATA;
     STACK_OF(X509) *certs = NULL;
     tk_upload *up = NULL;
+    tk_fetch *fetch = NULL;
     const krb5_keyblock *key = NULL;
     krb5_kdcpreauth_modreq modreq = NULL;
     int64_t expiry = 0;
@@ -958,6 +1226,7 @@ tk_kdc_verify(krb5_context ctx, krb5_data *req_pkt, krb5_kdc_req *request,
     st.client = cb->client_name(ctx, rock);
     st.rs = find_realm(md, &st.client->realm);
     st.now = time(NULL);
+    st.what = "upload";
     strcpy(st.signer_desc, "no certificate");
     if (krb5_unparse_name(ctx, st.client, &st.client_name) != 0) {
         (*respond)(arg, ENOMEM, NULL, NULL, NULL);
@@ -968,22 +1237,34 @@ tk_kdc_verify(krb5_context ctx, krb5_data *req_pkt, krb5_kdc_req *request,
     if (ret == 0)
         ret = open_upload(&st, data, &content, &certs);
     if (ret == 0)
+        peek_fetch(&st, &content, &fetch);
+    if (ret == 0)
         ret = check_certificate(&st, cb, rock, certs);
-    if (ret == 0)
+    if (ret == 0 && fetch != NULL) {
+        ret = check_binding(&st, cb, rock, fetch->realm, fetch->principal,
+                            fetch->kdc_cert_hash, &fetch->freshness_token,
+                            fetch->body_checksum);
+        if (ret == 0)
+            ret = store(&st, TK_TL_FETCH, &none, &expiry);
+        st.fetched = TRUE;
+    } else if (ret == 0) {
         ret = decode_upload(&st, &content, &up);
-    if (ret == 0)
-        ret = check_binding(&st, cb, rock, up);
-    if (ret == 0)
-        ret = check_keys(&st, up);
-    if (ret == 0)
-        ret = check_kvno(&st, cb, rock, up);
-    if (ret == 0)
-        ret = choose_reply_key(&st, request, up, &key);
-    if (ret == 0)
-        ret = store(&st, &content, &expiry);
+        if (ret == 0)
+            ret = check_binding(&st, cb, rock, up->realm, up->principal,
+                                up->kdc_cert_hash, &up->freshness_token,
+                                up->body_checksum);
+        if (ret == 0)
+            ret = check_keys(&st, up);
+        if (ret == 0)
+            ret = check_kvno(&st, cb, rock, up);
+        if (ret == 0)
+            ret = choose_reply_key(&st, request, up, &key);
+        if (ret == 0)
+            ret = store(&st, TK_TL_UPLOAD, &content, &expiry);
+    }
     if (ret == 0) {
-        ret = accept_upload(&st, cb, rock, key, up, expiry, enc_tkt_reply,
-                            &modreq);
+        ret = accept_request(&st, cb, rock, request, key, up, expiry,
+                             enc_tkt_reply, &modreq);
     }
     respond_verdict(&st, ret, modreq, respond, arg);
 
@@ -991,6 +1272,8 @@ tk_kdc_verify(krb5_context ctx, krb5_data *req_pkt, krb5_kdc_req *request,
         OPENSSL_cleanse(content.data, content.length);
     free(content.data);
     tk_upload_free(up);
+    tk_fetch_free(fetch);
+    tk_held_keys_free(st.held, st.nheld);
     X509_free(st.signer);
     sk_X509_pop_free(certs, X509_free);
     krb5_free_unparsed_name(ctx, st.client_name);
@@ -1025,6 +1308,7 @@ tk_kdc_free_modreq(krb5_context ctx, krb5_kdcpreauth_moddata md,
     if (modreq == NULL)
         return;
     free(modreq->ack.principal);
+    free(modreq->ack.shared_keys.data);
     free(modreq);
 }
 

@@ -26,16 +26,22 @@ struct tk_client_session {
     tk_prepare_fn prepare;
     void *arg;
 
-    /* Set by prepare. */
+    /* Set by prepare: the key to upload, or (a shared principal's
+     * member) fetch to ask for the keys the KDC holds instead, or idle to
+     * send nothing (it holds them all and no upload is due). */
     krb5_kvno kvno;
     krb5_keyblock keys[TK_MAX_KEYS];
     size_t nkeys;
+    krb5_boolean fetch;
+    krb5_boolean idle;
 
     /* Set by the module. */
     tk_key_request *request;    /* the KDC's verified offer */
     int64_t requested_expiry;
     krb5_boolean uploaded;      /* an upload was sent */
     tk_ack *ack;                /* the KDC's signed acknowledgement */
+    tk_held_key *held;          /* a shared principal's keys, from it */
+    size_t nheld;
     int reason;                 /* the KDC's refusal (tk_reason), or 0 */
     char primary[256];          /* a not-primary refusal's primary KDC
                                  * (host or host:port), or empty */
@@ -62,7 +68,8 @@ void tk_client_set_session(tk_client_session *s);
 /* Free what the module put in s (request, ack) and zero the keys. */
 void tk_client_session_clear(tk_client_session *s);
 
-/* The module error that ends a dry run once the key request is verified. */
+/* The module error that ends a dry run once the key request is verified,
+ * and an exchange that prepare found idle. */
 #define TK_DRY_RUN_STOP KRB5_PLUGIN_NO_HANDLE
 
 krb5_error_code clpreauth_tempkey_initvt(krb5_context ctx, int maj_ver,
