@@ -83,6 +83,8 @@ typedef struct {
     const char *principal_arg, *enctypes_arg, *lifetime_arg;
     const char *prometheus_arg;
     int daemon, dry_run, status, verbose;
+    int rotate;                 /* a shared principal: upload now, not
+                                 * when due */
 } options;
 
 /* One line of KEYTAB.tempkey: a key version of a principal and its expiry. */
@@ -128,6 +130,8 @@ typedef struct {
     krb5_boolean upload_unseen; /* the library sent it: we cannot tell */
     krb5_boolean long_term_reply;       /* the KDC answered in the
                                          * principal's long-term key */
+    krb5_deltat share_delay;    /* a shared principal's, as the KDC last
+                                 * said; 0: not shared */
 } updater;
 
 static void
@@ -135,7 +139,7 @@ usage(FILE *out)
 {
     fprintf(out, "usage: %s --cert FILE --key FILE [--anchors FILE] "
             "[--keytab FILE]\n    [--principal NAME] [--lifetime DURATION] "
-            "[--enctypes LIST]\n    [--daemon] [--dry-run] "
+            "[--enctypes LIST]\n    [--daemon] [--dry-run] [--rotate] "
             "[--status [--prometheus FILE|-]] [--verbose]\n", progname);
 }
 
@@ -345,6 +349,8 @@ typedef struct {
     krb5_kvno drop, add;        /* drop these versions of our principal */
     int64_t now;
     int prune;                  /* also drop versions past their use */
+    const tk_held_key *held;    /* and these, which the KDC's replace */
+    size_t nheld;
 } keep_state;
 
 /* Keep other principals' entries, and ours unless dropped or useless: a key
@@ -355,11 +361,16 @@ keep_entry(krb5_context ctx, const krb5_keytab_entry *e, void *arg)
 {
     keep_state *ks = arg;
     record *r;
+    size_t i;
 
     if (!krb5_principal_compare(ctx, e->principal, ks->u->princ))
         return TRUE;
     if (e->vno == ks->drop || e->vno == ks->add)
         return FALSE;
+    for (i = 0; i < ks->nheld; i++) {
+        if (e->vno == ks->held[i].kvno)
+            return FALSE;
+    }
     if (!ks->prune)
         return TRUE;
     r = find_record(ks->u, e->vno);
@@ -373,7 +384,8 @@ rewrite_keytab(updater *u, krb5_kvno drop, int prune,
                const krb5_keyblock *keys, size_t nkeys, krb5_kvno kvno)
 {
     krb5_keytab_entry add[TK_MAX_KEYS];
-    keep_state ks = { u, drop, nkeys > 0 ? kvno : 0, time(NULL), prune };
+    keep_state ks = { u, drop, nkeys > 0 ? kvno : 0, time(NULL), prune, NULL,
+                      0 };
     size_t i;
 
     memset(add, 0, sizeof(add));
@@ -628,6 +640,127 @@ add_pending(updater *u, tk_client_session *s, krb5_kvno stale)
     return ret;
 }
 
+/* ---- Shared principals (ktupdate(8), SHARED SERVICES). */
+
+/* Whether the keytab holds our keys of version kvno. */
+static krb5_boolean
+keytab_has(updater *u, krb5_kvno kvno)
+{
+    krb5_keyblock keys[TK_MAX_KEYS];
+    size_t n = 0, i;
+    krb5_error_code ret = read_keys(u, kvno, keys, &n);
+
+    for (i = 0; i < n; i++)
+        krb5_free_keyblock_contents(u->ctx, &keys[i]);
+    return ret == 0 && n > 0;
+}
+
+/*
+ * For a shared principal, what the run sends once the KDC's offer is
+ * verified: a new key only when the KDC holds none pending and the newest
+ * one it holds is due for rotation (or it holds none, or --rotate says
+ * now); otherwise a fetch
+ * if the keytab lacks a version the KDC holds; otherwise nothing.  Sets
+ * *upload_out for the caller to make and send the key.  A pending key of
+ * ours that the KDC moved past goes.
+ */
+static krb5_error_code
+prepare_shared(updater *u, tk_client_session *s, record *pending,
+               krb5_boolean *upload_out)
+{
+    const tk_key_request *req = s->request;
+    const tk_key_info *newest = NULL;
+    krb5_boolean pending_at_kdc = FALSE, lacking = FALSE;
+    krb5_error_code ret;
+    size_t i;
+
+    *upload_out = FALSE;
+    for (i = 0; i < req->nheld; i++) {
+        if (newest == NULL || req->held[i].kvno > newest->kvno)
+            newest = &req->held[i];
+        if (req->held[i].active_at > req->kdc_time)
+            pending_at_kdc = TRUE;
+        if (!keytab_has(u, req->held[i].kvno))
+            lacking = TRUE;
+    }
+    u->refresh_by = (newest == NULL) ? req->kdc_time :
+        tk_shared_refresh_by(newest->expiry, newest->active_at,
+                             req->kdc_time, req->share_delay);
+    if (!pending_at_kdc && (u->opt.rotate || u->refresh_by <= req->kdc_time)) {
+        *upload_out = TRUE;
+        return 0;
+    }
+    if (pending != NULL) {
+        verbose(u, "the KDC moved on without pending key version %u",
+                pending->kvno);
+        ret = drop_key(u, pending->kvno);
+        if (ret)
+            return ret;
+    }
+    if (lacking) {
+        verbose(u, "fetching the key versions the keytab lacks");
+        s->fetch = TRUE;
+    } else {
+        s->idle = TRUE;
+    }
+    return 0;
+}
+
+/* The KDC's keys of a shared principal into the keytab (in place of any
+ * we hold at those versions, and without our pending key when the KDC
+ * answered without storing it) and the records, pruning keys past use:
+ * one rewrite. */
+static krb5_error_code
+install_held(updater *u)
+{
+    const tk_client_session *s = &u->session;
+    keep_state ks = { u, 0, 0, time(NULL), 1, s->held, s->nheld };
+    krb5_keytab_entry *add;
+    krb5_error_code ret;
+    krb5_boolean ours_held = FALSE;
+    size_t i, j, n = 0;
+    record *r;
+
+    for (i = 0; i < s->nheld; i++)
+        ours_held = ours_held || s->held[i].kvno == u->pending;
+    if (s->ack->fetched && u->pending != 0 && !ours_held)
+        ks.drop = u->pending;
+    add = calloc(s->nheld * TK_MAX_KEYS, sizeof(*add));
+    if (add == NULL)
+        return ENOMEM;
+    for (i = 0; i < s->nheld; i++) {
+        for (j = 0; j < s->held[i].nkeys; j++) {
+            add[n].principal = u->princ;
+            add[n].timestamp = (krb5_timestamp)ks.now;
+            add[n].vno = s->held[i].kvno;
+            add[n].key = s->held[i].keys[j];
+            n++;
+        }
+    }
+    ret = tk_keytab_rewrite(u->ctx, u->keytab, keep_entry, &ks, add, n);
+    free(add);
+    if (ret)
+        return ret;
+    if (ks.drop != 0 && (r = find_record(u, ks.drop)) != NULL)
+        drop_record(u, r);
+    for (i = 0; ret == 0 && i < s->nheld; i++)
+        ret = set_record(u, s->held[i].kvno, s->held[i].expiry, 0);
+    return ret;
+}
+
+/* The kvnos of the KDC's answer, for the line ("3,4,5"). */
+static void
+held_list(const tk_client_session *s, char *buf, size_t size)
+{
+    size_t i, used = 0;
+
+    buf[0] = '\0';
+    for (i = 0; i < s->nheld && used + 8 < size; i++) {
+        used += snprintf(buf + used, size - used, "%s%u", i ? "," : "",
+                         s->held[i].kvno);
+    }
+}
+
 /*
  * Choose the key to send, once the KDC's key request is verified: the
  * pending one if the KDC has not moved past it (it may have stored it and
@@ -640,12 +773,18 @@ prepare_keys(updater *u, tk_client_session *s)
     const tk_key_request *req = s->request;
     record *pending = pending_record(u);
     krb5_error_code ret;
+    krb5_boolean upload;
 
     if (pending != NULL && pending->kvno != u->stale &&
         (req->current_kvno + 1 == pending->kvno ||
          req->current_kvno == pending->kvno) &&
         resend_pending(u, s, pending))
         return 0;
+    if (req->share_delay > 0) {
+        ret = prepare_shared(u, s, pending, &upload);
+        if (ret || !upload)
+            return ret;
+    }
     /* Otherwise the KDC moved on without it, or refused its version: that
      * key is of no use, and the new one takes its place. */
     ret = make_keys(u, s);
@@ -673,8 +812,23 @@ prepare(krb5_context ctx, tk_client_session *s)
     return ret;
 }
 
+/* Whether the KDC's answer for a shared principal held version kvno. */
+static krb5_boolean
+held_version(const tk_client_session *s, krb5_kvno kvno)
+{
+    size_t i;
+
+    for (i = 0; i < s->nheld; i++) {
+        if (s->held[i].kvno == kvno)
+            return TRUE;
+    }
+    return FALSE;
+}
+
 /* Get a ticket to ourselves with the new TGT, from the KDC that stored the
- * key (ctx), and read it with the keytab. */
+ * key (ctx), and read it with the keytab: in key version kvno, or for a
+ * shared principal (kvno 0) in any version the KDC handed us, since it
+ * issues tickets in the new key only once its delay is over. */
 static krb5_error_code
 self_test(updater *u, krb5_context ctx, krb5_creds *tgt, krb5_kvno kvno)
 {
@@ -703,7 +857,13 @@ self_test(updater *u, krb5_context ctx, krb5_creds *tgt, krb5_kvno kvno)
         ret = krb5_kt_resolve(ctx, name, &kt);
     if (ret == 0)
         ret = krb5_server_decrypt_ticket_keytab(ctx, kt, tkt);
-    if (ret == 0 && tkt->enc_part.kvno != kvno) {
+    if (ret == 0 && kvno == 0 && !held_version(&u->session,
+                                               tkt->enc_part.kvno)) {
+        ret = KRB5KRB_AP_ERR_BADKEYVER;
+        krb5_set_error_message(ctx, ret, "the KDC issued a ticket in key "
+                               "version %u, which it did not hand us",
+                               tkt->enc_part.kvno);
+    } else if (ret == 0 && kvno != 0 && tkt->enc_part.kvno != kvno) {
         ret = KRB5KRB_AP_ERR_BADKEYVER;
         krb5_set_error_message(ctx, ret, "the KDC issued a ticket in key "
                                "version %u, not %u", tkt->enc_part.kvno,
@@ -723,7 +883,8 @@ cleanup:
 /* The success line; other programs parse its fields, so new ones go at the
  * end. */
 static void
-print_result(updater *u, const char *verb, const char *kdc)
+print_result(updater *u, const char *verb, const char *kdc,
+             const char *extra)
 {
     char when[TK_TIME_LEN], ename[64];
     size_t i;
@@ -738,7 +899,7 @@ print_result(updater *u, const char *verb, const char *kdc)
                      u->session.keys[i].enctype);
         printf("%s%s", i ? "," : " ", ename);
     }
-    printf(" keytab %s kdc %s\n", u->keytab, kdc);
+    printf(" keytab %s kdc %s%s\n", u->keytab, kdc, extra);
     fflush(stdout);
 }
 
@@ -1492,25 +1653,55 @@ failed(updater *u, attempt *a)
     return status;
 }
 
-/* Stored: record its expiry, prune the keys past use, test, say where. */
+/* The line of a shared principal's answer that stored nothing. */
+static void
+print_fetched(updater *u, const attempt *a, krb5_kvno not_stored)
+{
+    const tk_ack *ack = u->session.ack;
+    char list[512], when[TK_TIME_LEN];
+
+    held_list(&u->session, list, sizeof(list));
+    printf("%s fetched kvno %s keytab %s kdc %s", u->princ_name, list,
+           u->keytab, kdc_of(a));
+    if (ack->active_at != 0) {
+        tk_format_time(ack->active_at, when);
+        printf("; kvno %u is pending until %s", ack->kvno, when);
+    }
+    if (not_stored != 0)
+        printf("; another member's key was pending, so key version %u was "
+               "not stored", not_stored);
+    printf("\n");
+    fflush(stdout);
+}
+
+/* Stored (or, for a shared principal, answered with its keys): record the
+ * expiry, put the keys the KDC handed us in the keytab, prune the keys
+ * past use, test, say where. */
 static int
 settle(updater *u, attempt *a)
 {
     tk_client_session *s = &u->session;
-    krb5_error_code ret;
+    krb5_error_code ret = 0;
+    krb5_kvno not_stored = 0;
+    char extra[TK_TIME_LEN + 32] = "";
     record *r;
     size_t i;
 
-    ret = set_record(u, s->kvno, s->ack->expiry, 0);
+    if (s->ack->fetched && u->pending != 0 && s->uploaded && !s->fetch)
+        not_stored = u->pending;
+    if (!s->ack->fetched)
+        ret = set_record(u, s->kvno, s->ack->expiry, 0);
     if (ret == 0 && s->ack->long_term_kvno != 0)
         ret = note_long_term_keys(u, s->ack->long_term_kvno,
                                   s->ack->long_term_until);
-    if (ret == 0)
+    if (ret == 0 && s->nheld > 0)
+        ret = install_held(u);
+    else if (ret == 0)
         ret = rewrite_keytab(u, 0, 1, NULL, 0, 0);
     for (i = 0; ret == 0 && i < u->nrecords; i++) {
         r = &u->records[i];
-        if (strcmp(r->principal, u->princ_name) == 0 && r->kvno != s->kvno &&
-            r->expiry + u->skew <= time(NULL)) {
+        if (strcmp(r->principal, u->princ_name) == 0 &&
+            r->kvno != s->ack->kvno && r->expiry + u->skew <= time(NULL)) {
             drop_record(u, r);
             i--;
         }
@@ -1518,18 +1709,46 @@ settle(updater *u, attempt *a)
     if (ret == 0)
         ret = save_records(u);
     if (ret) {
-        return say_error(u, EXIT_LOCAL, ret, "the KDC stored the key but "
-                         "the keytab could not be settled");
+        return say_error(u, EXIT_LOCAL, ret, s->ack->fetched ? "the KDC's "
+                         "keys could not be put in the keytab" : "the KDC "
+                         "stored the key but the keytab could not be "
+                         "settled");
     }
     u->pending = 0;
     u->refresh_by = s->ack->refresh_by;
-    ret = self_test(u, a->ctx, &a->creds, s->kvno);
+    u->share_delay = s->ack->share_delay;
+    ret = self_test(u, a->ctx, &a->creds, s->nheld > 0 ? 0 : s->kvno);
     if (ret) {
         relay(u, a->ctx, ret);
         return say_error(u, EXIT_SELF_TEST, ret, "self-test failed: the "
                          "new key does not read a new ticket");
     }
-    print_result(u, "stored", kdc_of(a));
+    if (s->ack->fetched) {
+        print_fetched(u, a, not_stored);
+        return EXIT_OK;
+    }
+    if (s->ack->active_at != 0) {
+        memcpy(extra, " pending-until ", 15);
+        tk_format_time(s->ack->active_at, extra + 15);
+    }
+    print_result(u, "stored", kdc_of(a), extra);
+    return EXIT_OK;
+}
+
+/* A shared principal's run that had nothing to send: say so. */
+static int
+idle(updater *u, attempt *a)
+{
+    tk_client_session *s = &u->session;
+    char when[TK_TIME_LEN];
+
+    u->share_delay = s->request->share_delay;
+    tk_format_time(u->refresh_by, when);
+    printf("%s up to date: the keytab holds every key version the KDC holds "
+           "(kvno %u is the newest); next upload due %s keytab %s kdc %s\n",
+           u->princ_name, s->request->current_kvno, when, u->keytab,
+           kdc_of(a));
+    fflush(stdout);
     return EXIT_OK;
 }
 
@@ -1548,6 +1767,8 @@ conclude(updater *u, attempt *a)
                s->request->current_kvno + 1, when, u->keytab);
         return EXIT_OK;
     }
+    if (s->idle && s->request != NULL)
+        return idle(u, a);
     if (a->ret == 0 && s->ack == NULL)
         return say_error(u, EXIT_UNREACHABLE, 0, "the KDC answered without "
                          "an acknowledgement");
@@ -1844,6 +2065,10 @@ run_daemon(updater *u)
             /* Refresh at the KDC's time, up to a tenth early, so that many
              * servers started together spread out. */
             wait = (double)(u->refresh_by - time(NULL));
+            /* A shared principal's member fetches what another uploaded
+             * well within the delay before the KDC uses it. */
+            if (u->share_delay > 0 && wait > u->share_delay / 3.0)
+                wait = u->share_delay / 3.0;
             wait -= wait * 0.1 * random_fraction();
         } else {
             wait = backoff * (0.5 + random_fraction());
@@ -2092,6 +2317,9 @@ options_fit(const options *opt, int nargs, char **args)
         why = "--dry-run and --status do not go together";
     else if (opt->prometheus_arg != NULL && !opt->status)
         why = "--prometheus goes with --status";
+    else if (opt->rotate && (opt->daemon || opt->status))
+        why = "--rotate is for one run; it goes with neither --daemon nor "
+            "--status";
     if (why != NULL)
         fprintf(stderr, "%s: %s\n", progname, why);
     return why == NULL;
@@ -2113,6 +2341,7 @@ main(int argc, char **argv)
         { "status", no_argument, NULL, 's' },
         { "prometheus", required_argument, NULL, 'P' },
         { "verbose", no_argument, NULL, 'v' },
+        { "rotate", no_argument, NULL, 'R' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -2136,6 +2365,7 @@ main(int argc, char **argv)
         case 's': u.opt.status = 1; break;
         case 'P': u.opt.prometheus_arg = optarg; break;
         case 'v': u.opt.verbose = 1; break;
+        case 'R': u.opt.rotate = 1; break;
         case 'h': usage(stdout); return EXIT_OK;
         default: usage(stderr); return EXIT_USAGE;
         }

@@ -4,7 +4,7 @@
  * usage: tk-upload --cert FILE --key FILE --anchors FILE [--principal NAME]
  *        [--kvno N] [--enctype NAME] [--lifetime DUR] [--fault NAME]
  *        [--other-cert FILE] [--save-token FILE] [--token FILE]
- *        [--before-upload COMMAND] [--send-cert FILE]
+ *        [--before-upload COMMAND] [--send-cert FILE] [--fetch]
  * Faults: kdc-hash, no-token, checksum, expiry, short-key, other-principal,
  * bad-signature, other-kdc (with --other-cert), empty, truncated, garbage,
  * oversized; and, in what the KDC sent, the unsigned hints of its offer
@@ -18,7 +18,8 @@
  * "primary KDC: HOST[:PORT]" (exit 4), or an error (exit 1).  The keys are
  * random and written nowhere.  --send-cert adds the certificate in FILE to
  * the chain the upload carries, as a previous version of the client sent
- * the root along.
+ * the root along.  --fetch asks for a shared principal's keys instead of
+ * uploading one and prints "fetched kvno N held K,K,..." (exit 0).
  */
 
 #define _GNU_SOURCE
@@ -38,6 +39,7 @@ krb5_error_code k5_plugin_register(krb5_context context, int interface_id,
                                    krb5_plugin_initvt_fn module);
 
 static const char *fault = "";
+static int fetch_only;
 static long forced_kvno;
 static krb5_enctype forced_enctype = ENCTYPE_AES256_CTS_HMAC_SHA1_96;
 static const char *save_token_file, *token_file, *before_upload;
@@ -81,6 +83,10 @@ prepare(krb5_context ctx, tk_client_session *s)
     if (before_upload != NULL && system(before_upload) != 0) {
         snprintf(s->message, sizeof(s->message), "--before-upload failed");
         return EINVAL;
+    }
+    if (fetch_only) {
+        s->fetch = TRUE;
+        return 0;
     }
     s->kvno = forced_kvno ? (krb5_kvno)forced_kvno :
         s->request->current_kvno + 1;
@@ -177,6 +183,7 @@ main(int argc, char **argv)
         { "token", required_argument, NULL, 't' },
         { "before-upload", required_argument, NULL, 'b' },
         { "send-cert", required_argument, NULL, 'S' },
+        { "fetch", no_argument, NULL, 'F' },
         { NULL, 0, NULL, 0 }
     };
     const char *cert = NULL, *key = NULL, *anchors = NULL, *princ = NULL;
@@ -193,6 +200,7 @@ main(int argc, char **argv)
     krb5_creds creds;
     char *anchor_spec[2] = { NULL, NULL }, when[TK_TIME_LEN];
     int c, status = 1;
+    size_t i;
 
     memset(&s, 0, sizeof(s));
     memset(&creds, 0, sizeof(creds));
@@ -214,6 +222,7 @@ main(int argc, char **argv)
         case 't': token_file = optarg; break;
         case 'b': before_upload = optarg; break;
         case 'S': send_cert = optarg; break;
+        case 'F': fetch_only = 1; break;
         default: return 2;
         }
     }
@@ -266,7 +275,13 @@ main(int argc, char **argv)
     ret = krb5_get_init_creds_password(ctx, &creds, client, NULL, NULL, NULL,
                                        0, NULL, gic);
     tk_client_set_session(NULL);
-    if (ret == 0 && s.ack != NULL) {
+    if (ret == 0 && s.ack != NULL && s.ack->fetched) {
+        printf("fetched kvno %u held", s.ack->kvno);
+        for (i = 0; i < s.nheld; i++)
+            printf("%s%u", i ? "," : " ", s.held[i].kvno);
+        printf("\n");
+        status = 0;
+    } else if (ret == 0 && s.ack != NULL) {
         tk_format_time(s.ack->expiry, when);
         printf("stored kvno %u expires %s", s.ack->kvno, when);
         /* The ticket the exchange gave, for the tests of its caps. */

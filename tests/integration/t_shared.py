@@ -1,0 +1,343 @@
+"""Shared services (issue 10): one principal served by several hosts.  For a
+principal marked shared, an upload makes a pending key the KDC issues no
+ticket in until the upload's time plus the delay; every member fetches it
+meanwhile (authenticated as an upload, the keys encrypted to its own
+certificate), so every ticket the KDC issues reads with every member's
+keytab.  A second upload while a key is pending is answered as a fetch; a
+certificate naming another principal, or a key not among the pins, gets
+nothing; unshare returns to one host's behaviour."""
+
+import re
+import shutil
+import subprocess
+import threading
+import time
+
+from realm import (Realm, Tests, fail, parse_iso, KADMIN_LOCAL, KLIST, KVNO,
+                   REALM, TK_UPLOAD)
+
+SVC = 'HTTP/www.test'
+SVC_FULL = SVC + '@' + REALM
+DELAY = 6                   # seconds: long enough for a member's run
+MEMBERS = ('m1', 'm2', 'm3')
+
+
+class Shared:
+    """A realm with a user, and SVC shared among three members, each with
+    its own certificate naming SVC and its own keytab."""
+
+    def __init__(self, delay=DELAY, members=MEMBERS, **kw):
+        self.r = r = Realm(pki=True, **kw)
+        r.addprinc('user', 'user-pw')
+        r.kinit('user', 'user-pw')
+        self.delay = delay
+        self.certs = {m: r.server_cert(SVC, name=m) for m in members}
+        self.keytabs = {m: r.path(m + '.keytab') for m in members}
+        # TEMPORARY until tempkey-admin share lands.
+        r.kadmin_local('addprinc -nokey ' + SVC)
+        r.kadmin_local('setstr %s tempkey 1' % SVC)
+        r.kadmin_local('setstr %s tempkey_share %d' % (SVC, delay))
+
+    def unshare(self):
+        # TEMPORARY until tempkey-admin unshare lands.
+        self.r.kadmin_local('delstr %s tempkey_share' % SVC)
+
+    def ktupdate(self, member, *args, **kw):
+        return self.r.ktupdate(self.certs[member], '--principal', SVC_FULL,
+                               *args, keytab=self.keytabs[member], **kw)
+
+    def upload(self, member):
+        """member rotates: its new key, pending; returns (kvno, pending
+        until), the latter None for a key used at once."""
+        out = self.ktupdate(member, '--rotate')
+        m = re.search(r' stored kvno (\d+) .*?( pending-until (\S+))?$', out,
+                      re.M)
+        if not m:
+            fail('no key stored: ' + out)
+        return int(m.group(1)), (parse_iso(m.group(3)) if m.group(3)
+                                 else None)
+
+    def fetch(self, member):
+        out = self.ktupdate(member)
+        m = re.search(r' fetched kvno (\S+) ', out)
+        if not m:
+            fail('nothing fetched: ' + out)
+        return [int(k) for k in m.group(1).split(',')]
+
+    def keytab_kvnos(self, member):
+        out = self.r.run([KLIST, '-k', self.keytabs[member]])
+        return sorted({int(m.group(1)) for m in
+                       re.finditer(r'^\s*(\d+) (\S+)$', out, re.M)
+                       if m.group(2) == SVC_FULL})
+
+    def getprinc_kvnos(self):
+        out = self.r.kadmin_local('getprinc ' + SVC)
+        return sorted({int(k) for k in re.findall(r'Key: vno (\d+),', out)})
+
+    def ticket_reads_everywhere(self, members=MEMBERS):
+        """A fresh ticket to SVC, read with each member's keytab; its
+        kvno."""
+        cc = self.r.path('one.ccache')
+        shutil.copy(self.r.ccache, cc)
+        kvnos = set()
+        for i, m in enumerate(members):
+            args = [KVNO, '-c', cc, '-k', self.keytabs[m]]
+            if i > 0:
+                args.append('--cached-only')
+            out = self.r.run(args + [SVC])
+            kvnos.add(int(re.search(r': kvno = (\d+), keytab entry valid',
+                                    out).group(1)))
+        if len(kvnos) != 1:
+            fail('one ticket read as several kvnos: %r' % kvnos)
+        return kvnos.pop()
+
+
+class ClientLoop:
+    """Fresh tickets to SVC in a loop, each read with every member's keytab,
+    until stopped (or limit requests)."""
+
+    def __init__(self, sh, limit=5000):
+        self.sh, self.limit = sh, limit
+        self.results = []           # (failed keytabs, kvno or None)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+
+    def _run(self):
+        r = self.sh.r
+        cc = r.path('loop.ccache')
+        for _ in range(self.limit):
+            if self.stop.is_set():
+                return
+            shutil.copy(r.ccache, cc)
+            failed, kvno = [], None
+            for i, m in enumerate(self.sh.keytabs):
+                args = [KVNO, '-c', cc, '-k', self.sh.keytabs[m]]
+                if i > 0:
+                    args.append('--cached-only')
+                proc = subprocess.run(args + [SVC], capture_output=True,
+                                      text=True, env=r.env, timeout=60)
+                out = proc.stdout + proc.stderr
+                got = re.search(r': kvno = (\d+), keytab entry valid', out)
+                if proc.returncode != 0 or not got:
+                    failed.append((m, out.strip()))
+                else:
+                    kvno = int(got.group(1))
+            self.results.append((failed, kvno))
+            time.sleep(0.05)
+
+    def wait_for_kvno(self, kvno):
+        self.sh.r.wait_for('a client ticket in kvno %d' % kvno,
+                           lambda: any(k == kvno for _, k in self.results)
+                           or not self.thread.is_alive())
+        if not self.thread.is_alive():
+            fail('the client loop ended after %d requests' %
+                 len(self.results))
+
+    def finish(self):
+        self.stop.set()
+        self.thread.join(120)
+        bad = [res for res in self.results if res[0]]
+        if bad:
+            fail('%d of %d tickets did not read with every keytab; first: %r'
+                 % (len(bad), len(self.results), bad[0]))
+        return sorted({kvno for _, kvno in self.results})
+
+
+def wait_until(sh, t, what):
+    sh.r.wait_for(what, lambda: time.time() > t + 0.5,
+                  timeout=sh.delay * 3 + 10)
+
+
+def test_three_members_three_rotations():
+    sh = Shared()
+    kvno, until = sh.upload('m1')
+    if (kvno, until) != (1, None):
+        fail('the first key should be used at once: %r' % ((kvno, until),))
+    for m in ('m2', 'm3'):
+        if sh.fetch(m) != [1]:
+            fail(m + ' did not fetch kvno 1')
+    loop = ClientLoop(sh)
+    for rotation, starter in enumerate(('m2', 'm3', 'm1'), start=2):
+        kvno, until = sh.upload(starter)
+        if kvno != rotation or until is None:
+            fail('rotation %d by %s: kvno %r pending until %r' %
+                 (rotation, starter, kvno, until))
+        # Pending: tickets stay in the previous key.
+        if sh.ticket_reads_everywhere() != rotation - 1:
+            fail('the KDC issued a ticket in a pending key')
+        for m in MEMBERS:
+            if m != starter and rotation not in sh.fetch(m):
+                fail(m + ' did not fetch the pending key')
+        wait_until(sh, until, 'kvno %d to be used' % rotation)
+        if sh.ticket_reads_everywhere() != rotation:
+            fail('the KDC did not move on to kvno %d' % rotation)
+        loop.wait_for_kvno(rotation)
+    kvnos = loop.finish()
+    if kvnos != [1, 2, 3, 4]:
+        fail('the client loop saw kvnos %r, not 1-4' % kvnos)
+    if len(loop.results) < 10:
+        fail('the client loop made only %d requests' % len(loop.results))
+    # Two members fetched at the start and after each rotation.
+    fetches = re.findall(r'fetch for %s: sent kvno' % re.escape(SVC_FULL),
+                         sh.r.kdc_log_text())
+    if len(fetches) != 8:
+        fail('%d fetch lines in the KDC log, not 8' % len(fetches))
+    print('client loop: %d tickets, kvnos %r, every one read by all three '
+          'keytabs' % (len(loop.results), kvnos))
+
+
+def test_offline_member_catches_up():
+    sh = Shared()
+    sh.upload('m1')
+    sh.fetch('m2')
+    sh.fetch('m3')
+    for starter, other in (('m1', 'm2'), ('m2', 'm1'), ('m1', 'm2')):
+        kvno, until = sh.upload(starter)
+        sh.fetch(other)
+        wait_until(sh, until, 'kvno %d to be used' % kvno)
+    if sh.keytab_kvnos('m3') != [1]:
+        fail('m3 was offline, yet its keytab holds %r' %
+             sh.keytab_kvnos('m3'))
+    got = sh.fetch('m3')
+    if got != [1, 2, 3, 4]:
+        fail('m3 caught up with %r, not kvno 1-4' % got)
+    if sh.ticket_reads_everywhere() != 4:
+        fail('the KDC should issue in kvno 4')
+
+
+def test_second_upload_while_pending_is_answered_as_fetch():
+    sh = Shared()
+    sh.upload('m1')
+    sh.fetch('m2')
+    kvno, until = sh.upload('m1')
+    before = sh.r.dump_entry(SVC)
+    # ktupdate sees the pending key in the offer and only fetches.
+    out = sh.ktupdate('m2', '--rotate')
+    if ' fetched kvno 1,2 ' not in out or ' stored ' in out:
+        fail('--rotate with a key pending should only fetch: ' + out)
+    # An upload sent anyway (tk-upload's, at the next kvno) stores nothing:
+    # the KDC answers it with the keys.
+    out = sh.r.run([TK_UPLOAD, '--cert', sh.certs['m3'].chain_pem,
+                    '--key', sh.certs['m3'].key_pem,
+                    '--anchors', sh.r.ca.cert_pem, '--principal', SVC_FULL])
+    if not out.startswith('fetched kvno 2 held 1,2'):
+        fail('the upload was not answered as a fetch: ' + out)
+    if not re.search(r'answered upload of kvno 3 for %s as a fetch: kvno 2 '
+                     r'is pending until' % re.escape(SVC_FULL),
+                     sh.r.kdc_log_text()):
+        fail('no KDC line for the upload answered as a fetch')
+    if sh.r.dump_entry(SVC) != before:
+        fail('an upload answered as a fetch changed the entry')
+    if sh.getprinc_kvnos() != [1, 2]:
+        fail('the KDC holds %r, not kvno 1-2' % sh.getprinc_kvnos())
+    if sh.keytab_kvnos('m2') != [1, 2]:
+        fail('m2 holds %r, not kvno 1-2' % sh.keytab_kvnos('m2'))
+    # Its retransmission (the same key again) is the one upload taken.
+    out = sh.ktupdate('m1')
+    if 'up to date' not in out:
+        fail('m1 should have nothing to do: ' + out)
+    wait_until(sh, until, 'kvno 2 to be used')
+    if sh.ticket_reads_everywhere(('m1', 'm2')) != 2:
+        fail('the KDC should issue in the key that was pending')
+
+
+def refused(sh, args, reason, log_re, member_cert, readers=('m1',)):
+    """Run tk-upload with args; check the refusal, its KDC line, an
+    unchanged dump and a KDC still serving (a ticket that readers' keytabs
+    read, or with no readers a user's TGT)."""
+    before = sh.r.dump()
+    out = sh.r.run([TK_UPLOAD, '--cert', member_cert.chain_pem,
+                    '--key', member_cert.key_pem,
+                    '--anchors', sh.r.ca.cert_pem,
+                    '--principal', SVC_FULL] + args, expected_code=4)
+    if not out.startswith('refused %s:' % reason):
+        fail('expected a %s refusal: %s' % (reason, out))
+    if not re.search(log_re, sh.r.kdc_log_text()):
+        fail('no KDC line matching %r' % log_re)
+    if sh.r.dump() != before:
+        fail('a refused request changed the database')
+    if readers:
+        sh.ticket_reads_everywhere(readers)
+    else:
+        sh.r.kinit('user', 'user-pw', flags=['-c', sh.r.path('other.cc')])
+
+
+def test_non_member_certificate_gets_nothing():
+    sh = Shared()
+    sh.upload('m1')
+    stranger = sh.r.server_cert('HTTP/other.test', name='stranger')
+    refused(sh, ['--fetch'], 'name-mismatch',
+            r'refused fetch for %s signed by .*: name-mismatch'
+            % re.escape(SVC_FULL), stranger)
+    refused(sh, [], 'name-mismatch',
+            r'refused upload for %s signed by .*: name-mismatch'
+            % re.escape(SVC_FULL), stranger)
+    # ktupdate with it: refused, and its keytab gets no key.
+    kt = sh.r.path('stranger.keytab')
+    out = sh.r.ktupdate(stranger, '--principal', SVC_FULL, keytab=kt,
+                        expected_code=4)
+    if 'name-mismatch' not in out:
+        fail('ktupdate did not say why: ' + out)
+    out = sh.r.run([KLIST, '-k', kt], expected_code=None)
+    if SVC_FULL in out:
+        fail('a non-member keytab holds a key: ' + out)
+
+
+def test_pinned_members():
+    sh = Shared()
+    pins = ','.join(sh.certs[m].spki_sha256() for m in ('m1', 'm2'))
+    sh.r.kadmin_local('setstr %s tempkey_spki %s' % (SVC, pins))
+    sh.upload('m1')
+    if sh.fetch('m2') != [1]:
+        fail('pinned m2 did not fetch')
+    refused(sh, ['--fetch'], 'pinned-key-mismatch',
+            r'refused fetch for %s signed by .*: pinned-key-mismatch'
+            % re.escape(SVC_FULL), sh.certs['m3'])
+
+
+def test_fetch_refusals():
+    sh = Shared()
+    # Shared, but no key yet.
+    refused(sh, ['--fetch'], 'no-key-to-fetch',
+            r'refused fetch for %s signed by .*: no-key-to-fetch'
+            % re.escape(SVC_FULL), sh.certs['m1'], readers=())
+    sh.upload('m1')
+    sh.unshare()
+    refused(sh, ['--fetch'], 'not-shared',
+            r'refused fetch for %s signed by .*: not-shared'
+            % re.escape(SVC_FULL), sh.certs['m2'])
+
+
+def test_unshare_returns_to_one_host():
+    sh = Shared()
+    sh.upload('m1')
+    sh.fetch('m2')
+    kvno, until = sh.upload('m2')
+    if until is None:
+        fail('kvno 2 should be pending')
+    sh.unshare()
+    # A key pending at unshare keeps its time ...
+    if sh.ticket_reads_everywhere(('m1', 'm2')) != 1:
+        fail('unshare made a pending key current before its time')
+    wait_until(sh, until, 'kvno 2 to be used')
+    # ... and a new upload is used at once, with no fetch.
+    out = sh.ktupdate('m1')
+    m = re.search(r' stored kvno (\d+) ', out)
+    if not m or 'pending-until' in out:
+        fail('after unshare an upload should be used at once: ' + out)
+    got = int(m.group(1))
+    cc = sh.r.path('fresh.ccache')
+    shutil.copy(sh.r.ccache, cc)
+    out = sh.r.run([KVNO, '-c', cc, '-k', sh.keytabs['m1'], SVC])
+    if ': kvno = %d, keytab entry valid' % got not in out:
+        fail('the KDC does not issue in the new key at once: ' + out)
+
+
+Tests().run(test_three_members_three_rotations,
+            test_offline_member_catches_up,
+            test_second_upload_while_pending_is_answered_as_fetch,
+            test_non_member_certificate_gets_nothing,
+            test_pinned_members,
+            test_fetch_refusals,
+            test_unshare_returns_to_one_host)
