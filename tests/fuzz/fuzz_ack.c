@@ -30,7 +30,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                ack->kvno == again->kvno && ack->expiry == again->expiry &&
                ack->refresh_by == again->refresh_by &&
                ack->long_term_kvno == again->long_term_kvno &&
-               ack->long_term_until == again->long_term_until);
+               ack->long_term_until == again->long_term_until &&
+               fuzz_data_eq(&ack->shared_keys, &again->shared_keys) &&
+               ack->share_delay == again->share_delay &&
+               ack->fetched == again->fetched &&
+               ack->active_at == again->active_at);
     FUZZ_CHECK(tk_encode_ack(ctx, again, &der2) == 0);
     FUZZ_CHECK(fuzz_data_eq(&der, &der2));
     tk_ack_free(again);

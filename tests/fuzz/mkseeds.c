@@ -151,6 +151,44 @@ uploads(void)
     write_data("upload", "all-keys", &d);
 }
 
+/* A shared principal's: a member's fetch and the keys it gets. */
+static void
+fetch_and_held_keys(void)
+{
+    tk_fetch fetch;
+    tk_held_key held[2];
+    unsigned char k1[32], k2[16];
+    krb5_data d;
+
+    memset(&fetch, 0, sizeof(fetch));
+    fetch.realm = "FUZZ.TEST";
+    fetch.principal = "HTTP/www.fuzz.test@FUZZ.TEST";
+    memset(fetch.kdc_cert_hash, 0x11, TK_HASH_LEN);
+    memset(fetch.body_checksum, 0x22, TK_HASH_LEN);
+    fetch.freshness_token.data = "freshness-token";
+    fetch.freshness_token.length = 15;
+    check(tk_encode_fetch(ctx, &fetch, &d), "fetch");
+    write_data("fetch", "fetch", &d);
+    memset(held, 0, sizeof(held));
+    memset(k1, 0x41, sizeof(k1));
+    memset(k2, 0x42, sizeof(k2));
+    held[0].kvno = 6;
+    held[0].expiry = 1700086400;
+    held[0].active_at = 1700000000;
+    held[0].nkeys = 2;
+    held[0].keys[0].enctype = ENCTYPE_AES256_CTS_HMAC_SHA1_96;
+    held[0].keys[0].length = 32;
+    held[0].keys[0].contents = k1;
+    held[0].keys[1].enctype = ENCTYPE_AES128_CTS_HMAC_SHA1_96;
+    held[0].keys[1].length = 16;
+    held[0].keys[1].contents = k2;
+    held[1] = held[0];
+    held[1].kvno = 7;
+    held[1].active_at = 1700050600;
+    check(tk_encode_held_keys(ctx, held, 2, &d), "held keys");
+    write_data("held_keys", "two-versions", &d);
+}
+
 static void
 acks_and_errors(void)
 {
@@ -165,6 +203,15 @@ acks_and_errors(void)
     ack.long_term_until = 1700036000;
     check(tk_encode_ack(ctx, &ack, &d), "ack");
     write_data("ack", "adopted", &d);
+    /* A shared principal's, with its (here not really encrypted) keys. */
+    ack.long_term_kvno = 0;
+    ack.shared_keys.data = "\x30\x80";
+    ack.shared_keys.length = 2;
+    ack.share_delay = 600;
+    ack.fetched = TRUE;
+    ack.active_at = 1700050600;
+    check(tk_encode_ack(ctx, &ack, &d), "ack");
+    write_data("ack", "shared", &d);
     check(tk_encode_error(ctx, TK_REASON_KVNO_NOT_ABOVE_STORED,
                           "kvno 3 is not above the stored kvno 7", NULL, &d),
           "error");
@@ -288,6 +335,7 @@ main(int argc, char **argv)
     key_requests();
     uploads();
     acks_and_errors();
+    fetch_and_held_keys();
     metas();
     cms();
     ratchets();

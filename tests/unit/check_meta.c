@@ -86,6 +86,8 @@ START_TEST(round_trip)
     recs[1].has_uploader = 1;
     for (i = 0; i < TK_UPLOADER_LEN; i++)
         recs[1].uploader[i] = (unsigned char)i;
+    /* A shared principal's key, used from then. */
+    recs[1].active_at = 4102440000LL;
     recs[2].kvno = TK_KVNO_MAX;
     recs[2].expiry = 1;
     in.highest_kvno = TK_KVNO_MAX;
@@ -102,6 +104,34 @@ START_TEST(round_trip)
     ck_assert_uint_eq(out->nkeys, 3);
     ck_assert_mem_eq(out->keys, recs, sizeof(recs));
     tk_meta_free(out);
+    free(der);
+}
+END_TEST
+
+/* An activation time must be a time. */
+START_TEST(bad_activation_time)
+{
+    tk_meta in, *out = NULL;
+    tk_key_record rec;
+    unsigned char *der = NULL;
+    const char *msg;
+    size_t len;
+
+    memset(&in, 0, sizeof(in));
+    memset(&rec, 0, sizeof(rec));
+    rec.kvno = 1;
+    rec.expiry = 1700000000;
+    rec.active_at = -5;
+    in.highest_kvno = 1;
+    in.nkeys = 1;
+    in.keys = &rec;
+    ck_assert_int_eq(tk_meta_encode(ctx, &in, &der, &len), 0);
+    ck_assert_int_eq(tk_meta_decode(ctx, der, len, &out), ASN1_BAD_FORMAT);
+    ck_assert_ptr_null(out);
+    msg = krb5_get_error_message(ctx, ASN1_BAD_FORMAT);
+    ck_assert_msg(strstr(msg, "activation time out of range") != NULL,
+                  "message \"%s\"", msg);
+    krb5_free_error_message(ctx, msg);
     free(der);
 }
 END_TEST
@@ -291,6 +321,7 @@ meta_suite(void)
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, round_trip);
+    tcase_add_test(tc, bad_activation_time);
     tcase_add_test(tc, round_trip_empty);
     tcase_add_test(tc, crafted_valid_record_decodes);
     tcase_add_test(tc, empty_input);

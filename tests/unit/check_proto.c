@@ -302,6 +302,164 @@ START_TEST(ack_and_error_round_trip)
 }
 END_TEST
 
+/* A shared principal's KeyOffer hints: its delay and live versions. */
+START_TEST(shared_key_offer_round_trip)
+{
+    tk_key_info held[2] = { { 4, 2000000000, 0 }, { 5, 2000003600,
+                                                    1999990060 } };
+    tk_key_offer in = { { 0, 5, "\x30\x03\x02\x01\x01" }, "HTTP/x@R", 5,
+                        1999990000, 600, held, 2 }, *out = NULL;
+    krb5_data der = { 0, 0, NULL };
+
+    ck_assert_int_eq(tk_encode_key_offer(ctx, &in, &der), 0);
+    ck_assert_int_eq(tk_decode_key_offer(ctx, &der, &out), 0);
+    ck_assert_int_eq(out->share_delay, 600);
+    ck_assert_uint_eq(out->nheld, 2);
+    ck_assert_uint_eq(out->held[0].kvno, 4);
+    ck_assert_int_eq(out->held[0].active_at, 0);
+    ck_assert_uint_eq(out->held[1].kvno, 5);
+    ck_assert_int_eq(out->held[1].expiry, 2000003600);
+    ck_assert_int_eq(out->held[1].active_at, 1999990060);
+    tk_key_offer_free(out);
+    free(der.data);
+    /* Not shared: no hints at all, as before. */
+    in.share_delay = 0;
+    ck_assert_int_eq(tk_encode_key_offer(ctx, &in, &der), 0);
+    ck_assert_int_eq(tk_decode_key_offer(ctx, &der, &out), 0);
+    ck_assert_int_eq(out->share_delay, 0);
+    ck_assert_uint_eq(out->nheld, 0);
+    tk_key_offer_free(out);
+    free(der.data);
+    /* A kvno out of range in a hint is malformed. */
+    in.share_delay = 600;
+    held[0].kvno = 70000;
+    ck_assert_int_eq(tk_encode_key_offer(ctx, &in, &der), 0);
+    out = (tk_key_offer *)1;
+    ck_assert_int_eq(tk_decode_key_offer(ctx, &der, &out), ASN1_BAD_FORMAT);
+    ck_assert_ptr_null(out);
+    free(der.data);
+}
+END_TEST
+
+START_TEST(fetch_round_trip)
+{
+    tk_fetch in, *out = NULL;
+    tk_upload *up = NULL;
+    krb5_data der = { 0, 0, NULL };
+
+    memset(&in, 0, sizeof(in));
+    in.realm = "R";
+    in.principal = "HTTP/x@R";
+    memset(in.kdc_cert_hash, 0x11, TK_HASH_LEN);
+    memset(in.body_checksum, 0x22, TK_HASH_LEN);
+    in.freshness_token.data = "token";
+    in.freshness_token.length = 5;
+    ck_assert_int_eq(tk_encode_fetch(ctx, &in, &der), 0);
+    ck_assert_int_eq(tk_decode_fetch(ctx, &der, &out), 0);
+    ck_assert_str_eq(out->principal, "HTTP/x@R");
+    ck_assert_str_eq(out->realm, "R");
+    ck_assert_mem_eq(out->kdc_cert_hash, in.kdc_cert_hash, TK_HASH_LEN);
+    ck_assert_mem_eq(out->body_checksum, in.body_checksum, TK_HASH_LEN);
+    ck_assert_uint_eq(out->freshness_token.length, 5);
+    tk_fetch_free(out);
+    /* Neither is the other. */
+    ck_assert_int_eq(tk_decode_upload(ctx, &der, &up), ASN1_BAD_FORMAT);
+    ck_assert_ptr_null(up);
+    free(der.data);
+}
+END_TEST
+
+START_TEST(held_keys_round_trip_and_errors)
+{
+    unsigned char k1[32], k2[16];
+    tk_held_key in[2], *out = NULL;
+    krb5_data der = { 0, 0, NULL };
+    size_t n = 9;
+
+    memset(in, 0, sizeof(in));
+    memset(k1, 0x41, sizeof(k1));
+    memset(k2, 0x42, sizeof(k2));
+    in[0].kvno = 3;
+    in[0].expiry = 2000000000;
+    in[0].nkeys = 1;
+    in[0].keys[0].enctype = 18;
+    in[0].keys[0].length = 32;
+    in[0].keys[0].contents = k1;
+    in[1] = in[0];
+    in[1].kvno = 4;
+    in[1].active_at = 1999990600;
+    in[1].nkeys = 2;
+    in[1].keys[1].enctype = 17;
+    in[1].keys[1].length = 16;
+    in[1].keys[1].contents = k2;
+    ck_assert_int_eq(tk_encode_held_keys(ctx, in, 2, &der), 0);
+    ck_assert_int_eq(tk_decode_held_keys(ctx, &der, &out, &n), 0);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_uint_eq(out[0].kvno, 3);
+    ck_assert_int_eq(out[0].active_at, 0);
+    ck_assert_uint_eq(out[1].nkeys, 2);
+    ck_assert_int_eq(out[1].active_at, 1999990600);
+    ck_assert_int_eq(out[1].keys[1].enctype, 17);
+    ck_assert_mem_eq(out[1].keys[1].contents, k2, 16);
+    tk_held_keys_free(out, n);
+    /* Trailing bytes, truncation, nothing at all. */
+    der.data = realloc(der.data, der.length + 1);
+    der.data[der.length++] = 0;
+    out = (tk_held_key *)1;
+    ck_assert_int_eq(tk_decode_held_keys(ctx, &der, &out, &n),
+                     ASN1_BAD_FORMAT);
+    ck_assert_ptr_null(out);
+    ck_assert_uint_eq(n, 0);
+    der.length -= 10;
+    ck_assert_int_eq(tk_decode_held_keys(ctx, &der, &out, &n),
+                     ASN1_PARSE_ERROR);
+    free(der.data);
+    ck_assert_int_eq(tk_encode_held_keys(ctx, in, 0, &der), EINVAL);
+    /* A version without a key is not encoded. */
+    in[0].nkeys = 0;
+    ck_assert_int_eq(tk_encode_held_keys(ctx, in, 2, &der), ENOMEM);
+}
+END_TEST
+
+/* The Ack's shared part: the encrypted keys, the delay, whether nothing was
+ * stored, and when the kvno is used. */
+START_TEST(shared_ack_round_trip)
+{
+    tk_ack in = { "HTTP/x@R", 3, 2000000000, 1999990000 }, *out = NULL;
+    krb5_data der = { 0, 0, NULL };
+
+    in.shared_keys.data = "ciphertext";
+    in.shared_keys.length = 10;
+    in.share_delay = 600;
+    in.fetched = TRUE;
+    in.active_at = 1999990600;
+    ck_assert_int_eq(tk_encode_ack(ctx, &in, &der), 0);
+    ck_assert_int_eq(tk_decode_ack(ctx, &der, &out), 0);
+    ck_assert_uint_eq(out->shared_keys.length, 10);
+    ck_assert_mem_eq(out->shared_keys.data, "ciphertext", 10);
+    ck_assert_int_eq(out->share_delay, 600);
+    ck_assert(out->fetched);
+    ck_assert_int_eq(out->active_at, 1999990600);
+    tk_ack_free(out);
+    free(der.data);
+    in.fetched = FALSE;
+    in.active_at = 0;
+    ck_assert_int_eq(tk_encode_ack(ctx, &in, &der), 0);
+    ck_assert_int_eq(tk_decode_ack(ctx, &der, &out), 0);
+    ck_assert(!out->fetched);
+    ck_assert_int_eq(out->active_at, 0);
+    tk_ack_free(out);
+    free(der.data);
+    /* A shared principal's delay is positive. */
+    in.share_delay = 0;
+    ck_assert_int_eq(tk_encode_ack(ctx, &in, &der), 0);
+    out = (tk_ack *)1;
+    ck_assert_int_eq(tk_decode_ack(ctx, &der, &out), ASN1_BAD_FORMAT);
+    ck_assert_ptr_null(out);
+    free(der.data);
+}
+END_TEST
+
 START_TEST(reasons_have_names_and_passing_codes)
 {
     int r;
@@ -938,6 +1096,10 @@ main(void)
     tcase_add_test(tc, key_offer_round_trip);
     tcase_add_test(tc, upload_round_trip);
     tcase_add_test(tc, ack_and_error_round_trip);
+    tcase_add_test(tc, shared_key_offer_round_trip);
+    tcase_add_test(tc, fetch_round_trip);
+    tcase_add_test(tc, held_keys_round_trip_and_errors);
+    tcase_add_test(tc, shared_ack_round_trip);
     tcase_add_test(tc, reasons_have_names_and_passing_codes);
     tcase_add_test(tc, upload_kvno_rule);
     tcase_add_test(tc, empty_too_large_garbage_trailing);

@@ -9,6 +9,7 @@
 #include <kadm5/kadm_err.h>
 
 #include "tkentry.h"
+#include "tkproto.h"
 
 #define NOW 1800000000LL
 
@@ -220,6 +221,84 @@ START_TEST(kdc_view_keeps_live_keys_and_caps)
     ck_assert(e->attributes & KRB5_KDB_DISALLOW_POSTDATED);
     krb5_db_free_principal(ctx, e);
     tk_meta_free(m);
+}
+END_TEST
+
+/* A shared principal's pending key: no ticket in it before its time,
+ * unless no other key is live; the lifetime is capped at the key used. */
+START_TEST(kdc_view_leaves_out_a_pending_key)
+{
+    const krb5_kvno kv[] = { 1, 2 };
+    const int64_t ex[] = { NOW + 600, NOW + 7200 };
+    tk_meta *m = meta_with(kv, ex, 2);
+    krb5_db_entry *e;
+
+    m->keys[0].active_at = NOW - 100;
+    m->keys[1].active_at = NOW + 60;
+    ck_assert_ptr_eq(tk_meta_pending(m, NOW), &m->keys[1]);
+    ck_assert_ptr_eq(tk_meta_newest_active(m, NOW), &m->keys[0]);
+    ck_assert(!tk_record_pending(&m->keys[1], NOW + 60));
+    e = make_entry("HTTP/a@R", kv, 2, 1, m);
+    ck_assert_int_eq(tk_entry_kdc_view(ctx, e, NOW, TRUE), 0);
+    ck_assert_int_eq(e->n_key_data, 2);
+    ck_assert_uint_eq(e->key_data[0].key_data_kvno, 1);
+    ck_assert_int_eq(e->max_life, 600);
+    krb5_db_free_principal(ctx, e);
+    /* Its time come, it is the key used. */
+    e = make_entry("HTTP/a@R", kv, 2, 1, m);
+    ck_assert_int_eq(tk_entry_kdc_view(ctx, e, NOW + 60, TRUE), 0);
+    ck_assert_uint_eq(e->key_data[0].key_data_kvno, 2);
+    ck_assert_int_eq(e->n_key_data, 4);
+    krb5_db_free_principal(ctx, e);
+    /* The previous key expired before the delay ended: the pending one
+     * serves rather than none. */
+    e = make_entry("HTTP/a@R", kv, 2, 1, m);
+    ck_assert_int_eq(tk_entry_kdc_view(ctx, e, NOW + 601, TRUE), 0);
+    ck_assert_int_eq(e->n_key_data, 2);
+    ck_assert_uint_eq(e->key_data[0].key_data_kvno, 2);
+    krb5_db_free_principal(ctx, e);
+    tk_meta_free(m);
+}
+END_TEST
+
+/* When a member of a shared principal uploads next. */
+START_TEST(shared_refresh_by)
+{
+    /* Two thirds into the key's use ... */
+    ck_assert_int_eq(tk_shared_refresh_by(NOW + 3000, NOW, NOW - 10, 60),
+                     NOW + 2000);
+    /* ... reckoned from now for a key used at once ... */
+    ck_assert_int_eq(tk_shared_refresh_by(NOW + 3000, 0, NOW, 60),
+                     NOW + 2000);
+    /* ... and early enough for the next key's delay to end before it
+     * expires. */
+    ck_assert_int_eq(tk_shared_refresh_by(NOW + 3000, NOW, NOW, 2000),
+                     NOW + 1000);
+}
+END_TEST
+
+START_TEST(share_delay_attribute)
+{
+    const char *good[] = { "600", "10m", "1h" };
+    const int64_t want[] = { 600, 600, 3600 };
+    const char *bad[] = { "", "soon", "-5" };
+    krb5_db_entry *e;
+    size_t i;
+
+    e = make_entry("HTTP/a@R", NULL, 0, 1, NULL);
+    ck_assert_int_eq(tk_entry_share_delay(ctx, e), 0);
+    for (i = 0; i < 3; i++) {
+        ck_assert_int_eq(krb5_dbe_set_string(ctx, e, TK_ATTR_SHARE, good[i]),
+                         0);
+        ck_assert_int_eq(tk_entry_share_delay(ctx, e), want[i]);
+    }
+    for (i = 0; i < 3; i++) {
+        ck_assert_int_eq(krb5_dbe_set_string(ctx, e, TK_ATTR_SHARE, bad[i]),
+                         0);
+        ck_assert_msg(tk_entry_share_delay(ctx, e) == 0, "\"%s\" was taken",
+                      bad[i]);
+    }
+    krb5_db_free_principal(ctx, e);
 }
 END_TEST
 
@@ -805,6 +884,9 @@ rules_suite(void)
     tcase_add_checked_fixture(ent, setup, teardown);
     tcase_add_test(ent, kdc_view_keeps_live_keys_and_caps);
     tcase_add_test(ent, kdc_view_client_lookup_not_capped);
+    tcase_add_test(ent, kdc_view_leaves_out_a_pending_key);
+    tcase_add_test(ent, shared_refresh_by);
+    tcase_add_test(ent, share_delay_attribute);
     tcase_add_test(ent, kdc_view_refuses_without_live_key);
     tcase_add_test(ent, kdc_view_refuses_never_keyed);
     tcase_add_test(ent, kdc_view_hides_unrecorded_keys);
