@@ -7,14 +7,16 @@ keytab.  A second upload while a key is pending is answered as a fetch; a
 certificate naming another principal, or a key not among the pins, gets
 nothing; unshare returns to one host's behaviour."""
 
+import os
 import re
 import shutil
+import signal
 import subprocess
 import threading
 import time
 
-from realm import (Realm, Tests, fail, parse_iso, KADMIN_LOCAL, KLIST, KVNO,
-                   REALM, TK_UPLOAD)
+from realm import (Realm, Tests, fail, parse_iso, KDESTROY, KLIST, KTUPDATE,
+                   KVNO, REALM, TK_UPLOAD)
 
 SVC = 'HTTP/www.test'
 SVC_FULL = SVC + '@' + REALM
@@ -26,8 +28,8 @@ class Shared:
     """A realm with a user, and SVC shared among three members, each with
     its own certificate naming SVC and its own keytab."""
 
-    def __init__(self, delay=DELAY, members=MEMBERS, **kw):
-        self.r = r = Realm(pki=True, **kw)
+    def __init__(self, delay=DELAY, members=MEMBERS, realm=None, **kw):
+        self.r = r = realm or Realm(pki=True, **kw)
         r.addprinc('user', 'user-pw')
         r.kinit('user', 'user-pw')
         self.delay = delay
@@ -65,6 +67,8 @@ class Shared:
         return [int(k) for k in m.group(1).split(',')]
 
     def keytab_kvnos(self, member):
+        if not os.path.exists(self.keytabs[member]):
+            return []
         out = self.r.run([KLIST, '-k', self.keytabs[member]])
         return sorted({int(m.group(1)) for m in
                        re.finditer(r'^\s*(\d+) (\S+)$', out, re.M)
@@ -334,10 +338,128 @@ def test_unshare_returns_to_one_host():
         fail('the KDC does not issue in the new key at once: ' + out)
 
 
+def prerequisites(check):
+    """Run a harness's prerequisite check, which exits 77 when something is
+    missing; say so and return False, so that the other tests still run."""
+    try:
+        check()
+    except SystemExit as e:
+        if e.code != 77:
+            raise
+        print('SKIP: this test (see above); the others ran')
+        return False
+    return True
+
+
+def test_daemon_fetches_within_the_delay():
+    sh = Shared(delay=9)
+    sh.upload('m1')
+    c = sh.certs['m2']
+    log = open(sh.r.path('daemon.log'), 'w')
+    proc = subprocess.Popen(
+        [KTUPDATE, '--cert', c.chain_pem, '--key', c.key_pem, '--anchors',
+         sh.r.ca.cert_pem, '--keytab', sh.keytabs['m2'], '--principal',
+         SVC_FULL, '--daemon', '--verbose'], env=sh.r.env, stdout=log,
+        stderr=subprocess.STDOUT)
+    sh.r.daemons.append(proc)
+    try:
+        sh.r.wait_for('the daemon to fetch kvno 1',
+                      lambda: 1 in sh.keytab_kvnos('m2'), timeout=30)
+        kvno, until = sh.upload('m1')
+        # It wakes at least every third of the delay: it holds the new key
+        # before the KDC uses it.
+        sh.r.wait_for('the daemon to fetch kvno %d' % kvno,
+                      lambda: kvno in sh.keytab_kvnos('m2'),
+                      timeout=until - time.time())
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=15)
+    finally:
+        sh.r.stop_daemon(proc)
+        log.close()
+    if code != 0:
+        fail('the daemon exited %d on SIGTERM' % code)
+    with open(sh.r.path('daemon.log')) as f:
+        out = f.read()
+    if ' stored kvno' in out:
+        fail('the daemon uploaded though no key was due:\n' + out)
+    waits = [float(w) for w in re.findall(r'next run in (\d+) s', out)]
+    if not waits or max(waits) > 3:
+        fail('the daemon should wake at least every 3 s: %r' % waits)
+
+
+def test_replica_switches_at_the_same_time():
+    from iprop import IpropPair, kprop_hostname
+    if not prerequisites(kprop_hostname):
+        return
+    pr = IpropPair()
+    try:
+        p, rep = pr.primary, pr.replica
+        sh = Shared(realm=p)
+        sh.upload('m1')
+        sh.fetch('m2')
+        kvno, until = sh.upload('m2')
+        sh.fetch('m1')
+        pr.wait_synced()
+        pr.assert_dumps_equal('the pending key')
+        rep.run([KDESTROY])
+        rep.kinit('user', 'user-pw')
+
+        def replica_kvno():
+            cc = rep.path('rep.ccache')
+            shutil.copy(rep.ccache, cc)
+            out = rep.run([KVNO, '-c', cc, '-k', sh.keytabs['m1'], SVC])
+            return int(re.search(r': kvno = (\d+), keytab entry valid',
+                                 out).group(1))
+        if time.time() < until - 1 and replica_kvno() != kvno - 1:
+            fail('the replica issued a ticket in the pending key')
+        # A fetch is for the primary, as an upload is.
+        rep_args = [TK_UPLOAD, '--cert', sh.certs['m3'].chain_pem,
+                    '--key', sh.certs['m3'].key_pem,
+                    '--anchors', p.ca.cert_pem, '--principal', SVC_FULL,
+                    '--fetch']
+        out = rep.run(rep_args, expected_code=4)
+        if not out.startswith('refused not-primary:'):
+            fail('a replica answered a fetch: ' + out)
+        wait_until(sh, until, 'kvno %d to be used' % kvno)
+        if replica_kvno() != kvno:
+            fail('the replica did not move on to kvno %d' % kvno)
+        pr.assert_dumps_equal('after the switch')
+    finally:
+        pr.stop()
+
+
+def test_shared_over_kldap():
+    import ldap
+    if not prerequisites(ldap.check_prerequisites):
+        return
+    sh = Shared(realm=Realm(pki=True, backing='kldap', ldap=ldap.Slapd()))
+    sh.upload('m1')
+    sh.fetch('m2')
+    kvno, until = sh.upload('m2')
+    before = sh.r.dump_entry(SVC)
+    out = sh.r.run([TK_UPLOAD, '--cert', sh.certs['m3'].chain_pem,
+                    '--key', sh.certs['m3'].key_pem,
+                    '--anchors', sh.r.ca.cert_pem, '--principal', SVC_FULL])
+    if not out.startswith('fetched kvno %d held 1,2' % kvno):
+        fail('kldap: the upload was not answered as a fetch: ' + out)
+    if sh.r.dump_entry(SVC) != before:
+        fail('kldap: an upload answered as a fetch changed the entry')
+    sh.fetch('m1')
+    sh.fetch('m3')
+    if sh.ticket_reads_everywhere() != 1:
+        fail('kldap: a ticket in the pending key')
+    wait_until(sh, until, 'kvno 2 to be used')
+    if sh.ticket_reads_everywhere() != 2:
+        fail('kldap: the KDC did not move on to kvno 2')
+
+
 Tests().run(test_three_members_three_rotations,
             test_offline_member_catches_up,
             test_second_upload_while_pending_is_answered_as_fetch,
             test_non_member_certificate_gets_nothing,
             test_pinned_members,
             test_fetch_refusals,
-            test_unshare_returns_to_one_host)
+            test_unshare_returns_to_one_host,
+            test_daemon_fetches_within_the_delay,
+            test_replica_switches_at_the_same_time,
+            test_shared_over_kldap)
