@@ -680,8 +680,6 @@ prepare_shared(updater *u, tk_client_session *s, record *pending,
             newest = &req->held[i];
         if (req->held[i].active_at > req->kdc_time)
             pending_at_kdc = TRUE;
-        if (!keytab_has(u, req->held[i].kvno))
-            lacking = TRUE;
     }
     u->refresh_by = (newest == NULL) ? req->kdc_time :
         tk_shared_refresh_by(newest->expiry, newest->active_at,
@@ -690,6 +688,8 @@ prepare_shared(updater *u, tk_client_session *s, record *pending,
         *upload_out = TRUE;
         return 0;
     }
+    /* Before looking at what the keytab lacks: a pending key of ours that
+     * the KDC moved past may sit at a version it holds other keys for. */
     if (pending != NULL) {
         verbose(u, "the KDC moved on without pending key version %u",
                 pending->kvno);
@@ -697,6 +697,8 @@ prepare_shared(updater *u, tk_client_session *s, record *pending,
         if (ret)
             return ret;
     }
+    for (i = 0; i < req->nheld && !lacking; i++)
+        lacking = !keytab_has(u, req->held[i].kvno);
     if (lacking) {
         verbose(u, "fetching the key versions the keytab lacks");
         s->fetch = TRUE;
@@ -1924,6 +1926,23 @@ after_label(const char *line, const char *label)
     return line;
 }
 
+/* The newest key version the KDC's offer lists for a shared principal. */
+static void
+newest_held_info(const tk_client_session *s, krb5_kvno *kvno_out,
+                 int64_t *expiry_out)
+{
+    size_t i;
+
+    *kvno_out = 0;
+    *expiry_out = 0;
+    for (i = 0; s->request != NULL && i < s->request->nheld; i++) {
+        if (s->request->held[i].kvno > *kvno_out) {
+            *kvno_out = s->request->held[i].kvno;
+            *expiry_out = s->request->held[i].expiry;
+        }
+    }
+}
+
 /* A run, recorded as it ended; a dry run writes nothing, not even that. */
 static int
 run_recorded(updater *u)
@@ -1944,6 +1963,11 @@ run_recorded(updater *u)
         run.kvno = ack->kvno;
         run.expiry = ack->expiry;
         run.refresh_by = ack->refresh_by;
+    } else if (run.status == EXIT_OK && u->session.idle) {
+        /* A shared principal's member with nothing to do: the newest key
+         * the KDC holds, which the keytab holds too. */
+        newest_held_info(&u->session, &run.kvno, &run.expiry);
+        run.refresh_by = u->refresh_by;
     }
     /* The line said why, after "ktupdate: PRINCIPAL: ". */
     run.error = after_label(after_label(kt_captured_line(), progname),

@@ -237,13 +237,44 @@ def test_second_upload_while_pending_is_answered_as_fetch():
         fail('the KDC holds %r, not kvno 1-2' % sh.getprinc_kvnos())
     if sh.keytab_kvnos('m2') != [1, 2]:
         fail('m2 holds %r, not kvno 1-2' % sh.keytab_kvnos('m2'))
-    # Its retransmission (the same key again) is the one upload taken.
     out = sh.ktupdate('m1')
     if 'up to date' not in out:
         fail('m1 should have nothing to do: ' + out)
+    # That run is a success, of the newest key the KDC and m1 hold.
+    out = sh.ktupdate('m1', '--status')
+    if not re.search(r'last success \S+ kvno 2 ', out):
+        fail('--status after a run with nothing to do: ' + out)
     wait_until(sh, until, 'kvno 2 to be used')
     if sh.ticket_reads_everywhere(('m1', 'm2')) != 2:
         fail('the KDC should issue in the key that was pending')
+
+
+def test_lost_reply_of_a_pending_key_is_resent_and_stored():
+    from kdcproxy import KDCProxy, proxied_config
+    sh = Shared()
+    sh.upload('m1')
+    sh.fetch('m2')
+    # Every reply to m2's upload is lost: the KDC stored it, pending, and
+    # m2 re-sends the same key, which is a retransmission, not a second
+    # upload to answer as a fetch.
+    proxy = KDCProxy(sh.r.kdc_port, mode='drop')
+    try:
+        sh.ktupdate('m2', '--rotate', env=proxied_config(sh.r, proxy),
+                    expected_code=5, expected_msg='the key stays pending')
+    finally:
+        proxy.stop()
+    log = sh.r.kdc_log_text()
+    if 'as a fetch' in log or len(re.findall(r'stored kvno 2 of', log)) < 2:
+        fail('the re-sent pending key was not taken as a retransmission')
+    kvno, until = sh.upload('m2')
+    if kvno != 2 or until is None:
+        fail('the pending key was not acknowledged: %r' % ((kvno, until),))
+    if 'as a fetch' in sh.r.kdc_log_text():
+        fail('a retransmission was answered as a fetch')
+    sh.fetch('m1')
+    wait_until(sh, until, 'kvno 2 to be used')
+    if sh.ticket_reads_everywhere(('m1', 'm2')) != 2:
+        fail('the KDC does not issue in the key that was pending')
 
 
 def refused(sh, args, reason, log_re, member_cert, readers=('m1',)):
@@ -456,6 +487,7 @@ def test_shared_over_kldap():
 Tests().run(test_three_members_three_rotations,
             test_offline_member_catches_up,
             test_second_upload_while_pending_is_answered_as_fetch,
+            test_lost_reply_of_a_pending_key_is_resent_and_stored,
             test_non_member_certificate_gets_nothing,
             test_pinned_members,
             test_fetch_refusals,
