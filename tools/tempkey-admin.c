@@ -113,11 +113,32 @@ kvno_wrapped(krb5_db_entry *entry, krb5_kvno kvno)
     return TRUE;
 }
 
+/* The end of a list line of a shared principal (DESIGN 11): show has a
+ * line of its own for it (print_shared). */
+static void
+print_share_note(krb5_deltat delay, krb5_boolean listing)
+{
+    if (listing && delay > 0)
+        printf("  shared (delay %ld s)", (long)delay);
+}
+
+/* show's line saying whether the principal is shared, and its delay. */
+static void
+print_shared(krb5_deltat delay)
+{
+    if (delay > 0)
+        printf("shared: delay %ld s\n", (long)delay);
+    else
+        printf("shared: no\n");
+}
+
 /* An adopting principal's line: its long-term keys serve until its first
  * upload (doc/deploying.md). */
 static void
-print_adopting(admin *a, const char *name, krb5_db_entry *entry, int first)
+print_adopting(admin *a, const char *name, krb5_db_entry *entry, int first,
+               krb5_boolean listing)
 {
+    krb5_deltat delay = tk_entry_share_delay(a->ctx, entry);
     char *since = NULL;
 
     if (krb5_dbe_get_string(a->ctx, entry, TK_ATTR_ADOPT, &since) != 0)
@@ -128,11 +149,13 @@ print_adopting(admin *a, const char *name, krb5_db_entry *entry, int first)
         printf(", \"highest_kvno\": %u, \"keys\": [], \"adopting\": ",
                tk_entry_top_kvno(entry));
         json_string(since != NULL ? since : "");
-        printf("}");
+        printf(", \"share_delay\": %ld}", (long)delay);
     } else {
-        printf("%-40s %5u  %-20s  adopting since %s\n", name,
+        printf("%-40s %5u  %-20s  adopting since %s", name,
                tk_entry_top_kvno(entry), "long-term",
                since != NULL ? since : "?");
+        print_share_note(delay, listing);
+        printf("\n");
     }
     krb5_dbe_free_string(a->ctx, since);
 }
@@ -159,12 +182,15 @@ print_adopted(admin *a, krb5_db_entry *entry)
     }
 }
 
-/* Print one managed entry, as a JSON object or as text lines. */
+/* Print one managed entry, as a JSON object or as text lines (with
+ * listing, as list does). */
 static void
 print_entry(admin *a, const char *name, krb5_db_entry *entry,
-            const tk_meta *meta, int first)
+            const tk_meta *meta, int first, krb5_boolean listing)
 {
     char when[TK_TIME_LEN], up[TK_UPLOADER_LEN * 2 + 1];
+    char active[TK_TIME_LEN];
+    krb5_deltat delay = tk_entry_share_delay(a->ctx, entry);
     int64_t now = time(NULL);
     size_t i;
 
@@ -178,17 +204,29 @@ print_entry(admin *a, const char *name, krb5_db_entry *entry,
             tk_format_time(rec->expiry, when);
             uploader_text(rec, up);
             printf("%s{\"kvno\": %u, \"expires\": \"%s\", \"expired\": %s, "
-                   "\"uploader\": \"%s\", \"wrapped\": %s}", i ? ", " : "",
+                   "\"uploader\": \"%s\", \"wrapped\": %s", i ? ", " : "",
                    rec->kvno, when, rec->expiry <= now ? "true" : "false", up,
                    kvno_wrapped(entry, rec->kvno) ? "true" : "false");
+            /* A shared principal's keys record when they came into use;
+             * other keys are used from their store (null). */
+            if (rec->active_at != 0) {
+                tk_format_time(rec->active_at, active);
+                printf(", \"active_at\": \"%s\"", active);
+            } else {
+                printf(", \"active_at\": null");
+            }
+            printf(", \"pending\": %s}",
+                   tk_record_pending(rec, now) ? "true" : "false");
         }
         printf("]");
         print_adopted(a, entry);
-        printf("}");
+        printf(", \"share_delay\": %ld}", (long)delay);
         return;
     }
     if (meta->nkeys == 0) {
-        printf("%-40s %5s  %-20s  %s\n", name, "-", "no key", "-");
+        printf("%-40s %5s  %-20s  %s", name, "-", "no key", "-");
+        print_share_note(delay, listing);
+        printf("\n");
         return;
     }
     for (i = 0; i < meta->nkeys; i++) {
@@ -196,10 +234,16 @@ print_entry(admin *a, const char *name, krb5_db_entry *entry,
 
         tk_format_time(rec->expiry, when);
         uploader_text(rec, up);
-        printf("%-40s %5u  %-20s%s  %s%s\n", name, rec->kvno, when,
+        printf("%-40s %5u  %-20s%s  %s%s", name, rec->kvno, when,
                rec->expiry <= now ? " (expired)" : "", up,
                kvno_wrapped(entry, rec->kvno) ? "" :
                "  (stored before the ratchet)");
+        if (tk_record_pending(rec, now)) {
+            tk_format_time(rec->active_at, active);
+            printf("  pending until %s", active);
+        }
+        print_share_note(delay, listing);
+        printf("\n");
     }
 }
 
@@ -224,7 +268,7 @@ list_one(krb5_pointer arg, krb5_db_entry *entry)
     if (krb5_unparse_name(a->ctx, entry->princ, &name) != 0)
         return 0;
     if (!managed) {
-        print_adopting(a, name, entry, st->count++ == 0);
+        print_adopting(a, name, entry, st->count++ == 0, TRUE);
         krb5_free_unparsed_name(a->ctx, name);
         return 0;
     }
@@ -235,7 +279,7 @@ list_one(krb5_pointer arg, krb5_db_entry *entry)
     } else {
         memset(&empty, 0, sizeof(empty));
         print_entry(a, name, entry, meta != NULL ? meta : &empty,
-                    st->count == 0);
+                    st->count == 0, TRUE);
         st->count++;
     }
     tk_meta_free(meta);
@@ -299,13 +343,15 @@ cmd_show(admin *a, const char *name)
                "UPLOADER");
     }
     if (!managed) {
-        print_adopting(a, name, entry, 1);
+        print_adopting(a, name, entry, 1, FALSE);
         if (a->json)
             printf("\n");
+        else
+            print_shared(tk_entry_share_delay(a->ctx, entry));
         status = 0;
         goto cleanup;
     }
-    print_entry(a, name, entry, meta != NULL ? meta : &empty, 1);
+    print_entry(a, name, entry, meta != NULL ? meta : &empty, 1, FALSE);
     if (a->json) {
         printf("\n");
     } else {
@@ -315,6 +361,7 @@ cmd_show(admin *a, const char *name)
                    meta->highest_kvno, when);
         }
         print_adopted(a, entry);
+        print_shared(tk_entry_share_delay(a->ctx, entry));
     }
     status = 0;
 
