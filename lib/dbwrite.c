@@ -568,10 +568,11 @@ refuse(krb5_context ctx, upload_state *st, int reason, krb5_error_code code,
 }
 
 /* A fresh entry for an enrolling principal, like one kadmin would create
- * with no keys. */
+ * with no keys, naming modifier as its last modifier: an enrollment names
+ * the principal itself (tempkey-admin report counts those). */
 static krb5_error_code
 new_entry(krb5_context ctx, const tk_policy *pol, krb5_const_principal princ,
-          krb5_db_entry **entry_out)
+          krb5_const_principal modifier, krb5_db_entry **entry_out)
 {
     krb5_error_code ret;
     krb5_db_entry *e;
@@ -589,7 +590,7 @@ new_entry(krb5_context ctx, const tk_policy *pol, krb5_const_principal princ,
     e->max_renewable_life = pol->entry_max_renewable;
     ret = krb5_copy_principal(ctx, princ, &e->princ);
     if (ret == 0)
-        ret = krb5_dbe_update_mod_princ_data(ctx, e, now, princ);
+        ret = krb5_dbe_update_mod_princ_data(ctx, e, now, modifier);
     if (ret == 0)
         ret = krb5_dbe_update_last_pwd_change(ctx, e, now);
     if (ret) {
@@ -598,6 +599,52 @@ new_entry(krb5_context ctx, const tk_policy *pol, krb5_const_principal princ,
     }
     *entry_out = e;
     return 0;
+}
+
+/* tk_db_update_or_create_managed(): tempkey-admin share's write, which
+ * makes a missing principal as an enrollment would. */
+typedef struct {
+    const tk_policy *pol;
+    krb5_const_principal princ, creator;
+    tk_update_fn fn;
+    void *arg;
+    krb5_boolean created;       /* the last try's entry was new */
+} create_call;
+
+static krb5_error_code
+create_change(krb5_context ctx, krb5_db_entry **entry, void *arg,
+              krb5_boolean *changed)
+{
+    create_call *call = arg;
+    krb5_error_code ret;
+    krb5_boolean is_new = (*entry == NULL);
+
+    *changed = FALSE;
+    call->created = FALSE;
+    if (is_new) {
+        ret = new_entry(ctx, call->pol, call->princ, call->creator, entry);
+        if (ret == 0)
+            ret = krb5_dbe_set_string(ctx, *entry, TK_ATTR_MANAGED, "1");
+        if (ret)
+            return ret;
+    }
+    ret = call->fn(ctx, *entry, call->arg, changed);
+    call->created = (ret == 0 && is_new && *changed);
+    return ret;
+}
+
+krb5_error_code
+tk_db_update_or_create_managed(krb5_context ctx, const tk_policy *pol,
+                               krb5_const_principal princ,
+                               krb5_const_principal creator, tk_update_fn fn,
+                               void *arg, krb5_boolean *created_out)
+{
+    krb5_error_code ret;
+    create_call call = { pol, princ, creator, fn, arg, FALSE };
+
+    ret = write_entry(ctx, princ, create_change, &call, NULL);
+    *created_out = (ret == 0 && call.created);
+    return ret;
 }
 
 /* An existing principal that is not managed: only an adoption lets an
@@ -688,7 +735,8 @@ find_or_enroll(krb5_context writer, upload_state *st, krb5_db_entry **entry)
     }
     if (*entry == NULL) {
         if (tk_policy_may_enroll(writer, st->pol, st->princ))
-            return new_entry(st->keyctx, st->pol, st->princ, entry);
+            return new_entry(st->keyctx, st->pol, st->princ, st->princ,
+                             entry);
         return refuse(writer, st, TK_REASON_NOT_ENROLLABLE, 0,
                       "neither managed by tempkey nor allowed to enroll by "
                       "tempkey_enroll");

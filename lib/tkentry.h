@@ -217,6 +217,17 @@ typedef krb5_error_code (*tk_update_fn)(krb5_context ctx,
 krb5_error_code tk_db_update(krb5_context ctx, krb5_const_principal princ,
                              tk_update_fn fn, void *arg);
 
+/* The same, except that a missing princ is made first, as an enrollment
+ * makes it (no key, pol's entry lifetimes) but marked managed and naming
+ * creator as its last modifier, and handed to fn; it is stored only if fn
+ * changes it, and *created_out says whether the entry stored was new. */
+krb5_error_code tk_db_update_or_create_managed(krb5_context ctx,
+                                               const tk_policy *pol,
+                                               krb5_const_principal princ,
+                                               krb5_const_principal creator,
+                                               tk_update_fn fn, void *arg,
+                                               krb5_boolean *created_out);
+
 /* Told of each principal a purge touched: removed key versions or an error
  * (whose message is on ctx). */
 typedef void (*tk_purge_report_fn)(krb5_context ctx,

@@ -76,6 +76,20 @@ def skip(msg):
     sys.exit(77)
 
 
+def prerequisites(check):
+    """Run a harness's prerequisite check, which exits 77 when something is
+    missing; say so and return False instead, so that the other tests of
+    the file still run."""
+    try:
+        check()
+    except SystemExit as e:
+        if e.code != 77:
+            raise
+        print('SKIP: this test (see above); the others ran')
+        return False
+    return True
+
+
 def free_port():
     """A port free on 127.0.0.1 for both TCP and UDP right now."""
     for _ in range(50):

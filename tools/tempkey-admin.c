@@ -1,14 +1,16 @@
-/* tempkey-admin.c - list, show, set, revoke and purge temporary keys, and
- * adopt principals with long-term keys, on the KDC host, through libkdb5 and
- * the realm's tempkey module. */
+/* tempkey-admin.c - list, show, set, revoke and purge temporary keys, adopt
+ * principals with long-term keys and share principals among several hosts,
+ * on the KDC host, through libkdb5 and the realm's tempkey module. */
 
 #include <errno.h>
 #include <getopt.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <profile.h>
 
@@ -41,6 +43,12 @@ usage(FILE *out)
             "  adopt PRINCIPAL | --matching PATTERN [--cancel] [--dry-run]\n"
             "                              let the first upload replace a\n"
             "                              principal's long-term keys\n"
+            "  share PRINCIPAL --delay DURATION\n"
+            "                              serve one principal from several "
+            "hosts:\n"
+            "                              a new key is used DURATION after "
+            "its upload\n"
+            "  unshare PRINCIPAL           a new key is used at once again\n"
             "  ratchet status              the ratchet's file and epoch\n"
             "  ratchet init                make a ratchet file where none "
             "is\n"
@@ -59,6 +67,22 @@ fail(admin *a, krb5_error_code code, const char *what)
     fprintf(stderr, "%s: %s: %s\n", progname, what, msg);
     krb5_free_error_message(a->ctx, msg);
     return 1;
+}
+
+/* Refuse a change, with a message (fmt) saying why. */
+static krb5_error_code
+refuse(krb5_context ctx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static krb5_error_code
+refuse(krb5_context ctx, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    krb5_vset_error_message(ctx, EINVAL, fmt, ap);
+    va_end(ap);
+    return EINVAL;
 }
 
 /* ---- Output. */
@@ -113,11 +137,32 @@ kvno_wrapped(krb5_db_entry *entry, krb5_kvno kvno)
     return TRUE;
 }
 
+/* The end of a list line of a shared principal (DESIGN 11): show has a
+ * line of its own for it (print_shared). */
+static void
+print_share_note(krb5_deltat delay, krb5_boolean listing)
+{
+    if (listing && delay > 0)
+        printf("  shared (delay %ld s)", (long)delay);
+}
+
+/* show's line saying whether the principal is shared, and its delay. */
+static void
+print_shared(krb5_deltat delay)
+{
+    if (delay > 0)
+        printf("shared: delay %ld s\n", (long)delay);
+    else
+        printf("shared: no\n");
+}
+
 /* An adopting principal's line: its long-term keys serve until its first
  * upload (doc/deploying.md). */
 static void
-print_adopting(admin *a, const char *name, krb5_db_entry *entry, int first)
+print_adopting(admin *a, const char *name, krb5_db_entry *entry, int first,
+               krb5_boolean listing)
 {
+    krb5_deltat delay = tk_entry_share_delay(a->ctx, entry);
     char *since = NULL;
 
     if (krb5_dbe_get_string(a->ctx, entry, TK_ATTR_ADOPT, &since) != 0)
@@ -128,11 +173,13 @@ print_adopting(admin *a, const char *name, krb5_db_entry *entry, int first)
         printf(", \"highest_kvno\": %u, \"keys\": [], \"adopting\": ",
                tk_entry_top_kvno(entry));
         json_string(since != NULL ? since : "");
-        printf("}");
+        printf(", \"share_delay\": %ld}", (long)delay);
     } else {
-        printf("%-40s %5u  %-20s  adopting since %s\n", name,
+        printf("%-40s %5u  %-20s  adopting since %s", name,
                tk_entry_top_kvno(entry), "long-term",
                since != NULL ? since : "?");
+        print_share_note(delay, listing);
+        printf("\n");
     }
     krb5_dbe_free_string(a->ctx, since);
 }
@@ -159,12 +206,15 @@ print_adopted(admin *a, krb5_db_entry *entry)
     }
 }
 
-/* Print one managed entry, as a JSON object or as text lines. */
+/* Print one managed entry, as a JSON object or as text lines (with
+ * listing, as list does). */
 static void
 print_entry(admin *a, const char *name, krb5_db_entry *entry,
-            const tk_meta *meta, int first)
+            const tk_meta *meta, int first, krb5_boolean listing)
 {
     char when[TK_TIME_LEN], up[TK_UPLOADER_LEN * 2 + 1];
+    char active[TK_TIME_LEN];
+    krb5_deltat delay = tk_entry_share_delay(a->ctx, entry);
     int64_t now = time(NULL);
     size_t i;
 
@@ -178,17 +228,29 @@ print_entry(admin *a, const char *name, krb5_db_entry *entry,
             tk_format_time(rec->expiry, when);
             uploader_text(rec, up);
             printf("%s{\"kvno\": %u, \"expires\": \"%s\", \"expired\": %s, "
-                   "\"uploader\": \"%s\", \"wrapped\": %s}", i ? ", " : "",
+                   "\"uploader\": \"%s\", \"wrapped\": %s", i ? ", " : "",
                    rec->kvno, when, rec->expiry <= now ? "true" : "false", up,
                    kvno_wrapped(entry, rec->kvno) ? "true" : "false");
+            /* A shared principal's keys record when they came into use;
+             * other keys are used from their store (null). */
+            if (rec->active_at != 0) {
+                tk_format_time(rec->active_at, active);
+                printf(", \"active_at\": \"%s\"", active);
+            } else {
+                printf(", \"active_at\": null");
+            }
+            printf(", \"pending\": %s}",
+                   tk_record_pending(rec, now) ? "true" : "false");
         }
         printf("]");
         print_adopted(a, entry);
-        printf("}");
+        printf(", \"share_delay\": %ld}", (long)delay);
         return;
     }
     if (meta->nkeys == 0) {
-        printf("%-40s %5s  %-20s  %s\n", name, "-", "no key", "-");
+        printf("%-40s %5s  %-20s  %s", name, "-", "no key", "-");
+        print_share_note(delay, listing);
+        printf("\n");
         return;
     }
     for (i = 0; i < meta->nkeys; i++) {
@@ -196,10 +258,16 @@ print_entry(admin *a, const char *name, krb5_db_entry *entry,
 
         tk_format_time(rec->expiry, when);
         uploader_text(rec, up);
-        printf("%-40s %5u  %-20s%s  %s%s\n", name, rec->kvno, when,
+        printf("%-40s %5u  %-20s%s  %s%s", name, rec->kvno, when,
                rec->expiry <= now ? " (expired)" : "", up,
                kvno_wrapped(entry, rec->kvno) ? "" :
                "  (stored before the ratchet)");
+        if (tk_record_pending(rec, now)) {
+            tk_format_time(rec->active_at, active);
+            printf("  pending until %s", active);
+        }
+        print_share_note(delay, listing);
+        printf("\n");
     }
 }
 
@@ -224,7 +292,7 @@ list_one(krb5_pointer arg, krb5_db_entry *entry)
     if (krb5_unparse_name(a->ctx, entry->princ, &name) != 0)
         return 0;
     if (!managed) {
-        print_adopting(a, name, entry, st->count++ == 0);
+        print_adopting(a, name, entry, st->count++ == 0, TRUE);
         krb5_free_unparsed_name(a->ctx, name);
         return 0;
     }
@@ -235,7 +303,7 @@ list_one(krb5_pointer arg, krb5_db_entry *entry)
     } else {
         memset(&empty, 0, sizeof(empty));
         print_entry(a, name, entry, meta != NULL ? meta : &empty,
-                    st->count == 0);
+                    st->count == 0, TRUE);
         st->count++;
     }
     tk_meta_free(meta);
@@ -299,13 +367,15 @@ cmd_show(admin *a, const char *name)
                "UPLOADER");
     }
     if (!managed) {
-        print_adopting(a, name, entry, 1);
+        print_adopting(a, name, entry, 1, FALSE);
         if (a->json)
             printf("\n");
+        else
+            print_shared(tk_entry_share_delay(a->ctx, entry));
         status = 0;
         goto cleanup;
     }
-    print_entry(a, name, entry, meta != NULL ? meta : &empty, 1);
+    print_entry(a, name, entry, meta != NULL ? meta : &empty, 1, FALSE);
     if (a->json) {
         printf("\n");
     } else {
@@ -315,6 +385,7 @@ cmd_show(admin *a, const char *name)
                    meta->highest_kvno, when);
         }
         print_adopted(a, entry);
+        print_shared(tk_entry_share_delay(a->ctx, entry));
     }
     status = 0;
 
@@ -626,21 +697,6 @@ typedef struct {
     char since[TK_TIME_LEN];
 } adopt_state;
 
-static krb5_error_code
-adopt_refuse(krb5_context ctx, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static krb5_error_code
-adopt_refuse(krb5_context ctx, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    krb5_vset_error_message(ctx, EINVAL, fmt, ap);
-    va_end(ap);
-    return EINVAL;
-}
-
 /* --cancel on entry: an adopting principal loses the mark and nothing
  * else; the switch, once made, cannot be undone. */
 static krb5_error_code
@@ -662,12 +718,11 @@ cancel_entry(krb5_context ctx, krb5_db_entry *entry, adopt_state *st,
         return 0;
     tk_entry_adoption(ctx, entry, &kvno, &until);
     if (managed && kvno != 0) {
-        return adopt_refuse(ctx, "was adopted already: its first upload "
-                            "replaced its long-term keys (up to kvno %u), "
-                            "which are gone; there is nothing to cancel",
-                            kvno);
+        return refuse(ctx, "was adopted already: its first upload "
+                      "replaced its long-term keys (up to kvno %u), which "
+                      "are gone; there is nothing to cancel", kvno);
     }
-    return adopt_refuse(ctx, "is not being adopted");
+    return refuse(ctx, "is not being adopted");
 }
 
 /* Mark entry for adoption, or cancel it (st->cancel), deciding on the
@@ -690,14 +745,14 @@ adopt_entry(krb5_context ctx, krb5_db_entry *entry, void *arg,
     if (st->cancel)
         return cancel_entry(ctx, entry, st, managed, changed);
     if (tk_name_is_reserved(ctx, entry->princ)) {
-        return adopt_refuse(ctx, "is a reserved name: it is never adopted, "
-                            "since no certificate may key it");
+        return refuse(ctx, "is a reserved name: it is never adopted, "
+                      "since no certificate may key it");
     }
     st->skip = st->matching && (managed || tk_entry_is_adopting(entry));
     if (st->skip)
         return 0;
     if (managed)
-        return adopt_refuse(ctx, "is managed by tempkey already");
+        return refuse(ctx, "is managed by tempkey already");
     if (tk_entry_is_adopting(entry)) {
         st->already = TRUE;
         if (krb5_dbe_get_string(ctx, entry, TK_ATTR_ADOPT, &since) == 0 &&
@@ -821,6 +876,227 @@ cmd_adopt(admin *a, const char *name, const char *pattern,
                "being adopted already, or refused above)\n", pattern, n,
                st->dry_run ? "would be adopted" : "adopted", count - n);
     }
+    return status;
+}
+
+/* ---- share and unshare: one service on several hosts (DESIGN 11). */
+
+typedef struct {
+    krb5_deltat delay;          /* share: the new delay */
+    /* What share_entry() and unshare_entry() found, for the line that says
+     * it. */
+    krb5_deltat old_delay;      /* 0: it was not shared */
+    krb5_kvno pending_kvno;     /* unshare: a key still pending, or 0 */
+    int64_t pending_at;
+} share_state;
+
+/* Refuse to share entry, which is neither managed nor being adopted: its
+ * uploads would be refused as well.  The way on is adopt. */
+static krb5_error_code
+refuse_unmanaged(krb5_context ctx, krb5_db_entry *entry)
+{
+    krb5_error_code ret;
+    krb5_kvno top = tk_entry_top_kvno(entry);
+    char *name = NULL;
+
+    ret = krb5_unparse_name(ctx, entry->princ, &name);
+    if (ret)
+        return ret;
+    if (top != 0) {
+        ret = refuse(ctx, "holds long-term keys (up to kvno %u) and is not "
+                     "managed by tempkey; adopt it first (tempkey-admin "
+                     "adopt %s), then share it", top, name);
+    } else {
+        ret = refuse(ctx, "exists, keyless, and is neither managed by "
+                     "tempkey nor being adopted; adopt it first "
+                     "(tempkey-admin adopt %s), then share it", name);
+    }
+    krb5_free_unparsed_name(ctx, name);
+    return ret;
+}
+
+/* Set the delay of a managed or adopting entry; the keys stored keep their
+ * activation times (a pending one stays pending until its own). */
+static krb5_error_code
+share_entry(krb5_context ctx, krb5_db_entry *entry, void *arg,
+            krb5_boolean *changed)
+{
+    share_state *st = arg;
+    krb5_error_code ret;
+    krb5_boolean managed;
+    char value[32];
+
+    *changed = FALSE;
+    st->old_delay = tk_entry_share_delay(ctx, entry);
+    ret = tk_entry_is_managed(ctx, entry, &managed);
+    if (ret)
+        return ret;
+    if (!managed && !tk_entry_is_adopting(entry))
+        return refuse_unmanaged(ctx, entry);
+    if (st->old_delay == st->delay)
+        return 0;
+    snprintf(value, sizeof(value), "%ld", (long)st->delay);
+    ret = krb5_dbe_set_string(ctx, entry, TK_ATTR_SHARE, value);
+    *changed = (ret == 0);
+    return ret;
+}
+
+/* Remove the mark, leaving the entry as it was before share; a pending key
+ * keeps its activation time. */
+static krb5_error_code
+unshare_entry(krb5_context ctx, krb5_db_entry *entry, void *arg,
+              krb5_boolean *changed)
+{
+    share_state *st = arg;
+    krb5_error_code ret;
+    tk_meta *meta = NULL;
+    const tk_key_record *pending;
+    char *value = NULL;
+
+    *changed = FALSE;
+    st->pending_kvno = 0;
+    st->pending_at = 0;
+    /* The mark itself, whatever its value: one unreadable as a delay
+     * (set by hand) goes too. */
+    ret = krb5_dbe_get_string(ctx, entry, TK_ATTR_SHARE, &value);
+    if (ret)
+        return ret;
+    if (value == NULL)
+        return refuse(ctx, "is not shared (no '%s' string attribute)",
+                      TK_ATTR_SHARE);
+    krb5_dbe_free_string(ctx, value);
+    ret = tk_entry_get_meta(ctx, entry, &meta);
+    if (ret)
+        return ret;
+    pending = tk_meta_pending(meta, time(NULL));
+    if (pending != NULL) {
+        st->pending_kvno = pending->kvno;
+        st->pending_at = pending->active_at;
+    }
+    tk_meta_free(meta);
+    ret = tk_entry_unset_string(ctx, entry, TK_ATTR_SHARE);
+    *changed = (ret == 0);
+    return ret;
+}
+
+/* The name an entry created by tempkey-admin records as its last modifier,
+ * as kadmin.local makes one: LOGIN/admin@REALM.  Not the principal itself,
+ * which marks an enrollment (tempkey-admin report). */
+static krb5_error_code
+creator_name(admin *a, krb5_principal *creator_out)
+{
+    struct passwd *pw = getpwuid(getuid());
+    const char *login = (pw != NULL) ? pw->pw_name : "root";
+
+    return krb5_build_principal(a->ctx, creator_out, strlen(a->realm),
+                                a->realm, login, "admin", (char *)NULL);
+}
+
+static int
+cmd_share(admin *a, const char *name, const char *delay_text)
+{
+    krb5_error_code ret;
+    krb5_principal princ = NULL, creator = NULL;
+    krb5_boolean created = FALSE;
+    share_state st;
+    char *full = NULL;
+    int status = 1;
+
+    memset(&st, 0, sizeof(st));
+    ret = tk_parse_duration(a->ctx, "--delay", delay_text, &st.delay);
+    if (ret)
+        return fail(a, ret, name);
+    /* A key of the longest life would expire before it is used. */
+    if (st.delay >= a->cfg.policy.max_life) {
+        fprintf(stderr, "%s: %s: --delay %s (%ld s) is not below "
+                "tempkey_max_life (%ld s): a new key would expire before it "
+                "is used\n", progname, name, delay_text, (long)st.delay,
+                (long)a->cfg.policy.max_life);
+        return 1;
+    }
+    ret = krb5_parse_name(a->ctx, name, &princ);
+    if (ret == 0)
+        ret = krb5_unparse_name(a->ctx, princ, &full);
+    if (ret == 0)
+        ret = creator_name(a, &creator);
+    if (ret) {
+        fail(a, ret, name);
+        goto cleanup;
+    }
+    if (tk_name_is_reserved(a->ctx, princ)) {
+        fprintf(stderr, "%s: %s: is a reserved name: it is never shared, "
+                "since no certificate may key it\n", progname, full);
+        goto cleanup;
+    }
+    if (!krb5_realm_compare(a->ctx, princ, creator)) {
+        fprintf(stderr, "%s: %s: is not a name of the realm %s\n", progname,
+                full, a->realm);
+        goto cleanup;
+    }
+    ret = tk_db_update_or_create_managed(a->ctx, &a->cfg.policy, princ,
+                                         creator, share_entry, &st,
+                                         &created);
+    if (ret) {
+        fail(a, ret, full);
+        goto cleanup;
+    }
+    if (created) {
+        printf("%s: created, managed by tempkey with no key yet, and "
+               "shared: its members' keys are used %ld s after their "
+               "upload (the first at once)\n", full, (long)st.delay);
+    } else if (st.old_delay == st.delay) {
+        printf("%s: shared already with a delay of %ld s; nothing "
+               "changed\n", full, (long)st.delay);
+    } else if (st.old_delay != 0) {
+        printf("%s: shared already; its delay changes from %ld s to %ld s "
+               "(keys stored already keep their activation times)\n", full,
+               (long)st.old_delay, (long)st.delay);
+    } else {
+        printf("%s: shared: a new key is used %ld s after its upload, while "
+               "every member fetches it\n", full, (long)st.delay);
+    }
+    status = 0;
+
+cleanup:
+    krb5_free_unparsed_name(a->ctx, full);
+    krb5_free_principal(a->ctx, creator);
+    krb5_free_principal(a->ctx, princ);
+    return status;
+}
+
+static int
+cmd_unshare(admin *a, const char *name)
+{
+    krb5_error_code ret;
+    krb5_principal princ = NULL;
+    share_state st;
+    char *full = NULL, when[TK_TIME_LEN];
+    int status = 1;
+
+    memset(&st, 0, sizeof(st));
+    ret = krb5_parse_name(a->ctx, name, &princ);
+    if (ret == 0)
+        ret = krb5_unparse_name(a->ctx, princ, &full);
+    if (ret) {
+        fail(a, ret, name);
+        goto cleanup;
+    }
+    ret = tk_db_update(a->ctx, princ, unshare_entry, &st);
+    if (ret) {
+        fail(a, ret, full);
+        goto cleanup;
+    }
+    printf("%s: no longer shared: a new key is used at once", full);
+    if (st.pending_kvno != 0) {
+        tk_format_time(st.pending_at, when);
+        printf("; kvno %u stays pending until %s", st.pending_kvno, when);
+    }
+    printf("\n");
+    status = 0;
+
+cleanup:
+    krb5_free_unparsed_name(a->ctx, full);
+    krb5_free_principal(a->ctx, princ);
     return status;
 }
 
@@ -980,7 +1256,8 @@ command_fits(const char *cmd, int nargs, const char *arg,
         want = 0;
         takes = "no operand";
     } else if (strcmp(cmd, "show") == 0 || strcmp(cmd, "set") == 0 ||
-               strcmp(cmd, "revoke") == 0) {
+               strcmp(cmd, "revoke") == 0 || strcmp(cmd, "share") == 0 ||
+               strcmp(cmd, "unshare") == 0) {
         takes = "one principal";
     } else if (strcmp(cmd, "adopt") == 0) {
         want = matching ? 0 : 1;
@@ -1005,8 +1282,9 @@ command_fits(const char *cmd, int nargs, const char *arg,
     return FALSE;
 }
 
-/* Open the realm's database; for writes (set, revoke, purge, adopt) as the
- * module's own writer, which a replica refuses and an iprop primary logs. */
+/* Open the realm's database; for writes (set, revoke, purge, adopt, share,
+ * unshare) as the module's own writer, which a replica refuses and an iprop
+ * primary logs. */
 static int
 open_realm(admin *a, const char *realm, krb5_boolean writes)
 {
@@ -1045,6 +1323,7 @@ main(int argc, char **argv)
         { "dry-run", no_argument, NULL, 'd' },
         { "log", required_argument, NULL, 'L' },
         { "prometheus", required_argument, NULL, 'P' },
+        { "delay", required_argument, NULL, 'D' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -1053,7 +1332,7 @@ main(int argc, char **argv)
     tk_report_options report;
     const char *realm = NULL, *lifetime = NULL, *keytab = NULL;
     const char *enctypes = NULL, *kvno = NULL, *cmd, *princ = NULL;
-    const char *matching = NULL;
+    const char *matching = NULL, *delay = NULL;
     int c, status, nargs;
 
     memset(&a, 0, sizeof(a));
@@ -1075,6 +1354,7 @@ main(int argc, char **argv)
                 return 2;
             break;
         case 'P': report.prometheus = optarg; break;
+        case 'D': delay = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -1110,6 +1390,15 @@ main(int argc, char **argv)
                 "adopt\n", progname);
         return 2;
     }
+    if (delay != NULL && strcmp(cmd, "share") != 0) {
+        fprintf(stderr, "%s: --delay goes with share\n", progname);
+        return 2;
+    }
+    if (delay == NULL && strcmp(cmd, "share") == 0) {
+        fprintf(stderr, "%s: share takes --delay DURATION: how long after "
+                "its upload a new key is used\n", progname);
+        return 2;
+    }
     if (tk_report_check(cmd, &report, a.json) != 0)
         return 2;
 
@@ -1132,6 +1421,10 @@ main(int argc, char **argv)
             status = cmd_revoke(&a, princ, kvno);
         else if (strcmp(cmd, "adopt") == 0)
             status = cmd_adopt(&a, princ, matching, &adopt);
+        else if (strcmp(cmd, "share") == 0)
+            status = cmd_share(&a, princ, delay);
+        else if (strcmp(cmd, "unshare") == 0)
+            status = cmd_unshare(&a, princ);
         else
             status = cmd_purge(&a);
     }

@@ -15,8 +15,8 @@ import threading
 import time
 
 from realm import (Realm, Tests, fail, entry_keys, entry_tl_data, parse_iso,
-                   KADMIN_LOCAL, KDESTROY, KLIST, KVNO, REALM, TEMPKEY_ADMIN,
-                   TK_UPLOAD)
+                   prerequisites, KADMIN_LOCAL, KDESTROY, KLIST, KVNO, REALM,
+                   TEMPKEY_ADMIN, TK_UPLOAD)
 
 SVC = 'HTTP/www.test'
 SVC_FULL = SVC + '@' + REALM
@@ -445,20 +445,6 @@ def test_switch_removes_the_password_history():
         fail('after the switch the history holds %d keys (%d bytes), policy '
              '%r' % (old, rest, policy2))
     r.kadmin_local('getprinc ' + SVC, expected_msg='Policy: hist')
-
-
-def prerequisites(check):
-    """Run a harness's prerequisite check, which exits 77 when something is
-    missing; say so and return False instead, so that the other tests of
-    this file still run."""
-    try:
-        check()
-    except SystemExit as e:
-        if e.code != 77:
-            raise
-        print('SKIP: this test (see above); the others ran')
-        return False
-    return True
 
 
 def test_adoption_reaches_a_replica():

@@ -15,8 +15,8 @@ import subprocess
 import threading
 import time
 
-from realm import (Realm, Tests, fail, parse_iso, KDESTROY, KLIST, KTUPDATE,
-                   KVNO, REALM, TK_UPLOAD)
+from realm import (Realm, Tests, fail, parse_iso, prerequisites, KDESTROY,
+                   KLIST, KTUPDATE, KVNO, REALM, TK_UPLOAD)
 
 SVC = 'HTTP/www.test'
 SVC_FULL = SVC + '@' + REALM
@@ -35,14 +35,11 @@ class Shared:
         self.delay = delay
         self.certs = {m: r.server_cert(SVC, name=m) for m in members}
         self.keytabs = {m: r.path(m + '.keytab') for m in members}
-        # TEMPORARY until tempkey-admin share lands.
-        r.kadmin_local('addprinc -nokey ' + SVC)
-        r.kadmin_local('setstr %s tempkey 1' % SVC)
-        r.kadmin_local('setstr %s tempkey_share %d' % (SVC, delay))
+        # A name that does not exist yet: share creates it, managed.
+        r.tempkey_admin('share', SVC, '--delay', str(delay))
 
     def unshare(self):
-        # TEMPORARY until tempkey-admin unshare lands.
-        self.r.kadmin_local('delstr %s tempkey_share' % SVC)
+        self.r.tempkey_admin('unshare', SVC)
 
     def ktupdate(self, member, *args, **kw):
         return self.r.ktupdate(self.certs[member], '--principal', SVC_FULL,
@@ -367,19 +364,6 @@ def test_unshare_returns_to_one_host():
     out = sh.r.run([KVNO, '-c', cc, '-k', sh.keytabs['m1'], SVC])
     if ': kvno = %d, keytab entry valid' % got not in out:
         fail('the KDC does not issue in the new key at once: ' + out)
-
-
-def prerequisites(check):
-    """Run a harness's prerequisite check, which exits 77 when something is
-    missing; say so and return False, so that the other tests still run."""
-    try:
-        check()
-    except SystemExit as e:
-        if e.code != 77:
-            raise
-        print('SKIP: this test (see above); the others ran')
-        return False
-    return True
 
 
 def test_daemon_fetches_within_the_delay():
