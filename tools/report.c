@@ -67,12 +67,15 @@ typedef struct {
     int64_t now;
     krb5_error_code error;      /* what stopped the walk of the database */
     long managed, live_keys, expiring, enrollments;
+    long shared, pending;       /* shared principals; their pending keys */
     service *services;          /* sorted by name once the walk is done */
     size_t nservices, services_size;
     name_list late;             /* past refresh-by: names in services */
     name_list dark;             /* no live key */
     name_list unreadable;       /* records that do not decode */
     long uploads;
+    long fetches;               /* members handed a shared principal's keys
+                                 * without a store */
     long refusals[TK_REASON_MAX + 1];
     /* The time of the last log line read, to skip parsing it again. */
     char clock_text[64];
@@ -241,6 +244,8 @@ count_entry(report *rp, const char *name, krb5_db_entry *entry)
     rp->managed++;
     if (enrolled_lately(rp, entry))
         rp->enrollments++;
+    if (tk_entry_share_delay(rp->ctx, entry) > 0)
+        rp->shared++;
     ret = tk_entry_get_meta(rp->ctx, entry, &meta);
     if (ret) {
         /* The KDC refuses such a principal: a finding, not a failure. */
@@ -255,6 +260,8 @@ count_entry(report *rp, const char *name, krb5_db_entry *entry)
         rp->live_keys++;
         if (meta->keys[i].expiry <= rp->now + HOUR)
             rp->expiring++;
+        if (tk_record_pending(&meta->keys[i], rp->now))
+            rp->pending++;
     }
     if (meta != NULL)
         newest = tk_meta_newest_live(meta, rp->now);
@@ -462,6 +469,9 @@ read_line(report *rp, const char *line)
 {
     static const char stored[] = "stored kvno ";
     static const char refused[] = "refused upload for ";
+    static const char refused_fetch[] = "refused fetch for ";
+    static const char fetched[] = "fetch for ";
+    static const char answered[] = "answered upload of ";
     const char *text;
     int64_t t = line_time(rp, line, &text);
 
@@ -477,6 +487,13 @@ read_line(report *rp, const char *line)
     else if (strncmp(text, refused, sizeof(refused) - 1) == 0 &&
              t >= rp->now - DAY)
         rp->refusals[refusal_reason(text + sizeof(refused) - 1)]++;
+    else if (strncmp(text, refused_fetch, sizeof(refused_fetch) - 1) == 0 &&
+             t >= rp->now - DAY)
+        rp->refusals[refusal_reason(text + sizeof(refused_fetch) - 1)]++;
+    else if ((strncmp(text, fetched, sizeof(fetched) - 1) == 0 ||
+              strncmp(text, answered, sizeof(answered) - 1) == 0) &&
+             t >= rp->now - DAY)
+        rp->fetches++;
 }
 
 static krb5_error_code
@@ -578,9 +595,12 @@ print_json(report *rp, const char *realm, const tk_report_options *opt)
            "\"principals_without_live_key\": %zu, "
            "\"principals_unreadable\": %zu,\n"
            " \"enrollments_last_day\": %ld, \"uploads_stored_last_day\": %ld,"
+           "\n \"shared_principals\": %ld, \"pending_key_versions\": %ld, "
+           "\"fetches_last_day\": %ld,"
            "\n \"refusals_last_day\": {", rp->managed, rp->live_keys,
            rp->expiring, rp->late.count, rp->dark.count,
-           rp->unreadable.count, rp->enrollments, rp->uploads);
+           rp->unreadable.count, rp->enrollments, rp->uploads, rp->shared,
+           rp->pending, rp->fetches);
     for (reason = 0; reason <= TK_REASON_MAX; reason++) {
         if (rp->refusals[reason] == 0)
             continue;
@@ -636,6 +656,9 @@ print_text(report *rp, const char *realm, const tk_report_options *opt)
         printf("  %s\n", rp->unreadable.names[i]);
     printf("enrollments in the last day: %ld\n", rp->enrollments);
     printf("uploads stored in the last day: %ld\n", rp->uploads);
+    printf("shared principals: %ld\n", rp->shared);
+    printf("pending key versions: %ld\n", rp->pending);
+    printf("fetches answered in the last day: %ld\n", rp->fetches);
     for (reason = 0; reason <= TK_REASON_MAX; reason++)
         refusals += rp->refusals[reason];
     printf("uploads refused in the last day: %ld\n", refusals);
@@ -698,6 +721,15 @@ write_prometheus(report *rp, const char *realm, const char *path)
     gauge(prom, realm, "tempkey_uploads_stored_last_day",
           "Uploads the KDC stored in the last 24 hours (KDC log).",
           rp->uploads);
+    gauge(prom, realm, "tempkey_shared_principals",
+          "Managed principals shared by several hosts (tempkey_share).",
+          rp->shared);
+    gauge(prom, realm, "tempkey_pending_key_versions",
+          "Shared principals' key versions the KDC does not use yet.",
+          rp->pending);
+    gauge(prom, realm, "tempkey_fetches_last_day",
+          "Requests answered with a shared principal's keys and no store "
+          "in the last 24 hours (KDC log).", rp->fetches);
     tk_prom_family(prom, refusals, "gauge", "Uploads the KDC refused in the "
                    "last 24 hours, by reason (KDC log).");
     for (reason = 1; reason <= TK_REASON_MAX; reason++) {

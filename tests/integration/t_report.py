@@ -168,6 +168,9 @@ EXPECTED = {
     'principals_unreadable': 0,
     'enrollments_last_day': 2,          # www, soon
     'uploads_stored_last_day': 3,       # www twice, soon
+    'shared_principals': 0,             # (t_shared counts them)
+    'pending_key_versions': 0,
+    'fetches_last_day': 0,
 }
 REFUSALS = {'wrong-key-purpose': 1, 'kvno-not-above-stored': 1,
             'untrusted-certificate': 2}

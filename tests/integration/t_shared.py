@@ -366,6 +366,36 @@ def test_unshare_returns_to_one_host():
         fail('the KDC does not issue in the new key at once: ' + out)
 
 
+def test_report_counts_shared_principals():
+    import json
+    sh = Shared()
+    sh.upload('m1')
+    sh.fetch('m2')
+    sh.upload('m2')
+    sh.r.run([TK_UPLOAD, '--cert', sh.certs['m3'].chain_pem,
+              '--key', sh.certs['m3'].key_pem,
+              '--anchors', sh.r.ca.cert_pem, '--principal', SVC_FULL],
+             expected_msg='fetched kvno 2 ')
+    stranger = sh.r.server_cert('HTTP/other.test', name='stranger')
+    sh.r.run([TK_UPLOAD, '--cert', stranger.chain_pem,
+              '--key', stranger.key_pem, '--anchors', sh.r.ca.cert_pem,
+              '--principal', SVC_FULL, '--fetch'], expected_code=4)
+    rep = json.loads(sh.r.tempkey_admin('--json', 'report'))
+    want = {'shared_principals': 1, 'pending_key_versions': 1,
+            'fetches_last_day': 2, 'uploads_stored_last_day': 2}
+    for key, value in want.items():
+        if rep[key] != value:
+            fail('report: %s is %r, not %r' % (key, rep[key], value))
+    if rep['refusals_last_day'].get('name-mismatch') != 1:
+        fail('report: the refused fetch is not counted: %r' %
+             rep['refusals_last_day'])
+    out = sh.r.tempkey_admin('report')
+    for line in ('shared principals: 1', 'pending key versions: 1',
+                 'fetches answered in the last day: 2'):
+        if line + '\n' not in out:
+            fail('the text report lacks %r:\n%s' % (line, out))
+
+
 def test_daemon_fetches_within_the_delay():
     sh = Shared(delay=9)
     sh.upload('m1')
@@ -476,6 +506,7 @@ Tests().run(test_three_members_three_rotations,
             test_pinned_members,
             test_fetch_refusals,
             test_unshare_returns_to_one_host,
+            test_report_counts_shared_principals,
             test_daemon_fetches_within_the_delay,
             test_replica_switches_at_the_same_time,
             test_shared_over_kldap)
