@@ -504,6 +504,25 @@ get_hash(const ASN1_OCTET_STRING *s, unsigned char out[TK_HASH_LEN])
     return 1;
 }
 
+/* A copy of a freshness token (an upload's or a fetch's), at most 4096
+ * bytes; empty stays empty, for the KDC to refuse as stale. */
+static krb5_error_code
+get_token(krb5_context ctx, const ASN1_OCTET_STRING *s, krb5_data *out)
+{
+    int len = ASN1_STRING_length(s);
+
+    if (len > 4096)
+        return bad(ctx, ASN1_BAD_FORMAT, "freshness token too long");
+    if (len == 0)
+        return 0;
+    out->data = malloc(len);
+    if (out->data == NULL)
+        return ENOMEM;
+    memcpy(out->data, ASN1_STRING_get0_data(s), len);
+    out->length = len;
+    return 0;
+}
+
 /* Encode msg into *der_out, a malloc'd copy that the caller owns. */
 static krb5_error_code
 encode_msg(krb5_context ctx, TK_MSG *msg, krb5_data *der_out)
@@ -1059,21 +1078,10 @@ tk_decode_upload(krb5_context ctx, const krb5_data *der, tk_upload **up_out)
         bad(ctx, ret, "upload hash lengths");
         goto cleanup;
     }
-    len = ASN1_STRING_length(u->freshness_token);
-    if (len > 4096) {
-        bad(ctx, ret, "freshness token too long");
+    ret = get_token(ctx, u->freshness_token, &up->freshness_token);
+    if (ret)
         goto cleanup;
-    }
-    if (len > 0) {
-        up->freshness_token.data = malloc(len);
-        if (up->freshness_token.data == NULL) {
-            ret = ENOMEM;
-            goto cleanup;
-        }
-        memcpy(up->freshness_token.data,
-               ASN1_STRING_get0_data(u->freshness_token), len);
-        up->freshness_token.length = len;
-    }
+    ret = ASN1_BAD_FORMAT;
     if (!get_int(u->kvno, 1, 65535, &v) ||
         !get_int(u->expiry, 1, INT64_MAX, &up->expiry)) {
         bad(ctx, ret, "upload numbers");
@@ -1283,7 +1291,6 @@ tk_decode_fetch(krb5_context ctx, const krb5_data *der, tk_fetch **fetch_out)
     TK_MSG *msg = NULL;
     TK_FETCH *f;
     tk_fetch *fetch = NULL;
-    int len;
 
     *fetch_out = NULL;
     ret = decode_msg(ctx, der, MSG_FETCH, &msg);
@@ -1297,23 +1304,16 @@ tk_decode_fetch(krb5_context ctx, const krb5_data *der, tk_fetch **fetch_out)
     ret = ASN1_BAD_FORMAT;
     fetch->realm = get_str(f->realm);
     fetch->principal = get_str(f->principal);
-    len = ASN1_STRING_length(f->freshness_token);
     if (!version_ok(f->version) || fetch->realm == NULL ||
         fetch->principal == NULL ||
         !get_hash(f->kdc_cert_hash, fetch->kdc_cert_hash) ||
-        !get_hash(f->body_checksum, fetch->body_checksum) || len > 4096) {
+        !get_hash(f->body_checksum, fetch->body_checksum)) {
         bad(ctx, ret, "fetch fields");
         goto cleanup;
     }
-    if (len > 0) {
-        ret = ENOMEM;
-        fetch->freshness_token.data = malloc(len);
-        if (fetch->freshness_token.data == NULL)
-            goto cleanup;
-        memcpy(fetch->freshness_token.data,
-               ASN1_STRING_get0_data(f->freshness_token), len);
-        fetch->freshness_token.length = len;
-    }
+    ret = get_token(ctx, f->freshness_token, &fetch->freshness_token);
+    if (ret)
+        goto cleanup;
     *fetch_out = fetch;
     fetch = NULL;
     ret = 0;
