@@ -452,9 +452,10 @@ tk_db_purge_expired(krb5_context ctx, int64_t now, tk_purge_report_fn report,
  *   6a. an adopted principal's first upload removes its long-term keys;
  *   6. add the keys, encrypted under the active master key, which the
  *      master key entry read under the same lock names.
- * A shared principal (doc/design.md, "Shared services") differs in two
+ * A shared principal (doc/design.md, "Shared services") differs in three
  * places: before step 2, while one of its keys is pending, any upload but
  * a retransmission of that key is answered as a fetch and stores nothing;
+ * at step 3 other keys at the newest version are answered so too;
  * at step 6 the key is pending for the principal's delay, unless no other
  * key is live.  Its result carries every live key version, decrypted, for
  * the preauth module to encrypt to the member. */
@@ -826,12 +827,19 @@ check_resend(krb5_context writer, upload_state *st, krb5_db_entry *entry,
         ret = same_upload(st->keyctx, entry, meta, st->up, &same);
     if (ret)
         return ret;
+    /* A shared principal's member that raced another to the same version
+     * (all of them enrolling at once, say) gets the keys stored there. */
+    if (!same && st->delay > 0) {
+        st->res->fetched = TRUE;
+        return 0;
+    }
     if (!same) {
         return refuse(writer, st, TK_REASON_KVNO_NOT_ABOVE_STORED, 0,
                       "key version %u is already stored with other keys",
                       st->up->kvno);
     }
     st->res->expiry = tk_meta_find(meta, st->up->kvno)->expiry;
+    st->res->active_at = tk_meta_find(meta, st->up->kvno)->active_at;
     return 0;
 }
 

@@ -1067,11 +1067,15 @@ log_accepted(const check_state *st, const tk_upload *up, const tk_ack *ack)
                 up->kvno, st->client_name,
                 (long long)(ack->expiry - st->now), st->signer_desc, when,
                 range);
-    } else if (up != NULL) {
+    } else if (up != NULL && ack->active_at != 0) {
         com_err("tempkey", 0, "answered upload of kvno %u for %s as a "
                 "fetch: kvno %u is pending until %s; sent kvno %s to %s",
                 up->kvno, st->client_name, ack->kvno, when, range,
                 st->signer_desc);
+    } else if (up != NULL) {
+        com_err("tempkey", 0, "answered upload of kvno %u for %s as a "
+                "fetch: kvno %u came first; sent kvno %s to %s", up->kvno,
+                st->client_name, ack->kvno, range, st->signer_desc);
     } else {
         com_err("tempkey", 0, "fetch for %s: sent kvno %s (tickets in kvno "
                 "%u from %s) to %s", st->client_name, range, ack->kvno, when,

@@ -1670,7 +1670,7 @@ print_fetched(updater *u, const attempt *a, krb5_kvno not_stored)
         printf("; kvno %u is pending until %s", ack->kvno, when);
     }
     if (not_stored != 0)
-        printf("; another member's key was pending, so key version %u was "
+        printf("; another member's key came first, so key version %u was "
                "not stored", not_stored);
     printf("\n");
     fflush(stdout);

@@ -246,6 +246,31 @@ def test_second_upload_while_pending_is_answered_as_fetch():
         fail('the KDC should issue in the key that was pending')
 
 
+def test_members_enrolling_at_once_end_with_one_key():
+    sh = Shared()
+    # m2 reads the offer (no key yet: it will send kvno 1), then m1's first
+    # upload lands before m2's.
+    m1 = ' '.join([KTUPDATE, '--cert', sh.certs['m1'].chain_pem, '--key',
+                   sh.certs['m1'].key_pem, '--anchors', sh.r.ca.cert_pem,
+                   '--keytab', sh.keytabs['m1'], '--principal', SVC_FULL])
+    out = sh.r.run([TK_UPLOAD, '--cert', sh.certs['m2'].chain_pem,
+                    '--key', sh.certs['m2'].key_pem,
+                    '--anchors', sh.r.ca.cert_pem, '--principal', SVC_FULL,
+                    '--before-upload', m1 + ' >/dev/null'])
+    if not out.startswith('fetched kvno 1 held 1'):
+        fail('the second kvno 1 was not answered with the first: ' + out)
+    if sh.getprinc_kvnos() != [1] or sh.keytab_kvnos('m1') != [1]:
+        fail('the KDC holds %r, m1 %r' % (sh.getprinc_kvnos(),
+                                          sh.keytab_kvnos('m1')))
+    if not re.search(r'answered upload of kvno 1 for %s as a fetch'
+                     % re.escape(SVC_FULL), sh.r.kdc_log_text()):
+        fail('no KDC line for the upload answered as a fetch')
+    sh.fetch('m2')
+    sh.fetch('m3')
+    if sh.ticket_reads_everywhere() != 1:
+        fail('a ticket did not read everywhere')
+
+
 def test_lost_reply_of_a_pending_key_is_resent_and_stored():
     from kdcproxy import KDCProxy, proxied_config
     sh = Shared()
@@ -501,6 +526,7 @@ def test_shared_over_kldap():
 Tests().run(test_three_members_three_rotations,
             test_offline_member_catches_up,
             test_second_upload_while_pending_is_answered_as_fetch,
+            test_members_enrolling_at_once_end_with_one_key,
             test_lost_reply_of_a_pending_key_is_resent_and_stored,
             test_non_member_certificate_gets_nothing,
             test_pinned_members,
