@@ -655,26 +655,24 @@ keytab_has(updater *u, krb5_kvno kvno)
     return ret == 0 && n > 0;
 }
 
+/* What a run does for a shared principal. */
+typedef enum { SHARED_UPLOAD, SHARED_FETCH, SHARED_IDLE } shared_plan;
+
 /*
  * For a shared principal, what the run sends once the KDC's offer is
  * verified: a new key only when the KDC holds none pending and the newest
  * one it holds is due for rotation (or it holds none, or --rotate says
- * now); otherwise a fetch
- * if the keytab lacks a version the KDC holds; otherwise nothing.  Sets
- * *upload_out for the caller to make and send the key.  A pending key of
- * ours that the KDC moved past goes.
+ * now); otherwise a fetch if the keytab lacks a version the KDC holds
+ * (leaving out version ignore, a pending key of ours the KDC moved past);
+ * otherwise nothing.  Sets u->refresh_by; changes nothing else.
  */
-static krb5_error_code
-prepare_shared(updater *u, tk_client_session *s, record *pending,
-               krb5_boolean *upload_out)
+static shared_plan
+plan_shared(updater *u, const tk_key_request *req, krb5_kvno ignore)
 {
-    const tk_key_request *req = s->request;
     const tk_key_info *newest = NULL;
-    krb5_boolean pending_at_kdc = FALSE, lacking = FALSE;
-    krb5_error_code ret;
+    krb5_boolean pending_at_kdc = FALSE;
     size_t i;
 
-    *upload_out = FALSE;
     for (i = 0; i < req->nheld; i++) {
         if (newest == NULL || req->held[i].kvno > newest->kvno)
             newest = &req->held[i];
@@ -684,12 +682,29 @@ prepare_shared(updater *u, tk_client_session *s, record *pending,
     u->refresh_by = (newest == NULL) ? req->kdc_time :
         tk_shared_refresh_by(newest->expiry, newest->active_at,
                              req->kdc_time, req->share_delay);
-    if (!pending_at_kdc && (u->opt.rotate || u->refresh_by <= req->kdc_time)) {
-        *upload_out = TRUE;
-        return 0;
+    if (!pending_at_kdc && (u->opt.rotate || u->refresh_by <= req->kdc_time))
+        return SHARED_UPLOAD;
+    for (i = 0; i < req->nheld; i++) {
+        if (req->held[i].kvno == ignore || !keytab_has(u, req->held[i].kvno))
+            return SHARED_FETCH;
     }
-    /* Before looking at what the keytab lacks: a pending key of ours that
-     * the KDC moved past may sit at a version it holds other keys for. */
+    return SHARED_IDLE;
+}
+
+/* Act on the plan: *upload_out for the caller to make and send the key,
+ * or a fetch or nothing, once a pending key of ours that the KDC moved
+ * past is out of the keytab. */
+static krb5_error_code
+prepare_shared(updater *u, tk_client_session *s, record *pending,
+               krb5_boolean *upload_out)
+{
+    shared_plan plan = plan_shared(u, s->request,
+                                   pending != NULL ? pending->kvno : 0);
+    krb5_error_code ret;
+
+    *upload_out = (plan == SHARED_UPLOAD);
+    if (plan == SHARED_UPLOAD)
+        return 0;
     if (pending != NULL) {
         verbose(u, "the KDC moved on without pending key version %u",
                 pending->kvno);
@@ -697,14 +712,10 @@ prepare_shared(updater *u, tk_client_session *s, record *pending,
         if (ret)
             return ret;
     }
-    for (i = 0; i < req->nheld && !lacking; i++)
-        lacking = !keytab_has(u, req->held[i].kvno);
-    if (lacking) {
+    if (plan == SHARED_FETCH)
         verbose(u, "fetching the key versions the keytab lacks");
-        s->fetch = TRUE;
-    } else {
-        s->idle = TRUE;
-    }
+    s->fetch = (plan == SHARED_FETCH);
+    s->idle = (plan == SHARED_IDLE);
     return 0;
 }
 
@@ -1754,6 +1765,27 @@ idle(updater *u, attempt *a)
     return EXIT_OK;
 }
 
+/* A dry run for a shared principal: what a run would do. */
+static int
+dry_run_shared(updater *u)
+{
+    const tk_key_request *req = u->session.request;
+    const record *pending = pending_record(u);
+    shared_plan plan = plan_shared(u, req,
+                                   pending != NULL ? pending->kvno : 0);
+    char when[TK_TIME_LEN];
+
+    tk_format_time(u->refresh_by, when);
+    printf("%s dry run: the KDC's key request verified; shared (delay %d "
+           "s), the KDC holds %zu key version(s), the newest kvno %u; would "
+           "%s; next upload due %s keytab %s\n", u->princ_name,
+           (int)req->share_delay, req->nheld, req->current_kvno,
+           plan == SHARED_UPLOAD ? "upload a new key" :
+           plan == SHARED_FETCH ? "fetch the versions the keytab lacks" :
+           "send nothing", when, u->keytab);
+    return EXIT_OK;
+}
+
 /* The outcome of the last exchange: an exit status, with one line said. */
 static int
 conclude(updater *u, attempt *a)
@@ -1761,6 +1793,8 @@ conclude(updater *u, attempt *a)
     tk_client_session *s = &u->session;
     char when[TK_TIME_LEN];
 
+    if (s->dry_run && s->request != NULL && s->request->share_delay > 0)
+        return dry_run_shared(u);
     if (s->dry_run && s->request != NULL) {
         tk_format_time(s->request->kdc_time + key_life(u, s->request),
                        when);

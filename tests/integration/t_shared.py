@@ -200,6 +200,14 @@ def test_offline_member_catches_up():
     if sh.keytab_kvnos('m3') != [1]:
         fail('m3 was offline, yet its keytab holds %r' %
              sh.keytab_kvnos('m3'))
+    # A dry run says what the run would do, and does nothing.
+    sh.ktupdate('m3', '--dry-run', expected_msg='would fetch the versions '
+                'the keytab lacks')
+    sh.ktupdate('m1', '--dry-run', expected_msg='would send nothing')
+    sh.ktupdate('m1', '--dry-run', '--rotate',
+                expected_msg='would upload a new key')
+    if sh.keytab_kvnos('m3') != [1]:
+        fail('a dry run changed the keytab')
     got = sh.fetch('m3')
     if got != [1, 2, 3, 4]:
         fail('m3 caught up with %r, not kvno 1-4' % got)
