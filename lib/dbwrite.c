@@ -943,16 +943,8 @@ upload_change(krb5_context writer, krb5_db_entry **entryp, void *arg,
         ret = check_resend(writer, st, *entryp, meta);
         goto cleanup;
     }
-    /* A shared principal's key is used from its upload's time plus the
-     * delay; its first key, or its only live one after a gap, from now:
-     * no member can be holding another.  Both are recorded, so that its
-     * members reckon the next rotation from when the key came into use. */
-    st->active_at = 0;
-    if (st->delay > 0) {
-        st->active_at = time(NULL);
-        if (meta != NULL && tk_meta_newest_active(meta, time(NULL)) != NULL)
-            st->active_at += st->delay;
-    }
+    /* Before the expired keys go, which changes nothing it reads. */
+    st->active_at = tk_entry_active_at(writer, *entryp, time(NULL));
     ret = drop_expired_and_cap(writer, st, *entryp, meta);
     if (ret == 0)
         ret = switch_over(writer, st, *entryp);

@@ -93,6 +93,24 @@ tk_entry_share_delay(krb5_context ctx, krb5_db_entry *entry)
     return delay;
 }
 
+int64_t
+tk_entry_active_at(krb5_context ctx, krb5_db_entry *entry, int64_t now)
+{
+    tk_meta *meta = NULL;
+    int64_t at;
+    krb5_deltat delay = tk_entry_share_delay(ctx, entry);
+
+    if (delay == 0)
+        return 0;
+    if (tk_entry_get_meta(ctx, entry, &meta) != 0)
+        krb5_clear_error_message(ctx);
+    at = now;
+    if (meta != NULL && tk_meta_newest_active(meta, now) != NULL)
+        at += delay;
+    tk_meta_free(meta);
+    return at;
+}
+
 krb5_boolean
 tk_entry_is_adopting(krb5_db_entry *entry)
 {

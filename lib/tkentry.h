@@ -139,6 +139,15 @@ krb5_error_code tk_entry_add_keys_at(krb5_context ctx, krb5_db_entry *entry,
 /* The delay (seconds) of a shared principal (TK_ATTR_SHARE), 0 if entry
  * is not shared or the attribute does not read as a positive number. */
 krb5_deltat tk_entry_share_delay(krb5_context ctx, krb5_db_entry *entry);
+/*
+ * When a key added to entry at now is used (its active_at): 0 (at once)
+ * for a principal that is not shared; for a shared one now plus its delay,
+ * or now if it holds no live active key (its first key, or the only live
+ * one after a gap: no member can be holding another).  Both are recorded,
+ * so that members reckon the next rotation from when a key came into use.
+ */
+int64_t tk_entry_active_at(krb5_context ctx, krb5_db_entry *entry,
+                           int64_t now);
 
 /*
  * Decrypt kd, a key of entry, with the master key entry names, from ctx's

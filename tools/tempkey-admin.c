@@ -407,6 +407,7 @@ typedef struct {
     krb5_principal princ;
     krb5_kvno mkvno;
     krb5_keyblock *mkey;
+    int64_t active_at;          /* a shared principal's key: used from */
 } set_state;
 
 static krb5_boolean
@@ -450,8 +451,11 @@ set_entry(krb5_context ctx, krb5_db_entry *entry, void *arg,
         if (ret)
             return ret;
     }
-    ret = tk_entry_add_keys(ctx, entry, st->kvno, st->keys, st->nkeys,
-                            st->expiry, NULL, st->mkvno, st->mkey);
+    /* A shared principal's key waits for its members as an upload's does. */
+    st->active_at = tk_entry_active_at(ctx, entry, time(NULL));
+    ret = tk_entry_add_keys_at(ctx, entry, st->kvno, st->keys, st->nkeys,
+                               st->expiry, st->active_at, NULL, st->mkvno,
+                               st->mkey);
     *changed = (ret == 0);
     return ret;
 }
@@ -588,7 +592,12 @@ cmd_set(admin *a, const char *name, const char *lifetime,
             snprintf(ename, sizeof(ename), "%d", st.keys[i].enctype);
         printf("%s%s", i ? "," : " ", ename);
     }
-    printf(" keytab %s\n", keytab != NULL ? keytab : "(none)");
+    printf(" keytab %s", keytab != NULL ? keytab : "(none)");
+    if (st.active_at > time(NULL)) {
+        tk_format_time(st.active_at, when);
+        printf(" pending-until %s", when);
+    }
+    printf("\n");
     status = 0;
 
 cleanup:

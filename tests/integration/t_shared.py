@@ -279,6 +279,25 @@ def test_members_enrolling_at_once_end_with_one_key():
         fail('a ticket did not read everywhere')
 
 
+def test_admin_set_key_waits_for_the_members_too():
+    sh = Shared()
+    sh.upload('m1')
+    sh.fetch('m2')
+    out = sh.r.tempkey_admin('set', SVC, '--lifetime', '1h', '--keytab',
+                             sh.keytabs['m1'])
+    m = re.search(r' kvno 2 expires .* pending-until (\S+)$', out, re.M)
+    if not m:
+        fail('a key set by hand for a shared principal should be pending: '
+             + out)
+    if sh.ticket_reads_everywhere(('m1', 'm2')) != 1:
+        fail('the KDC issued a ticket in a key set by hand at once')
+    if 2 not in sh.fetch('m2'):
+        fail('m2 did not fetch the key set by hand')
+    wait_until(sh, parse_iso(m.group(1)), 'kvno 2 to be used')
+    if sh.ticket_reads_everywhere(('m1', 'm2')) != 2:
+        fail('the key set by hand did not come into use')
+
+
 def test_lost_reply_of_a_pending_key_is_resent_and_stored():
     from kdcproxy import KDCProxy, proxied_config
     sh = Shared()
@@ -535,6 +554,7 @@ Tests().run(test_three_members_three_rotations,
             test_offline_member_catches_up,
             test_second_upload_while_pending_is_answered_as_fetch,
             test_members_enrolling_at_once_end_with_one_key,
+            test_admin_set_key_waits_for_the_members_too,
             test_lost_reply_of_a_pending_key_is_resent_and_stored,
             test_non_member_certificate_gets_nothing,
             test_pinned_members,
