@@ -1,9 +1,11 @@
-/* upbench.c - an upload load generator, and the crypto bound of uploads. */
+/* upbench.c - an upload (and fetch) load generator, and the crypto bound of
+ * uploads and fetches. */
 /*
- * usage: upbench upload --certs LIST --anchors CA.pem --seconds N
+ * usage: upbench upload|fetch --certs LIST --anchors CA.pem --seconds N
  *                [--start-at EPOCH] [--lifetime DUR] [--samples FILE]
- *        upbench crypto --kdc-cert KDC.pem --kdc-key KDCKEY.pem
+ *        upbench crypto|crypto-fetch --kdc-cert KDC.pem --kdc-key KDCKEY.pem
  *                --cert CERT.pem --key KEY.pem --anchors CA.pem --seconds N
+ *                [--versions V]
  *
  * upload: LIST has one server a line, "principal cert.pem key.pem" (blank
  *      lines and lines starting with '#' are skipped).  Every identity is
@@ -18,11 +20,21 @@
  *
  *          uploads=N failures=F seconds=S rate=R p50_ms=A p99_ms=B max_ms=C
  *
- *      where N counts acknowledged uploads, R is N/S and the latencies are
- *      those of the acknowledged uploads (--samples FILE also writes each
- *      of them, in milliseconds, one a line, so that a driver can merge
- *      several processes' percentiles).  The first failure's message goes
- *      to stderr; the exit status is 1 if any upload failed.
+ *      where N counts acknowledged uploads (an upload that a shared
+ *      principal's KDC answers as a fetch, storing nothing, is a failure),
+ *      R is N/S and the latencies are those of the acknowledged uploads
+ *      (--samples FILE also writes each of them, in milliseconds, one a
+ *      line, so that a driver can merge several processes' percentiles).
+ *      The first failure's message goes to stderr; the exit status is 1 if
+ *      any upload failed.
+ *
+ * fetch: the same, but each iteration is one real fetch of a shared
+ *      principal's keys (LIST names members: certificates naming shared
+ *      principals), as ktupdate makes it when its keytab lacks a version
+ *      the KDC holds.  It succeeds when the KDC's signed acknowledgement
+ *      says fetched and carries at least one key version, decrypted with
+ *      the member's key.  Nothing is stored, so processes may share
+ *      servers.  The line is the upload's with fetches=N for uploads=N.
  *
  * crypto: the public-key work of one upload, in process, without a KDC.
  *      KDC side: put the offer, signed once up front as the KDC signs it
@@ -43,6 +55,15 @@
  *      the first line being uploads' worth of KDC crypto per second, and
  *      C the CPU time the loop took (C/N is the crypto-bound CPU time of
  *      one upload).
+ *
+ * crypto-fetch: the same three loops and lines for one fetch of a shared
+ *      principal holding V key versions (--versions, default 3).  KDC side:
+ *      the KeyOffer (with the versions as hints), decrypt, open and
+ *      chain-check the Fetch as for an upload, decode it; encode the V
+ *      versions' keys and encrypt them to the member's certificate, sign
+ *      the Ack carrying them.  Client side: sign and encrypt a Fetch; the
+ *      full share also reads the offer and the Ack and decrypts the keys
+ *      in it with the member's key.
  *
  * --start-at EPOCH waits for that wall-clock time before the timed loop, so
  * that several processes start together.  Exit status: 0, 1 on a failure,
@@ -75,18 +96,33 @@ krb5_error_code k5_plugin_register(krb5_context context, int interface_id,
 
 const char *progname = "upbench";
 
-typedef enum { MODE_UPLOAD, MODE_CRYPTO } bench_mode;
+typedef enum { MODE_UPLOAD, MODE_FETCH, MODE_CRYPTO, MODE_CRYPTO_FETCH }
+    bench_mode;
+
+static const struct {
+    const char *name;
+    bench_mode mode;
+} mode_names[] = {
+    { "upload", MODE_UPLOAD },
+    { "fetch", MODE_FETCH },
+    { "crypto", MODE_CRYPTO },
+    { "crypto-fetch", MODE_CRYPTO_FETCH },
+};
+
+/* Key versions a crypto-fetch answer carries unless --versions says. */
+#define DEFAULT_VERSIONS 3
 
 typedef struct {
     bench_mode mode;
-    const char *certs;          /* upload */
+    const char *certs;          /* upload, fetch */
     const char *anchors;
     const char *lifetime;       /* upload; NULL: the KDC's maximum */
-    const char *samples;        /* upload; NULL: no latency file */
-    const char *kdc_cert;       /* crypto */
+    const char *samples;        /* upload, fetch; NULL: no latency file */
+    const char *kdc_cert;       /* crypto, crypto-fetch */
     const char *kdc_key;
     const char *cert;
     const char *key;
+    size_t versions;            /* crypto-fetch; 0: not given */
     double seconds;
     double start_at;            /* 0: start at once */
 } bench_args;
@@ -99,6 +135,7 @@ typedef struct {
 
 typedef struct {
     krb5_context ctx;
+    krb5_boolean fetch;         /* fetch mode: members fetching */
     server *servers;
     size_t nservers;
     tk_trust *kdc_trust;
@@ -116,11 +153,14 @@ static void
 usage(FILE *out)
 {
     fprintf(out,
-            "usage: %s upload --certs LIST --anchors CA.pem --seconds N\n"
+            "usage: %s upload|fetch --certs LIST --anchors CA.pem "
+            "--seconds N\n"
             "           [--start-at EPOCH] [--lifetime DUR] [--samples FILE]\n"
-            "       %s crypto --kdc-cert KDC.pem --kdc-key KDCKEY.pem\n"
+            "       %s crypto|crypto-fetch --kdc-cert KDC.pem "
+            "--kdc-key KDCKEY.pem\n"
             "           --cert CERT.pem --key KEY.pem --anchors CA.pem "
             "--seconds N\n"
+            "           [--versions V]\n"
             "LIST: lines \"principal cert.pem key.pem\"\n",
             progname, progname);
 }
@@ -141,9 +181,12 @@ parse_args(int argc, char **argv, bench_args *args)
         { "key", required_argument, NULL, 'k' },
         { "seconds", required_argument, NULL, 't' },
         { "start-at", required_argument, NULL, 's' },
+        { "versions", required_argument, NULL, 'V' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
+    double versions;
+    size_t i;
     int c;
 
     memset(args, 0, sizeof(*args));
@@ -165,6 +208,16 @@ parse_args(int argc, char **argv, bench_args *args)
             if (parse_number("--start-at", optarg, 0, &args->start_at) != 0)
                 return -1;
             break;
+        case 'V':
+            if (parse_number("--versions", optarg, 1, &versions) != 0)
+                return -1;
+            if (versions > TK_MAX_HELD) {
+                fprintf(stderr, "%s: --versions: at most %d\n", progname,
+                        TK_MAX_HELD);
+                return -1;
+            }
+            args->versions = (size_t)versions;
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -177,31 +230,40 @@ parse_args(int argc, char **argv, bench_args *args)
         usage(stderr);
         return -1;
     }
-    if (strcmp(argv[optind], "upload") == 0) {
-        args->mode = MODE_UPLOAD;
-    } else if (strcmp(argv[optind], "crypto") == 0) {
-        args->mode = MODE_CRYPTO;
-    } else {
-        fprintf(stderr, "%s: unknown mode \"%s\" (upload or crypto)\n",
-                progname, argv[optind]);
+    for (i = 0; i < sizeof(mode_names) / sizeof(*mode_names); i++) {
+        if (strcmp(argv[optind], mode_names[i].name) == 0)
+            break;
+    }
+    if (i == sizeof(mode_names) / sizeof(*mode_names)) {
+        fprintf(stderr, "%s: unknown mode \"%s\" (upload, fetch, crypto or "
+                "crypto-fetch)\n", progname, argv[optind]);
         return -1;
     }
+    args->mode = mode_names[i].mode;
     if (args->anchors == NULL || args->seconds <= 0) {
         fprintf(stderr, "%s: --anchors and --seconds are required\n",
                 progname);
         return -1;
     }
-    if (args->mode == MODE_UPLOAD && args->certs == NULL) {
-        fprintf(stderr, "%s: upload needs --certs\n", progname);
+    if ((args->mode == MODE_UPLOAD || args->mode == MODE_FETCH) &&
+        args->certs == NULL) {
+        fprintf(stderr, "%s: %s needs --certs\n", progname, argv[optind]);
         return -1;
     }
-    if (args->mode == MODE_CRYPTO &&
+    if ((args->mode == MODE_CRYPTO || args->mode == MODE_CRYPTO_FETCH) &&
         (args->kdc_cert == NULL || args->kdc_key == NULL ||
          args->cert == NULL || args->key == NULL)) {
-        fprintf(stderr, "%s: crypto needs --kdc-cert, --kdc-key, --cert and "
-                "--key\n", progname);
+        fprintf(stderr, "%s: %s needs --kdc-cert, --kdc-key, --cert and "
+                "--key\n", progname, argv[optind]);
         return -1;
     }
+    if (args->versions != 0 && args->mode != MODE_CRYPTO_FETCH) {
+        fprintf(stderr, "%s: --versions is for crypto-fetch only\n",
+                progname);
+        return -1;
+    }
+    if (args->mode == MODE_CRYPTO_FETCH && args->versions == 0)
+        args->versions = DEFAULT_VERSIONS;
     return 0;
 }
 
@@ -274,6 +336,16 @@ prepare(krb5_context ctx, tk_client_session *s)
     s->kvno = s->request->current_kvno + 1;
     s->nkeys = 1;
     return krb5_c_make_random_key(ctx, UPLOAD_ENCTYPE, &s->keys[0]);
+}
+
+/* A member's callback: ask for the keys the KDC holds instead, as ktupdate
+ * does when its keytab lacks a version. */
+static krb5_error_code
+prepare_fetch(krb5_context ctx, tk_client_session *s)
+{
+    (void)ctx;
+    s->fetch = TRUE;
+    return 0;
 }
 
 static void
@@ -425,12 +497,27 @@ cleanup:
     return status;
 }
 
+/* Whether the exchange got what it asked for: an acknowledgement that
+ * stored the upload's key, or for a fetch one that stored nothing and
+ * carried keys.  (A shared principal's KDC answers an upload while a key
+ * is pending as a fetch.) */
+static krb5_boolean
+answered(const upload_bench *b, const tk_client_session *s)
+{
+    if (s->ack == NULL)
+        return FALSE;
+    if (!b->fetch)
+        return !s->ack->fetched;
+    return s->ack->fetched && s->nheld > 0;
+}
+
 /*
- * One upload for sv.  Return 0 if the KDC acknowledged it; otherwise
- * nonzero, with the reason in msg (msgsize bytes) if msg is not NULL.
+ * One upload (or fetch) for sv.  Return 0 if the KDC acknowledged it;
+ * otherwise nonzero, with the reason in msg (msgsize bytes) if msg is not
+ * NULL.
  */
 static int
-upload_one(upload_bench *b, const server *sv, char *msg, size_t msgsize)
+exchange_one(upload_bench *b, const server *sv, char *msg, size_t msgsize)
 {
     krb5_error_code ret;
     tk_client_session s;
@@ -444,12 +531,12 @@ upload_one(upload_bench *b, const server *sv, char *msg, size_t msgsize)
     s.id = sv->id;
     s.kdc_trust = b->kdc_trust;
     s.lifetime = b->lifetime;
-    s.prepare = prepare;
+    s.prepare = b->fetch ? prepare_fetch : prepare;
     tk_client_set_session(&s);
     ret = krb5_get_init_creds_password(b->ctx, &creds, sv->princ, NULL, NULL,
                                        NULL, 0, NULL, b->gic);
     tk_client_set_session(NULL);
-    if (ret == 0 && s.ack != NULL) {
+    if (ret == 0 && answered(b, &s)) {
         status = 0;
         goto cleanup;
     }
@@ -463,8 +550,17 @@ upload_one(upload_bench *b, const server *sv, char *msg, size_t msgsize)
         emsg = krb5_get_error_message(b->ctx, ret);
         snprintf(msg, msgsize, "%s", emsg);
         krb5_free_error_message(b->ctx, emsg);
-    } else {
+    } else if (s.ack == NULL) {
         snprintf(msg, msgsize, "the KDC sent no acknowledgement");
+    } else if (!b->fetch) {
+        snprintf(msg, msgsize, "the KDC answered the upload as a fetch and "
+                 "stored nothing: a key of this shared principal is "
+                 "pending");
+    } else if (!s.ack->fetched) {
+        snprintf(msg, msgsize, "the KDC stored a key instead of answering "
+                 "the fetch");
+    } else {
+        snprintf(msg, msgsize, "the KDC's answer carried no key version");
     }
 
 cleanup:
@@ -499,19 +595,23 @@ write_samples(const samples *lat, const char *file)
 }
 
 static int
-run_upload(const bench_args *args)
+run_exchanges(const bench_args *args)
 {
     upload_bench b;
     samples lat;
     unsigned long done = 0, failed = 0;
     double start, t0, t1, elapsed;
     char msg[768], *name;
+    const char *what, *counted;
     size_t next = 0;
     int status = 1, r;
 
     memset(&lat, 0, sizeof(lat));
     if (upload_setup(args, &b) != 0)
         return 1;
+    b.fetch = (args->mode == MODE_FETCH);
+    what = b.fetch ? "fetch" : "upload";
+    counted = b.fetch ? "fetches" : "uploads";
     if (args->start_at > 0)
         wait_until(args->start_at);
     start = monotonic_now();
@@ -519,8 +619,8 @@ run_upload(const bench_args *args)
         t0 = monotonic_now();
         if (t0 - start >= args->seconds)
             break;
-        r = upload_one(&b, &b.servers[next], failed == 0 ? msg : NULL,
-                       sizeof(msg));
+        r = exchange_one(&b, &b.servers[next], failed == 0 ? msg : NULL,
+                         sizeof(msg));
         t1 = monotonic_now();
         if (r == 0) {
             done++;
@@ -531,8 +631,8 @@ run_upload(const bench_args *args)
         } else if (failed++ == 0) {
             if (krb5_unparse_name(b.ctx, b.servers[next].princ, &name) != 0)
                 name = NULL;
-            fprintf(stderr, "%s: upload %lu (%s) failed: %s\n", progname,
-                    done + failed, name != NULL ? name : "?", msg);
+            fprintf(stderr, "%s: %s %lu (%s) failed: %s\n", progname,
+                    what, done + failed, name != NULL ? name : "?", msg);
             krb5_free_unparsed_name(b.ctx, name);
         }
         next = (next + 1) % b.nservers;
@@ -541,15 +641,15 @@ run_upload(const bench_args *args)
     qsort(lat.ms, lat.n, sizeof(*lat.ms), cmp_double);
     if (args->samples != NULL && write_samples(&lat, args->samples) != 0)
         goto cleanup;
-    if (print_result("uploads=%lu failures=%lu seconds=%.3f rate=%.1f "
-                     "p50_ms=%.2f p99_ms=%.2f max_ms=%.2f\n", done, failed,
-                     elapsed, elapsed > 0 ? (double)done / elapsed : 0.0,
+    if (print_result("%s=%lu failures=%lu seconds=%.3f rate=%.1f "
+                     "p50_ms=%.2f p99_ms=%.2f max_ms=%.2f\n", counted, done,
+                     failed, elapsed, elapsed > 0 ? (double)done / elapsed : 0.0,
                      percentile(&lat, 50), percentile(&lat, 99),
                      percentile(&lat, 100)) != 0)
         goto cleanup;
     if (failed > 0) {
-        fprintf(stderr, "%s: %lu of %lu uploads failed\n", progname, failed,
-                done + failed);
+        fprintf(stderr, "%s: %lu of %lu %s failed\n", progname, failed,
+                done + failed, counted);
         goto cleanup;
     }
     status = 0;
@@ -562,20 +662,29 @@ cleanup:
 
 /* ---- crypto */
 
+/* A shared principal's delay in crypto-fetch's messages. */
+#define SHARE_DELAY 3600
+
 typedef struct {
     krb5_context ctx;
+    krb5_boolean fetch;         /* crypto-fetch */
     tk_identity *kdc;           /* the KDC's certificate and key */
-    tk_identity *srv;           /* the uploading server's */
+    tk_identity *srv;           /* the uploading server's, or the member's */
     tk_trust *trust;            /* the anchors, for both directions */
     char *principal;            /* the server's, unparsed */
     char *realm;
     tk_offer offer;
     tk_key_offer key_offer;     /* its hints; the signed offer in it */
     tk_upload up;
-    tk_ack ack;
+    tk_fetch fetch_req;
+    tk_ack ack;                 /* crypto-fetch: with the held keys as the
+                                 * member receives them, made once */
     krb5_keyblock key;          /* the uploaded key */
+    tk_key_info *held_info;     /* crypto-fetch: the KeyOffer's hints */
+    tk_held_key *held;          /* and the versions its answer carries */
+    size_t nheld;
     unsigned char token[128];   /* stands in for the freshness token */
-    krb5_data envelope;         /* the upload as sent, made once */
+    krb5_data envelope;         /* the request as sent, made once */
     krb5_data signed_offer;     /* the KDC's messages, made once */
     krb5_data sent_offer;       /* the KeyOffer as sent */
     krb5_data signed_ack;
@@ -592,6 +701,9 @@ crypto_bench_free(crypto_bench *b)
     krb5_free_unparsed_name(b->ctx, b->principal);
     free(b->realm);
     krb5_free_keyblock_contents(b->ctx, &b->key);
+    free(b->held_info);
+    tk_held_keys_free(b->held, b->nheld);
+    free(b->ack.shared_keys.data);
     free(b->envelope.data);
     free(b->signed_offer.data);
     free(b->sent_offer.data);
@@ -617,6 +729,12 @@ enc_upload(krb5_context ctx, const void *msg, krb5_data *der_out)
 }
 
 static krb5_error_code
+enc_fetch(krb5_context ctx, const void *msg, krb5_data *der_out)
+{
+    return tk_encode_fetch(ctx, msg, der_out);
+}
+
+static krb5_error_code
 enc_ack(krb5_context ctx, const void *msg, krb5_data *der_out)
 {
     return tk_encode_ack(ctx, msg, der_out);
@@ -638,14 +756,18 @@ sign_message(krb5_context ctx, const tk_identity *id, encode_fn encode,
     return ret;
 }
 
-/* The client side of one upload's sending: encode, sign, encrypt. */
+/* The client side of one request's sending (an upload, or a fetch):
+ * encode, sign, encrypt. */
 static krb5_error_code
 client_seal(crypto_bench *b, krb5_data *env_out)
 {
     krb5_error_code ret;
     krb5_data sig = EMPTY_DATA;
 
-    ret = sign_message(b->ctx, b->srv, enc_upload, &b->up, &sig);
+    if (b->fetch)
+        ret = sign_message(b->ctx, b->srv, enc_fetch, &b->fetch_req, &sig);
+    else
+        ret = sign_message(b->ctx, b->srv, enc_upload, &b->up, &sig);
     if (ret == 0)
         ret = tk_cms_encrypt(b->ctx, b->kdc->cert, &sig, env_out);
     free(sig.data);
@@ -669,6 +791,72 @@ open_and_check(crypto_bench *b, const krb5_data *der, krb5_data *content_out,
     return reason ? tk_reason_code(reason) : 0;
 }
 
+/* The KDC's answer to a member: every held version's keys, encrypted to
+ * the member's certificate (shared_ack). */
+static krb5_error_code
+seal_held(crypto_bench *b, krb5_data *env_out)
+{
+    krb5_error_code ret;
+    krb5_data der = EMPTY_DATA;
+
+    ret = tk_encode_held_keys(b->ctx, b->held, b->nheld, &der);
+    if (ret == 0)
+        ret = tk_cms_encrypt(b->ctx, b->srv->cert, &der, env_out);
+    if (der.data != NULL)
+        OPENSSL_cleanse(der.data, der.length);
+    free(der.data);
+    return ret;
+}
+
+/* For crypto-fetch: the shared principal holds kvno 1 to versions, all in
+ * use and a day to live, each with the keys ktupdate makes by default; the
+ * KeyOffer carries them as hints, the Fetch has the upload's binding, and
+ * the Ack is a fetch's with the keys. */
+static krb5_error_code
+shared_setup(crypto_bench *b, size_t versions)
+{
+    static const krb5_enctype held_enctypes[] = {
+        ENCTYPE_AES256_CTS_HMAC_SHA1_96, ENCTYPE_AES128_CTS_HMAC_SHA1_96
+    };
+    krb5_error_code ret;
+    size_t i, j;
+
+    b->held = calloc(versions, sizeof(*b->held));
+    b->held_info = calloc(versions, sizeof(*b->held_info));
+    if (b->held == NULL || b->held_info == NULL)
+        return ENOMEM;
+    for (i = 0; i < versions; i++) {
+        b->held[i].kvno = b->held_info[i].kvno = (krb5_kvno)(i + 1);
+        b->held[i].expiry = b->held_info[i].expiry =
+            b->offer.signed_at + 86400;
+        b->nheld++;
+        for (j = 0; j < sizeof(held_enctypes) / sizeof(*held_enctypes);
+             j++) {
+            ret = krb5_c_make_random_key(b->ctx, held_enctypes[j],
+                                         &b->held[i].keys[j]);
+            if (ret)
+                return ret;
+            b->held[i].nkeys++;
+        }
+    }
+    b->key_offer.current_kvno = (krb5_kvno)versions;
+    b->key_offer.share_delay = SHARE_DELAY;
+    b->key_offer.held = b->held_info;
+    b->key_offer.nheld = versions;
+
+    b->fetch_req.realm = b->up.realm;
+    b->fetch_req.principal = b->up.principal;
+    memcpy(b->fetch_req.kdc_cert_hash, b->up.kdc_cert_hash, TK_HASH_LEN);
+    b->fetch_req.freshness_token = b->up.freshness_token;
+    memcpy(b->fetch_req.body_checksum, b->up.body_checksum, TK_HASH_LEN);
+
+    b->ack.kvno = (krb5_kvno)versions;
+    b->ack.expiry = b->held[versions - 1].expiry;
+    b->ack.fetched = TRUE;
+    b->ack.share_delay = SHARE_DELAY;
+    return seal_held(b, &b->ack.shared_keys);
+}
+
 /* Make the identities and the messages that the loops take as input.
  * Return 0 or 1 after a message. */
 static int
@@ -685,6 +873,7 @@ crypto_setup(const bench_args *args, crypto_bench *b)
         complain(NULL, ret, "initializing the krb5 context");
         return 1;
     }
+    b->fetch = (args->mode == MODE_CRYPTO_FETCH);
     if (asprintf(&anchor_spec[0], "FILE:%s", args->anchors) < 0) {
         anchor_spec[0] = NULL;
         ret = ENOMEM;
@@ -744,6 +933,8 @@ crypto_setup(const bench_args *args, crypto_bench *b)
     b->ack.expiry = b->up.expiry;
     b->ack.refresh_by = b->offer.signed_at + 2400;
 
+    if (ret == 0 && b->fetch)
+        ret = shared_setup(b, args->versions);
     if (ret == 0)
         ret = client_seal(b, &b->envelope);
     if (ret == 0)
@@ -768,40 +959,39 @@ cleanup:
     return status;
 }
 
-/* The KDC's public-key work of one upload (tk_kdc_edata, tk_kdc_verify,
- * tk_kdc_return), without the database and the Kerberos exchange: the
- * offer's signature is made once a minute, not per upload. */
+/* The KDC's public-key work of one upload or fetch (tk_kdc_edata,
+ * tk_kdc_verify, tk_kdc_return), without the database and the Kerberos
+ * exchange: put the offer in a KeyOffer (its signature is made once a
+ * minute, not per request), decrypt the request, open the SignedData in
+ * it, checking its signature, check the signer's chain, decode it; for a
+ * fetch encrypt the held keys to the member; sign the Ack. */
 static krb5_error_code
 kdc_op(crypto_bench *b)
 {
     krb5_error_code ret;
     krb5_data sent = EMPTY_DATA, inner = EMPTY_DATA, content = EMPTY_DATA;
-    krb5_data ack = EMPTY_DATA;
-    STACK_OF(X509) *certs = NULL;
+    krb5_data signed_ack = EMPTY_DATA;
     X509 *signer = NULL;
     tk_upload *up = NULL;
-    int reason;
+    tk_fetch *fetch = NULL;
+    tk_ack ack = b->ack;
 
+    ack.shared_keys.data = NULL;
+    ack.shared_keys.length = 0;
     ret = tk_encode_key_offer(b->ctx, &b->key_offer, &sent);
-    if (ret)
-        goto cleanup;
-    ret = tk_cms_decrypt(b->ctx, b->kdc, &b->envelope, &inner);
-    if (ret)
-        goto cleanup;
-    ret = tk_cms_open_signed(b->ctx, &inner, &content, &signer, &certs);
-    if (ret)
-        goto cleanup;
-    reason = tk_verify_chain(b->ctx, b->trust, signer, certs);
-    if (reason) {
-        ret = tk_reason_code(reason);
-        goto cleanup;
-    }
-    ret = tk_decode_upload(b->ctx, &content, &up);
-    if (ret)
-        goto cleanup;
-    ret = sign_message(b->ctx, b->kdc, enc_ack, &b->ack, &ack);
+    if (ret == 0)
+        ret = tk_cms_decrypt(b->ctx, b->kdc, &b->envelope, &inner);
+    if (ret == 0)
+        ret = open_and_check(b, &inner, &content, &signer);
+    if (ret == 0 && b->fetch)
+        ret = tk_decode_fetch(b->ctx, &content, &fetch);
+    else if (ret == 0)
+        ret = tk_decode_upload(b->ctx, &content, &up);
+    if (ret == 0 && b->fetch)
+        ret = seal_held(b, &ack.shared_keys);
+    if (ret == 0)
+        ret = sign_message(b->ctx, b->kdc, enc_ack, &ack, &signed_ack);
 
-cleanup:
     if (inner.data != NULL)
         OPENSSL_cleanse(inner.data, inner.length);
     if (content.data != NULL)
@@ -809,14 +999,15 @@ cleanup:
     free(sent.data);
     free(inner.data);
     free(content.data);
-    free(ack.data);
+    free(ack.shared_keys.data);
+    free(signed_ack.data);
     tk_upload_free(up);
+    tk_fetch_free(fetch);
     X509_free(signer);
-    sk_X509_pop_free(certs, X509_free);
     return ret;
 }
 
-/* The client's sending work: sign and encrypt an upload. */
+/* The client's sending work: sign and encrypt a request. */
 static krb5_error_code
 client_op(crypto_bench *b)
 {
@@ -828,8 +1019,28 @@ client_op(crypto_bench *b)
     return ret;
 }
 
-/* All the client module's public-key work of one upload: read the offer and
- * check its signature, sign and encrypt, check the Ack. */
+/* A member's reading of the keys in a fetch's Ack (open_shared_keys). */
+static krb5_error_code
+open_held(crypto_bench *b, const krb5_data *env)
+{
+    krb5_error_code ret;
+    krb5_data der = EMPTY_DATA;
+    tk_held_key *keys = NULL;
+    size_t n = 0;
+
+    ret = tk_cms_decrypt(b->ctx, b->srv, env, &der);
+    if (ret == 0)
+        ret = tk_decode_held_keys(b->ctx, &der, &keys, &n);
+    if (der.data != NULL)
+        OPENSSL_cleanse(der.data, der.length);
+    free(der.data);
+    tk_held_keys_free(keys, n);
+    return ret;
+}
+
+/* All the client module's public-key work of one upload (or fetch): read
+ * the offer and check its signature, sign and encrypt, check the Ack (and
+ * decrypt the keys a fetch's carries). */
 static krb5_error_code
 client_full_op(crypto_bench *b)
 {
@@ -851,6 +1062,8 @@ client_full_op(crypto_bench *b)
         ret = open_and_check(b, &b->signed_ack, &ack_content, &ack_signer);
     if (ret == 0)
         ret = tk_decode_ack(b->ctx, &ack_content, &ack);
+    if (ret == 0 && ack->shared_keys.length > 0)
+        ret = open_held(b, &ack->shared_keys);
     free(content.data);
     free(ack_content.data);
     X509_free(signer);
@@ -928,6 +1141,7 @@ main(int argc, char **argv)
 
     if (parse_args(argc, argv, &args) != 0)
         return 2;
-    return (args.mode == MODE_UPLOAD) ? run_upload(&args) :
-        run_crypto(&args);
+    if (args.mode == MODE_UPLOAD || args.mode == MODE_FETCH)
+        return run_exchanges(&args);
+    return run_crypto(&args);
 }
