@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 
 import realm as harness
@@ -84,6 +85,18 @@ def snapshot_build(dest):
     harness.PREAUTH_MODULE = os.path.join(dest, 'preauth', 'tempkey.so')
     harness.TEMPKEY_ADMIN = os.path.join(dest, 'tempkey-admin')
     harness.KTUPDATE = os.path.join(dest, 'ktupdate')
+
+
+@contextlib.contextmanager
+def private_build():
+    """snapshot_build into a new temporary directory for the with block,
+    removed after it."""
+    dest = tempfile.mkdtemp(prefix='tk-bench-build-')
+    try:
+        snapshot_build(dest)
+        yield dest
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
 
 
 # ---- /proc

@@ -60,7 +60,7 @@ import tempfile
 import time
 
 import realm as harness
-from benchlib import snapshot_build
+from benchlib import private_build
 
 USER = 'bench-user'
 PA_USER = 'bench-pa'
@@ -542,12 +542,8 @@ def main():
                  harness.PLUGIN_DIR)
     # The tree may be rebuilt while we run: use a private copy of the
     # build, so every KDC loads the same one.
-    snapshot = tempfile.mkdtemp(prefix='tk-bench-build-')
-    try:
-        snapshot_build(snapshot)
+    with private_build():
         return bench(args)
-    finally:
-        shutil.rmtree(snapshot, ignore_errors=True)
 
 
 def bench(args):

@@ -152,47 +152,33 @@ def snapshot(kdc_pids):
 
 # ---- one realm
 
-class Setup:
-    """A realm of one key type and KDC configuration, with its servers."""
+def split_lists(realm, lines, counts, tag):
+    """{n: n upbench server lists (files TAG-n-i in realm's directory),
+    the lines dealt out among them} for each n of counts, so that n
+    concurrent processes never share a server."""
+    lists = {}
+    for n in sorted(set(counts) | {1}):
+        if n > len(lines):
+            raise BenchError('%d clients need at least %d servers' % (n, n))
+        files = []
+        for c in range(n):
+            path = realm.path('%s-%d-%d' % (tag, n, c))
+            with open(path, 'w') as f:
+                f.writelines(lines[c::n])
+            files.append(path)
+        lists[n] = files
+    return lists
 
-    def __init__(self, keytype, workers, nservers, clients):
-        self.keytype = keytype
-        self.workers = workers
-        kdc_args = ('-w', str(workers)) if workers > 1 else ()
-        chatter = io.StringIO()
-        try:
-            with contextlib.redirect_stdout(chatter):
-                self.realm = harness.Realm(pki=True, pki_keytype=keytype,
-                                           purge_interval='1h',
-                                           kdc_args=kdc_args)
-                self.principals = []
-                lines = []
-                for i in range(nservers):
-                    princ = 'HTTP/s%d.test@%s' % (i, self.realm.realm)
-                    cert = self.realm.server_cert(princ, keytype=keytype)
-                    self.principals.append(princ)
-                    lines.append('%s %s %s\n' % (princ, cert.chain_pem,
-                                                 cert.key_pem))
-                    if i == 0:
-                        self.sample_cert = cert
-        except Exception:
-            sys.stdout.write(chatter.getvalue())
-            raise
-        self.lists = {}
-        for n in sorted(set(clients) | {1}):
-            if n > nservers:
-                raise BenchError('%d clients need at least %d servers' %
-                                 (n, n))
-            files = []
-            for c in range(n):
-                path = self.realm.path('servers-%d-%d' % (n, c))
-                with open(path, 'w') as f:
-                    f.writelines(lines[c::n])
-                files.append(path)
-            self.lists[n] = files
+
+class Rounds:
+    """Timed rounds of load generators against one realm's KDC: a
+    tests/realm.py Realm, with the KDC's processes."""
+
+    def __init__(self, realm):
+        self.realm = realm
         # The workers are forked after the supervisor said it is starting.
         time.sleep(0.3)
-        self.kdc_pids = process_tree(self.realm.kdc.pid)
+        self.kdc_pids = process_tree(realm.kdc.pid)
 
     def stop(self):
         with contextlib.redirect_stdout(io.StringIO()):
@@ -206,11 +192,6 @@ class Setup:
                 ' '.join(args), proc.returncode, proc.stdout, proc.stderr))
         return proc.stdout
 
-    def reset_keys(self):
-        """Revoke every server's keys, keeping its kvno counter."""
-        for princ in self.principals:
-            self.run_tool([harness.TEMPKEY_ADMIN, 'revoke', princ])
-
     def start_together(self, argvs):
         """Start argvs to begin their timed loops together; return the
         processes and the start time."""
@@ -223,14 +204,14 @@ class Setup:
 
     @staticmethod
     def collect(procs, argvs, failures_ok=False):
-        """The processes' outputs.  With failures_ok, an upbench upload
-        that reported failed uploads (exit 1 after its result line) is
-        counted rather than fatal, and its message is shown."""
+        """The processes' outputs.  With failures_ok, an upbench upload (or
+        fetch) that reported failed requests (exit 1 after its result line)
+        is counted rather than fatal, and its message is shown."""
         outs = []
         for proc, argv in zip(procs, argvs):
             out, err = proc.communicate(timeout=300)
             reported = failures_ok and proc.returncode == 1 and \
-                'uploads=' in out
+                'failures=' in out
             if proc.returncode != 0 and not reported:
                 raise BenchError('%s exited %d:\n%s%s' % (
                     ' '.join(argv), proc.returncode, out, err))
@@ -239,55 +220,121 @@ class Setup:
             outs.append(out)
         return outs
 
-    def upload_round(self, nclients, seconds, reset=True):
-        if reset:
-            self.reset_keys()
-        sample_files = [self.realm.path('lat-%d' % c)
-                        for c in range(nclients)]
-        argvs = [[UPBENCH, 'upload', '--certs', self.lists[nclients][c],
-                  '--anchors', self.realm.ca.cert_pem, '--seconds',
-                  str(seconds), '--samples', sample_files[c]]
-                 for c in range(nclients)]
+    def timed(self, argvs, failures_ok=False):
+        """Run argvs together over one timed round; return their outputs
+        and the CPU seconds the KDC, the clients and the whole machine used
+        in it, with its wall time."""
         procs, start_at = self.start_together(argvs)
         time.sleep(max(0.0, start_at - time.time()))
         before = snapshot(self.kdc_pids)
-        outs = self.collect(procs, argvs, failures_ok=True)
+        outs = self.collect(procs, argvs, failures_ok=failures_ok)
         after = snapshot(self.kdc_pids)
+        return outs, {k: after[k] - before[k] for k in before}
+
+    @staticmethod
+    def cpu_figures(cpu, nclients, requests):
+        """A round's CPU (from timed) per request, and the share of the
+        machine that something else used."""
+        other = cpu['machine'] - cpu['kdc'] - cpu['clients']
+        return {
+            'clients': nclients,
+            'requests': requests,
+            'kdc_cpu_s': cpu['kdc'],
+            'client_cpu_s': cpu['clients'],
+            'machine_busy_s': cpu['machine'],
+            'wall_s': cpu['wall'],
+            'kdc_ms_per_request': 1000.0 * cpu['kdc'] / max(requests, 1),
+            'client_ms_per_request': 1000.0 * cpu['clients'] /
+            max(requests, 1),
+            'kdc_cpu_pct': 100.0 * cpu['kdc'] / cpu['wall'],
+            'other_pct': max(0.0, 100.0 * other / (cpu['wall'] * NCPU)),
+        }
+
+
+class Setup(Rounds):
+    """A realm of one key type and KDC configuration, with its servers."""
+
+    def __init__(self, keytype, workers, nservers, clients):
+        self.keytype = keytype
+        self.workers = workers
+        kdc_args = ('-w', str(workers)) if workers > 1 else ()
+        chatter = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(chatter):
+                realm = harness.Realm(pki=True, pki_keytype=keytype,
+                                      purge_interval='1h', kdc_args=kdc_args)
+                self.principals = []
+                lines = []
+                for i in range(nservers):
+                    princ = 'HTTP/s%d.test@%s' % (i, realm.realm)
+                    cert = realm.server_cert(princ, keytype=keytype)
+                    self.principals.append(princ)
+                    lines.append('%s %s %s\n' % (princ, cert.chain_pem,
+                                                 cert.key_pem))
+                    if i == 0:
+                        self.sample_cert = cert
+        except Exception:
+            sys.stdout.write(chatter.getvalue())
+            raise
+        self.lists = split_lists(realm, lines, clients, 'servers')
+        super().__init__(realm)
+
+    def reset_keys(self):
+        """Revoke every server's keys, keeping its kvno counter."""
+        for princ in self.principals:
+            self.run_tool([harness.TEMPKEY_ADMIN, 'revoke', princ])
+
+    def upload_round(self, nclients, seconds, reset=True):
+        if reset:
+            self.reset_keys()
+        res = self.load_round('upload', self.lists[nclients], seconds)
+        # The names this script's JSON has always used.
+        res['uploads'] = res.pop('requests')
+        res['kdc_ms_per_upload'] = res.pop('kdc_ms_per_request')
+        res['client_ms_per_upload'] = res.pop('client_ms_per_request')
+        return res
+
+    def load_round(self, mode, lists, seconds):
+        """One timed round of "upbench MODE" (upload or fetch), a process
+        per server list, started together; its rate, latencies and the CPU
+        the KDC, the clients and the rest of the machine used."""
+        sample_files = [self.realm.path('lat-%d' % c)
+                        for c in range(len(lists))]
+        argvs = [[UPBENCH, mode, '--certs', lists[c],
+                  '--anchors', self.realm.ca.cert_pem, '--seconds',
+                  str(seconds), '--samples', sample_files[c]]
+                 for c in range(len(lists))]
+        outs, cpu = self.timed(argvs, failures_ok=True)
         results = [kv(out.strip().splitlines()[-1]) for out in outs]
+        counted = 'fetches' if mode == 'fetch' else 'uploads'
+        res = self.cpu_figures(cpu, len(lists),
+                               sum(r[counted] for r in results))
         latencies = []
         for path in sample_files:
             with open(path) as f:
                 latencies += [float(v) for v in f.read().split()]
             os.unlink(path)
         latencies.sort()
-        uploads = sum(r['uploads'] for r in results)
-        cpu = {k: after[k] - before[k] for k in before}
-        other = cpu['machine'] - cpu['kdc'] - cpu['clients']
-        return {
-            'clients': nclients,
+        res.update({
             'rate': sum(r['rate'] for r in results),
-            'uploads': uploads,
             'failures': sum(r['failures'] for r in results),
             'p50_ms': percentile(latencies, 50),
             'p99_ms': percentile(latencies, 99),
-            'kdc_cpu_s': cpu['kdc'],
-            'client_cpu_s': cpu['clients'],
-            'machine_busy_s': cpu['machine'],
-            'wall_s': cpu['wall'],
-            'kdc_ms_per_upload': 1000.0 * cpu['kdc'] / max(uploads, 1),
-            'client_ms_per_upload': 1000.0 * cpu['clients'] /
-            max(uploads, 1),
-            'kdc_cpu_pct': 100.0 * cpu['kdc'] / cpu['wall'],
-            'other_pct': max(0.0, 100.0 * other / (cpu['wall'] * NCPU)),
-        }
+        })
+        return res
 
-    def crypto_round(self, nprocs, seconds):
+    def crypto_round(self, nprocs, seconds, mode='crypto', cert=None,
+                     extra=()):
+        """upbench MODE (crypto or crypto-fetch, with extra arguments) in
+        nprocs processes together, with cert (default: the first
+        server's) as the client's."""
         r = self.realm
-        argv = [UPBENCH, 'crypto', '--kdc-cert', r.kdc_cert.cert_pem,
+        cert = cert or self.sample_cert
+        argv = [UPBENCH, mode, '--kdc-cert', r.kdc_cert.cert_pem,
                 '--kdc-key', r.kdc_cert.key_pem,
-                '--cert', self.sample_cert.chain_pem,
-                '--key', self.sample_cert.key_pem,
-                '--anchors', r.ca.cert_pem, '--seconds', str(seconds)]
+                '--cert', cert.chain_pem, '--key', cert.key_pem,
+                '--anchors', r.ca.cert_pem, '--seconds',
+                str(seconds)] + list(extra)
         argvs = [argv] * nprocs
         procs, _ = self.start_together(argvs)
         outs = self.collect(procs, argvs)
@@ -442,21 +489,27 @@ def int_list(text):
     return [int(v) for v in text.split(',') if v]
 
 
+def add_round_arguments(ap, seconds, seconds_help):
+    """The options of rounds this script and fetchrun.py share."""
+    ap.add_argument('--rounds', type=int, default=5)
+    ap.add_argument('--seconds', type=float, default=seconds,
+                    help=seconds_help)
+    ap.add_argument('--crypto-seconds', type=float, default=0.5,
+                    help='length of each of the three loops of upbench '
+                    'crypto (and crypto-fetch)')
+    ap.add_argument('--keytypes', default='ec,rsa')
+    ap.add_argument('--clients', type=int_list, default=[1, 2])
+    ap.add_argument('--json', help='write every round\'s figures here')
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--rounds', type=int, default=5)
-    ap.add_argument('--seconds', type=float, default=3.0,
-                    help='length of an upload round')
-    ap.add_argument('--crypto-seconds', type=float, default=0.5,
-                    help='length of each of upbench crypto\'s three loops')
+    add_round_arguments(ap, 3.0, 'length of an upload round')
     # Enough servers that none reaches the cap of 64 live key versions
     # within a round (about 500 uploads/s for 3 s).
     ap.add_argument('--servers', type=int, default=64)
-    ap.add_argument('--keytypes', default='ec,rsa')
     ap.add_argument('--workers', type=int_list, default=[1, 2],
                     help='KDC processes: 1 (no -w) or N for -w N')
-    ap.add_argument('--clients', type=int_list, default=[1, 2])
-    ap.add_argument('--json', help='write every round\'s figures here')
     args = ap.parse_args()
     if not os.access(UPBENCH, os.X_OK):
         sys.exit('uprun: %s is missing: run "make bench/upbench"' % UPBENCH)
