@@ -20,8 +20,8 @@ tests/realm.py (pki=True, purge_interval=1h, a single krb5kdc unless
   * --servers shared services HTTP/shared<i>.test, each made with
     "kadmin addprinc -nokey", given --versions key versions by
     "tempkey-admin set" (aes256 and aes128, a day to live, all in use),
-    then marked shared (tempkey_share, a delay of 3600 s): every fetch's
-    answer carries those versions, and none is pending.
+    then marked shared ("tempkey-admin share --delay 3600"): every
+    fetch's answer carries those versions, and none is pending.
 
 One stock realm (database_module main, db2; no tempkey module) with the
 same KDC arguments holds bench-pa, a password principal with
@@ -129,15 +129,13 @@ class SharedSetup(Setup):
     def make_shared(self, princ):
         r = self.realm
         r.kadmin_local('addprinc -nokey ' + princ)
-        # Set while the principal is not yet shared, so that each version
-        # is in use at once rather than pending.
+        # Set before the principal is shared, so that each version is in
+        # use at once rather than pending.
         for v in range(1, self.versions + 1):
             kvno, _ = r.set_key(princ, '1d', r.path('shared.keytab'))
             if kvno != v:
                 raise BenchError('%s got kvno %d, not %d' % (princ, kvno, v))
-        # TEMPORARY until tempkey-admin share lands (t_shared.py does the
-        # same).
-        r.kadmin_local('setstr %s tempkey_share %d' % (princ, SHARE_DELAY))
+        r.tempkey_admin('share', princ, '--delay', str(SHARE_DELAY))
 
     def fetch_round(self, nclients, seconds):
         return self.load_round('fetch', self.member_lists[nclients], seconds)
