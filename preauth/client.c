@@ -640,7 +640,8 @@ tk_cl_tryagain(krb5_context ctx, krb5_clpreauth_moddata md,
         if (tk_decode_error(ctx, &der, &reason, &text, &primary) == 0) {
             s->reason = reason;
             snprintf(s->message, sizeof(s->message), "the KDC refused the "
-                     "upload: %s: %s", tk_reason_name(reason), text);
+                     "%s: %s: %s", s->fetch ? "fetch" : "upload",
+                     tk_reason_name(reason), text);
             snprintf(s->primary, sizeof(s->primary), "%s",
                      primary != NULL ? primary : "");
             free(text);

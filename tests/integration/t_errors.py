@@ -118,8 +118,12 @@ def test_tempkey_admin_files():
           'Improper format of Kerberos configuration file' %
           (r.path('krb5.conf'), bad), env=dict(r.env, KRB5_KDC_PROFILE=bad))
     # Keytabs: a directory, in a missing directory, not a keytab.
-    admin(r, 1, 'set', SVC, '--keytab', r.dir, None,
-          '%s: reading keytab %s: Is a directory' % (SVC, r.dir))
+    # A directory inside the realm's, so that the KEYTAB.lock and
+    # KEYTAB.tempkey-status files beside it stay there too.
+    kt_dir = r.path('a-directory')
+    os.makedirs(kt_dir, exist_ok=True)
+    admin(r, 1, 'set', SVC, '--keytab', kt_dir, None,
+          '%s: reading keytab %s: Is a directory' % (SVC, kt_dir))
     admin(r, 1, 'set', SVC, '--keytab', r.path('nodir', 'kt'), None,
           'cannot lock keytab with %s.lock: No such file or directory' %
           r.path('nodir', 'kt'))
@@ -252,8 +256,10 @@ def test_ktupdate_files():
     # keytab (also for --status), its records file unreadable.
     ktupdate(r, cert, 1, '--keytab', 'MEMORY:x', None,
              'keytab MEMORY:x: only FILE keytabs can be updated')
-    ktupdate(r, cert, 1, '--keytab', r.dir, None,
-             'reading keytab %s: Is a directory' % r.dir)
+    kt_dir = r.path('a-directory')
+    os.makedirs(kt_dir, exist_ok=True)
+    ktupdate(r, cert, 1, '--keytab', kt_dir, None,
+             'reading keytab %s: Is a directory' % kt_dir)
     ktupdate(r, cert, 1, '--keytab', r.path('nodir', 'kt'), None,
              'cannot lock the keytab: cannot lock keytab with %s.lock: No '
              'such file or directory' % r.path('nodir', 'kt'))
