@@ -253,6 +253,12 @@ def test_kadmin_racing_uploads_leaves_dumps_equal():
     others = []
     lock = threading.Lock()
 
+    # The writers take turns among themselves, each racing the uploads:
+    # two kadmin writers racing each other can leave the replicas behind
+    # in stock MIT (libkdb5 stores, then logs, with nothing held between),
+    # which is not what this test is about.
+    kadmin_turn = threading.Lock()
+
     def modprinc_loop(n):
         # Writer 0 goes through kadmind (remote kadmin), the others are
         # kadmin.local; each sets its own maxlife values, 25 rounds at most.
@@ -266,8 +272,9 @@ def test_kadmin_racing_uploads_leaves_dumps_equal():
                        query]
             else:
                 cmd = [KADMIN_LOCAL, '-q', query]
-            proc = subprocess.run(cmd, env=p.env, capture_output=True,
-                                  text=True, timeout=60)
+            with kadmin_turn:
+                proc = subprocess.run(cmd, env=p.env, capture_output=True,
+                                      text=True, timeout=60)
             out = proc.stdout + proc.stderr
             with lock:
                 if 'modify_principal' in out or proc.returncode != 0:
@@ -289,12 +296,12 @@ def test_kadmin_racing_uploads_leaves_dumps_equal():
     for t in writers:
         t.start()
     # Uploads (tk-upload: the upload alone, no keytab or self-test) for as
-    # long as the writers run, 8 at most: the entry stays under the update
+    # long as the writers run, 6 at most: the entry stays under the update
     # log's 2 KB block (see test_entry_outgrowing_the_log_block).
     newest = None
     uploads = 0
     try:
-        for _ in range(8):
+        for _ in range(6):
             if not any(t.is_alive() for t in writers):
                 break
             newest = stored(tk_upload(p, cert, full, '--lifetime', '1h'))[0]
