@@ -53,7 +53,10 @@ typedef struct {
     krb5_kvno kvno;
     int64_t expiry;
     int64_t stored_at;          /* its store's time in the KDC log, or 0 */
+    int64_t active_at;          /* a shared principal's: from its record */
+    krb5_deltat share_delay;
     int64_t refresh_by;
+    krb5_boolean estimated;     /* refresh_by guessed, not known */
 } service;
 
 typedef struct {
@@ -174,7 +177,8 @@ free_names(name_list *list, krb5_boolean owned)
 }
 
 static krb5_error_code
-add_service(report *rp, const char *name, const tk_key_record *newest)
+add_service(report *rp, const char *name, const tk_key_record *newest,
+            krb5_deltat share_delay)
 {
     service *s;
 
@@ -188,6 +192,8 @@ add_service(report *rp, const char *name, const tk_key_record *newest)
         return ENOMEM;
     s->kvno = newest->kvno;
     s->expiry = newest->expiry;
+    s->active_at = newest->active_at;
+    s->share_delay = share_delay;
     rp->nservices++;
     return 0;
 }
@@ -265,7 +271,8 @@ count_entry(report *rp, const char *name, krb5_db_entry *entry)
     }
     if (meta != NULL)
         newest = tk_meta_newest_live(meta, rp->now);
-    ret = (newest != NULL) ? add_service(rp, name, newest) :
+    ret = (newest != NULL) ?
+        add_service(rp, name, newest, tk_entry_share_delay(rp->ctx, entry)) :
         add_copy(&rp->dark, name);
     tk_meta_free(meta);
     return ret;
@@ -531,9 +538,17 @@ find_late(report *rp)
 
     for (i = 0; i < rp->nservices; i++) {
         s = &rp->services[i];
-        if (s->stored_at != 0)
+        s->estimated = FALSE;
+        /* A shared principal's members rotate by the rule the KDC gives
+         * them, from when its newest key comes into use (recorded). */
+        if (s->share_delay > 0 && s->active_at != 0)
+            s->refresh_by = tk_shared_refresh_by(s->expiry, s->active_at,
+                                                 rp->now, s->share_delay);
+        else if (s->stored_at != 0)
             s->refresh_by = s->stored_at + (s->expiry - s->stored_at) * 2 / 3;
         else
+            s->estimated = TRUE;
+        if (s->estimated)
             s->refresh_by = s->expiry - rp->cfg->policy.max_life / 3;
         if (s->refresh_by <= rp->now && add_name(&rp->late, s->name) != 0)
             return ENOMEM;
@@ -617,7 +632,7 @@ print_json(report *rp, const char *realm, const tk_report_options *opt)
         json_text(stdout, s->name);
         printf(", \"kvno\": %u, \"expires\": \"%s\", \"refresh_by\": \"%s\", "
                "\"estimated\": %s}", s->kvno, when, by,
-               s->stored_at == 0 ? "true" : "false");
+               s->estimated ? "true" : "false");
     }
     putchar(']');
     json_names(stdout, "without_live_key", &rp->dark);
@@ -645,7 +660,7 @@ print_text(report *rp, const char *realm, const tk_report_options *opt)
         tk_format_time(s->expiry, when);
         tk_format_time(s->refresh_by, by);
         printf("  %s kvno %u expires %s, refresh by %s%s\n", s->name,
-               s->kvno, when, by, s->stored_at == 0 ? " (estimated)" : "");
+               s->kvno, when, by, s->estimated ? " (estimated)" : "");
     }
     printf("principals without a live key: %zu\n", rp->dark.count);
     for (i = 0; i < rp->dark.count; i++)

@@ -448,6 +448,27 @@ def test_report_counts_shared_principals():
             fail('the text report lacks %r:\n%s' % (line, out))
 
 
+def test_report_knows_a_shared_principals_refresh_by():
+    import json
+    sh = Shared(delay=2)
+    sh.ktupdate('m1', '--lifetime', '9s')
+    rep = json.loads(sh.r.tempkey_admin('--json', 'report'))
+    if rep['past_refresh_by']:
+        fail('a fresh shared key is past its refresh-by: %r' %
+             rep['past_refresh_by'])
+    # Two thirds into its use (6 s), before the delay ahead of its expiry
+    # (7 s): late then, by the members' own rule, not an estimate.
+    time.sleep(6.5)
+    rep = json.loads(sh.r.tempkey_admin('--json', 'report'))
+    late = rep['past_refresh_by']
+    if len(late) != 1 or late[0]['principal'] != SVC_FULL or \
+            late[0]['estimated']:
+        fail('report: past_refresh_by %r' % late)
+    span = parse_iso(late[0]['expires']) - parse_iso(late[0]['refresh_by'])
+    if span != 3:
+        fail('refresh-by %d s before expiry, not 3' % span)
+
+
 def test_daemon_fetches_within_the_delay():
     sh = Shared(delay=9)
     sh.upload('m1')
@@ -561,6 +582,7 @@ Tests().run(test_three_members_three_rotations,
             test_fetch_refusals,
             test_unshare_returns_to_one_host,
             test_report_counts_shared_principals,
+            test_report_knows_a_shared_principals_refresh_by,
             test_daemon_fetches_within_the_delay,
             test_replica_switches_at_the_same_time,
             test_shared_over_kldap)
