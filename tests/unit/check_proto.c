@@ -932,6 +932,78 @@ process(krb5_data pa, tk_upload **up_out)
     return 0;
 }
 
+/* The module's verdict on the KDC's Ack (signed by the KDC, sent in pa,
+ * freed) in the AS-REP after it answered good_offer(). */
+static krb5_error_code
+process_ack(krb5_data ack_pa)
+{
+    krb5_clpreauth_modreq modreq = NULL;
+    krb5_pa_data in, tok, **out = NULL;
+    krb5_data body = { 0, 4, "body" }, offer = good_offer();
+    krb5_error_code ret;
+
+    cl_s.message[0] = '\0';
+    cl_vt.request_init(ctx, NULL, &modreq);
+    memset(&tok, 0, sizeof(tok));
+    tok.pa_type = KRB5_PADATA_AS_FRESHNESS;
+    tok.contents = (krb5_octet *)CL_TOKEN;
+    tok.length = strlen(CL_TOKEN);
+    ck_assert_int_eq(cl_vt.process(ctx, NULL, modreq, NULL, NULL, NULL,
+                                   &cl_req, &body, NULL, &tok, NULL, NULL,
+                                   &out), 0);
+    memset(&in, 0, sizeof(in));
+    in.pa_type = TK_PADATA;
+    in.contents = (krb5_octet *)offer.data;
+    in.length = offer.length;
+    ck_assert_int_eq(cl_vt.process(ctx, NULL, modreq, NULL, NULL, NULL,
+                                   &cl_req, &body, NULL, &in, NULL, NULL,
+                                   &out), 0);
+    free_pa_list(out);
+    out = NULL;
+    in.contents = (krb5_octet *)ack_pa.data;
+    in.length = ack_pa.length;
+    ret = cl_vt.process(ctx, NULL, modreq, NULL, NULL, NULL, &cl_req, &body,
+                        NULL, &in, NULL, NULL, &out);
+    ck_assert_ptr_null(out);
+    cl_vt.request_fini(ctx, NULL, modreq);
+    free(offer.data);
+    free(ack_pa.data);
+    return ret;
+}
+
+/* An Ack answering without a store, whose shared keys are content
+ * encrypted to recipient. */
+static krb5_data
+shared_ack(X509 *recipient, const char *content)
+{
+    tk_ack ack = { CL_CLIENT, 6, cl_now + 3600, cl_now + 2400 };
+    krb5_data plain = { 0, (unsigned int)strlen(content), (char *)content };
+    krb5_data der = { 0, 0, NULL };
+
+    ck_assert_int_eq(tk_cms_encrypt(ctx, recipient, &plain,
+                                    &ack.shared_keys), 0);
+    ack.share_delay = 600;
+    ack.fetched = TRUE;
+    ck_assert_int_eq(tk_encode_ack(ctx, &ack, &der), 0);
+    free(ack.shared_keys.data);
+    return signed_by(cl_kdc, der);
+}
+
+/* A shared principal's keys that are not for this member, or not keys,
+ * are refused with a line saying so. */
+START_TEST(client_refuses_shared_keys_it_cannot_read)
+{
+    ck_assert_int_ne(process_ack(shared_ack(cl_kdc->cert, "anything")), 0);
+    ck_assert_msg(strstr(cl_s.message, "are not encrypted to our "
+                         "certificate") != NULL, "%s", cl_s.message);
+    ck_assert_int_ne(process_ack(shared_ack(cl_server->cert, "not DER")),
+                     0);
+    ck_assert_msg(strstr(cl_s.message, "for this shared principal are "
+                         "malformed") != NULL, "%s", cl_s.message);
+    ck_assert_ptr_null(cl_s.held);
+}
+END_TEST
+
 /* pa is refused before anything is sent, saying what. */
 static void
 expect_refused(krb5_data pa, const char *what)
@@ -1118,6 +1190,7 @@ main(void)
     tcase_add_test(tcc, client_refuses_an_offer_out_of_its_validity);
     tcase_add_test(tcc, client_refuses_hints_that_do_not_fit);
     tcase_add_test(tcc, client_refuses_what_the_kdc_did_not_sign);
+    tcase_add_test(tcc, client_refuses_shared_keys_it_cannot_read);
     suite_add_tcase(s, tcc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
