@@ -708,6 +708,17 @@ def entry_keys(line):
     return keys
 
 
+def _print_kdc_logs(lines=40):
+    """The end of each live realm's KDC log, for a failure's report: the
+    realm's directory goes with the test, and the KDC's own words (a
+    refusal's detail, a store that failed) are often the only clue."""
+    for r in _live_realms:
+        tail = r.kdc_log_text().splitlines()[-lines:]
+        if tail:
+            print('--- the last %d lines of %s' % (len(tail), r.kdc_log))
+            print('\n'.join(tail))
+
+
 class Tests:
     """Run test functions in order, reporting each; exit non-zero on any
     failure.  With shared=True realms live on from one test to the next (a
@@ -729,12 +740,14 @@ class Tests:
                 fn()
             except Failure as e:
                 failed += 1
+                _print_kdc_logs()
                 print('FAIL: %s: %s' % (name, e))
                 continue
             except Exception as e:  # a crash in the test is a failure too
                 import traceback
                 traceback.print_exc()
                 failed += 1
+                _print_kdc_logs()
                 print('FAIL: %s: %r' % (name, e))
                 continue
             finally:
