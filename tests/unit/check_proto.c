@@ -942,6 +942,8 @@ process_ack(krb5_data ack_pa)
     krb5_data body = { 0, 4, "body" }, offer = good_offer();
     krb5_error_code ret;
 
+    /* A fresh session: the offer makes new keys. */
+    tk_client_session_clear(&cl_s);
     cl_s.message[0] = '\0';
     cl_vt.request_init(ctx, NULL, &modreq);
     memset(&tok, 0, sizeof(tok));
